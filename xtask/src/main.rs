@@ -1,0 +1,61 @@
+//! Project automation in the cargo-xtask style: plain Rust instead of shell scripts.
+//!
+//! ```text
+//! cargo xtask test-all [--skip-autobahn] [--no-install]   what CI runs (.ci/run)
+//! cargo xtask autobahn [--only server|client]             WebSocket conformance
+//! cargo xtask demo                                        echo server + clients, round trips
+//! ```
+//!
+//! Rules every command follows:
+//! - child processes live inside a [`proc::ChildGuard`] that kills them (and their
+//!   descendants) on drop, so an error or a panic never leaves a server behind;
+//! - every wait has a deadline and every loop a bound on its count;
+//! - every port is chosen by the OS and every connection goes to 127.0.0.1.
+
+mod autobahn;
+mod demo;
+mod install;
+mod proc;
+mod test_all;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Command-line interface of `cargo xtask`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    about = "Project automation for the transport workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Format check, clippy, install test peers, tests, doctests, Autobahn. What CI runs.
+    TestAll(test_all::Args),
+    /// Run the Autobahn|Testsuite against `tcat serve` and `autobahn-client`.
+    Autobahn(autobahn::Args),
+    /// Start an echo server and a few clients; print messages and round-trip times.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        // Prints its own summary; its last line must stay `N passed, N failed`.
+        Command::TestAll(args) => return test_all::run(&args),
+        Command::Autobahn(args) => autobahn::run(&args),
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

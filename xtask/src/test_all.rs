@@ -1,0 +1,211 @@
+//! `cargo xtask test-all`: everything CI checks, in order, each step counted.
+//!
+//! 1. `cargo fmt --all -- --check`
+//! 2. `cargo clippy --workspace --all-targets -- -D warnings`
+//! 3. Debian packages the tests need (tinyproxy), installed only if missing
+//! 4. Python peers (`websockets`) in `.tools/py`, exported as `TRANSPORT_PYTHON`
+//! 5. `cargo nextest run --workspace` (or `cargo test --workspace` without nextest)
+//! 6. `cargo test --workspace --doc` (nextest does not run doctests)
+//! 7. `cargo xtask autobahn`, when Python 2.7 is present
+//!
+//! A failing step does not stop the later ones. The last line printed is
+//! `N passed, N failed`; the exit code is non-zero if any step failed.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::install::{self, TRANSPORT_PYTHON};
+use crate::{autobahn, proc};
+
+/// The whole run stops starting work after this; CI allows 90 minutes.
+const BUDGET: Duration = Duration::from_secs(75 * 60);
+
+/// Arguments of `cargo xtask test-all`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Do not run the Autobahn|Testsuite.
+    #[arg(long)]
+    skip_autobahn: bool,
+    /// Install nothing; use the Debian packages and Python venv already present.
+    #[arg(long)]
+    no_install: bool,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Debug)]
+struct Runner {
+    deadline: Instant,
+    steps: Vec<(String, Outcome, Duration)>,
+}
+
+impl Runner {
+    /// Runs one step with `limit`, capped by what is left of [`BUDGET`].
+    fn step(&mut self, name: &str, limit: Duration, body: impl FnOnce(Duration) -> Result<()>) {
+        eprintln!("\n==> [{}] {name}", self.steps.len() + 1);
+        let started = Instant::now();
+        let remaining = self.deadline.saturating_duration_since(started);
+        let outcome = if remaining.is_zero() {
+            Outcome::Failed(format!("not started: the {BUDGET:?} budget is spent"))
+        } else {
+            match body(limit.min(remaining)) {
+                Ok(()) => Outcome::Passed,
+                Err(err) => {
+                    eprintln!("==> {name}: FAILED: {err:#}");
+                    Outcome::Failed(format!("{err:#}"))
+                }
+            }
+        };
+        self.steps
+            .push((name.to_owned(), outcome, started.elapsed()));
+    }
+
+    fn skip(&mut self, name: &str, why: &str) {
+        eprintln!("\n==> {name}: skipped ({why})");
+        self.steps.push((
+            name.to_owned(),
+            Outcome::Skipped(why.to_owned()),
+            Duration::ZERO,
+        ));
+    }
+
+    /// Prints the summary; the very last line is `N passed, N failed`.
+    fn finish(self) -> ExitCode {
+        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+        println!("\n==> summary");
+        for (name, outcome, elapsed) in &self.steps {
+            let secs = elapsed.as_secs_f64();
+            match outcome {
+                Outcome::Passed => {
+                    passed += 1;
+                    println!("  PASS  {name:<28} {secs:>7.1}s");
+                }
+                Outcome::Failed(why) => {
+                    failed += 1;
+                    let first = why.lines().next().unwrap_or("");
+                    println!("  FAIL  {name:<28} {secs:>7.1}s  {first}");
+                }
+                Outcome::Skipped(why) => {
+                    skipped += 1;
+                    println!("  SKIP  {name:<28}           {why}");
+                }
+            }
+        }
+        if skipped > 0 {
+            println!("{skipped} step(s) skipped");
+        }
+        println!("{passed} passed, {failed} failed");
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+pub(crate) fn run(args: &Args) -> ExitCode {
+    let mut runner = Runner {
+        deadline: Instant::now() + BUDGET,
+        steps: Vec::new(),
+    };
+
+    runner.step("cargo fmt --check", minutes(5), |limit| {
+        proc::run(proc::cargo().args(["fmt", "--all", "--", "--check"]), limit)
+    });
+    runner.step("cargo clippy", minutes(30), |limit| {
+        proc::run(
+            proc::cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            limit,
+        )
+    });
+
+    let mut python: Option<PathBuf> = None;
+    if args.no_install {
+        runner.skip("install Debian packages", "--no-install");
+        runner.skip("install Python peers", "--no-install");
+        python = install::existing_python_peer();
+    } else {
+        runner.step("install Debian packages", minutes(15), |_| {
+            install::apt_packages()
+        });
+        runner.step("install Python peers", minutes(10), |_| {
+            python = Some(install::python_peers()?);
+            Ok(())
+        });
+    }
+    let with_env = |mut cmd: Command| {
+        if let Some(python) = &python {
+            cmd.env(TRANSPORT_PYTHON, python);
+        }
+        cmd
+    };
+    match &python {
+        Some(p) => eprintln!("{TRANSPORT_PYTHON}={}", p.display()),
+        None => eprintln!("{TRANSPORT_PYTHON} not set by xtask (no .tools/py venv)"),
+    }
+
+    let nextest = proc::output(
+        proc::cargo().args(["nextest", "--version"]),
+        Duration::from_secs(60),
+    )
+    .is_ok();
+    if nextest {
+        runner.step("cargo nextest run", minutes(40), |limit| {
+            let mut cmd = with_env(proc::cargo());
+            cmd.args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--no-fail-fast",
+                "--no-tests=warn",
+            ]);
+            proc::run(&mut cmd, limit)
+        });
+    } else {
+        runner.step("cargo test", minutes(40), |limit| {
+            let mut cmd = with_env(proc::cargo());
+            cmd.args(["test", "--workspace", "--no-fail-fast"]);
+            proc::run(&mut cmd, limit)
+        });
+    }
+    runner.step("cargo test --doc", minutes(15), |limit| {
+        let mut cmd = with_env(proc::cargo());
+        cmd.args(["test", "--workspace", "--doc"]);
+        proc::run(&mut cmd, limit)
+    });
+
+    if args.skip_autobahn {
+        runner.skip("autobahn", "--skip-autobahn");
+    } else if autobahn::find_python27().is_none() {
+        runner.skip(
+            "autobahn",
+            "Python 2.7 not found (set AUTOBAHN_PYTHON); the testsuite needs it",
+        );
+    } else {
+        runner.step("autobahn", minutes(45), |_| {
+            // Bounded by autobahn's own per-process timeouts.
+            autobahn::run(&autobahn::Args::default())
+        });
+    }
+
+    runner.finish()
+}
