@@ -1,0 +1,337 @@
+//! The driver side of a connection, for transport implementers.
+//!
+//! A transport supplies a [`Dial`] (how to open one link and how to run it until it ends);
+//! [`connect`] turns it into a [`Connection`] with a driver task that owns the link, talks to the
+//! handles over bounded channels, and reconnects through the [`ReconnectPolicy`] when the link
+//! drops. Server-side links, which never reconnect, go through [`spawn_accepted`].
+//!
+//! ```text
+//!  Sender ──Command──▶ [bounded] ──▶ driver task ──▶ socket
+//!  Receiver ◀─Result<Message>── [bounded] ◀── driver task ◀── socket
+//! ```
+//!
+//! [`ReconnectPolicy`]: crate::ReconnectPolicy
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::connection::{Command, ConnectionInfo, Shared, plumbing};
+use crate::{CloseFrame, Connection, ConnectionState, Message, TransportConfig, TransportError};
+
+/// How one run of a link ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// This side asked to close and the close completed (or timed out waiting for the peer).
+    LocalClosed,
+    /// The peer closed with this frame (its close was answered).
+    PeerClosed(CloseFrame),
+    /// The link failed.
+    Failed(TransportError),
+}
+
+/// The driver's end of a connection's channels.
+#[derive(Debug)]
+pub struct DriverIo {
+    commands: mpsc::Receiver<Command>,
+    commands_closed: bool,
+    held: Option<Command>,
+    inbound: mpsc::Sender<Result<Message, TransportError>>,
+    shared: Arc<Shared>,
+}
+
+impl DriverIo {
+    /// The next command from the handles.
+    ///
+    /// When every sender has been dropped this waits until the receiver is dropped too, then
+    /// yields a normal close: a connection nobody can use any more closes itself.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn next_command(&mut self) -> Command {
+        if let Some(cmd) = self.held.take() {
+            return cmd;
+        }
+        if !self.commands_closed {
+            if let Some(cmd) = self.commands.recv().await {
+                return cmd;
+            }
+            self.commands_closed = true;
+        }
+        self.inbound.closed().await;
+        Command::Close(CloseFrame::normal())
+    }
+
+    /// Hands a received message to the application, waiting while its queue is full
+    /// (backpressure: do not read the socket meanwhile). Returns `false` when the receiver has
+    /// been dropped; the message is then discarded.
+    ///
+    /// # Cancel safety
+    /// Cancel safe only in the sense that a dropped future drops the message; call
+    /// [`reserve`](Self::reserve) first inside a `select!` to keep messages.
+    pub async fn deliver(&self, message: Message) -> bool {
+        self.inbound.send(Ok(message)).await.is_ok()
+    }
+
+    /// Waits for room in the application's receive queue. `None` when the receiver is gone.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn reserve(&self) -> Option<mpsc::Permit<'_, Result<Message, TransportError>>> {
+        self.inbound.reserve().await.ok()
+    }
+
+    /// Whether the application still has a receiver.
+    pub fn receiver_alive(&self) -> bool {
+        !self.inbound.is_closed()
+    }
+
+    /// Records the close frame the peer sent.
+    pub fn set_peer_close(&self, frame: CloseFrame) {
+        self.shared.set_peer_close(frame);
+    }
+
+    /// Updates the facts about the current link.
+    pub fn set_info(&self, info: ConnectionInfo) {
+        self.shared.set_info(info);
+    }
+
+    /// The configured maximum message size.
+    pub fn max_message_size(&self) -> usize {
+        self.shared.max_message_size
+    }
+
+    /// Whether the application has asked to close.
+    pub fn is_closing(&self) -> bool {
+        self.shared.is_closing()
+    }
+
+    /// Waits until the application asks to close, holding back (not losing) a `Send` that comes
+    /// first. Used while no link is up.
+    async fn wait_close_request(&mut self) {
+        let shared = self.shared.clone();
+        loop {
+            let notified = shared.close_requested.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if shared.is_closing() {
+                return;
+            }
+            if self.held.is_some() {
+                // Commands queue up behind the held one; a close is announced by the notify.
+                notified.await;
+                return;
+            }
+            tokio::select! {
+                cmd = self.next_command() => match cmd {
+                    Command::Close(_) => return,
+                    send @ Command::Send(_) => self.held = Some(send),
+                },
+                () = &mut notified => return,
+            }
+        }
+    }
+
+    /// Records a peer close and turns an outcome into the error that ended the link, if any.
+    /// A peer close with 1000 (or no code) is a clean end.
+    fn outcome_error(&self, outcome: RunOutcome) -> Option<TransportError> {
+        match outcome {
+            RunOutcome::LocalClosed => None,
+            RunOutcome::PeerClosed(frame) => {
+                self.set_peer_close(frame.clone());
+                (!matches!(frame.code, CloseFrame::NORMAL | CloseFrame::NO_STATUS)).then_some(
+                    TransportError::ClosedByPeer {
+                        code: frame.code,
+                        reason: frame.reason,
+                    },
+                )
+            }
+            RunOutcome::Failed(e) => Some(e),
+        }
+    }
+
+    /// Delivers the error that ended the connection and records it for the senders.
+    async fn finish_with_error(&self, e: TransportError) {
+        self.shared.set_error(e.clone());
+        let _ = self.inbound.send(Err(e)).await;
+    }
+}
+
+/// How a transport opens and runs links. The generic driver does the rest: connect timeout,
+/// state changes, reconnects with backoff, close requests while reconnecting.
+pub trait Dial: Send + 'static {
+    /// One open link (a socket with its protocol state).
+    type Link: Send + 'static;
+
+    /// Opens one link. The caller bounds it with the connect timeout.
+    fn dial(&mut self) -> impl Future<Output = Result<Self::Link, TransportError>> + Send;
+
+    /// Facts about a freshly opened link.
+    fn info(&self, link: &Self::Link) -> ConnectionInfo;
+
+    /// Runs a link until it ends, serving `io`.
+    fn run(
+        &mut self,
+        link: Self::Link,
+        io: &mut DriverIo,
+    ) -> impl Future<Output = RunOutcome> + Send;
+}
+
+fn new_io(
+    config: &TransportConfig,
+    info: ConnectionInfo,
+    initial: ConnectionState,
+) -> (Connection, DriverIo) {
+    let shared = Shared::new(initial, info, config.max_message_size, config.close_timeout);
+    let p = plumbing(config.send_buffer, config.recv_buffer, shared);
+    (
+        p.connection,
+        DriverIo {
+            commands: p.commands,
+            commands_closed: false,
+            held: None,
+            inbound: p.inbound,
+            shared: p.shared,
+        },
+    )
+}
+
+async fn dial_once<D: Dial>(dialer: &mut D, timeout: Duration) -> Result<D::Link, TransportError> {
+    match tokio::time::timeout(timeout, dialer.dial()).await {
+        Ok(result) => result,
+        Err(_) => Err(TransportError::Timeout {
+            operation: "connect",
+            after: timeout,
+        }),
+    }
+}
+
+/// Opens a link with `dialer` (bounded by `config.connect_timeout`) and spawns its driver.
+///
+/// The first attempt's failure is returned as is; once connected, drops are handled by
+/// `config.reconnect`: the state goes `Connected -> Reconnecting -> Connected`, or `-> Failed`
+/// when the policy gives up or the error is not retryable.
+///
+/// # Errors
+/// The first attempt's error, or [`TransportError::InvalidConfig`].
+///
+/// # Cancel safety
+/// Cancel safe: a dropped attempt drops what it had opened.
+pub async fn connect<D: Dial>(
+    mut dialer: D,
+    config: &TransportConfig,
+    transport: &'static str,
+) -> Result<Connection, TransportError> {
+    config.validate()?;
+    let link = dial_once(&mut dialer, config.connect_timeout).await?;
+    let info = dialer.info(&link);
+    let (connection, io) = new_io(config, info, ConnectionState::Connected);
+    let config = config.clone();
+    let span = tracing::debug_span!("connection", transport);
+    tokio::spawn(drive(dialer, link, io, config).instrument(span));
+    Ok(connection)
+}
+
+async fn drive<D: Dial>(
+    mut dialer: D,
+    mut link: D::Link,
+    mut io: DriverIo,
+    config: TransportConfig,
+) {
+    let mut backoff = config.reconnect.backoff();
+    loop {
+        backoff.connected(Instant::now().into_std());
+        let outcome = dialer.run(link, &mut io).await;
+        let error = io.outcome_error(outcome);
+        let Some(error) = error else {
+            let _ = io.shared.state.transition(ConnectionState::Disconnected);
+            return;
+        };
+        if io.is_closing() || !config.reconnect.enabled || !error.is_retryable() {
+            debug!(%error, "connection ended");
+            io.finish_with_error(error).await;
+            let _ = io.shared.state.transition(ConnectionState::Disconnected);
+            return;
+        }
+        info!(%error, "connection dropped; reconnecting");
+        let _ = io.shared.state.transition(ConnectionState::Reconnecting);
+        backoff.disconnected(Instant::now().into_std());
+        match reconnect(&mut dialer, &mut io, &mut backoff, &config, error).await {
+            Reconnected::Link(new_link) => {
+                io.set_info(dialer.info(&new_link));
+                let _ = io.shared.state.transition(ConnectionState::Connected);
+                link = new_link;
+            }
+            Reconnected::Closed => {
+                let _ = io.shared.state.transition(ConnectionState::Disconnected);
+                return;
+            }
+            Reconnected::GaveUp(e) => {
+                warn!(error = %e, "reconnect gave up");
+                io.finish_with_error(e).await;
+                let _ = io.shared.state.transition(ConnectionState::Failed);
+                return;
+            }
+        }
+    }
+}
+
+enum Reconnected<L> {
+    Link(L),
+    Closed,
+    GaveUp(TransportError),
+}
+
+async fn reconnect<D: Dial>(
+    dialer: &mut D,
+    io: &mut DriverIo,
+    backoff: &mut crate::Backoff,
+    config: &TransportConfig,
+    mut last: TransportError,
+) -> Reconnected<D::Link> {
+    loop {
+        let Some(delay) = backoff.next_delay(Instant::now().into_std()) else {
+            return Reconnected::GaveUp(last);
+        };
+        debug!(?delay, attempt = backoff.attempts(), "reconnect scheduled");
+        let attempt = async {
+            tokio::time::sleep(delay).await;
+            dial_once(dialer, config.connect_timeout).await
+        };
+        let result = tokio::select! {
+            result = attempt => result,
+            () = io.wait_close_request() => return Reconnected::Closed,
+        };
+        match result {
+            Ok(link) => return Reconnected::Link(link),
+            Err(e) if e.is_retryable() => {
+                debug!(error = %e, "reconnect attempt failed");
+                last = e;
+            }
+            Err(e) => return Reconnected::GaveUp(e),
+        }
+    }
+}
+
+/// Spawns the driver of an accepted (server-side) link: no dialing, no reconnect. `run` serves
+/// the link and hands the [`DriverIo`] back with the outcome.
+pub fn spawn_accepted<F, Fut>(config: &TransportConfig, info: ConnectionInfo, run: F) -> Connection
+where
+    F: FnOnce(DriverIo) -> Fut + Send + 'static,
+    Fut: Future<Output = (RunOutcome, DriverIo)> + Send + 'static,
+{
+    let (connection, io) = new_io(config, info, ConnectionState::Connected);
+    tokio::spawn(async move {
+        let (outcome, io) = run(io).await;
+        let error = io.outcome_error(outcome);
+        if let Some(e) = error {
+            io.finish_with_error(e).await;
+        }
+        let _ = io.shared.state.transition(ConnectionState::Disconnected);
+    });
+    connection
+}

@@ -1,0 +1,53 @@
+//! # transport-core
+//!
+//! The shapes every transport of the `transport` workspace shares: [`Message`],
+//! [`ConnectionState`], [`TransportError`], [`TransportConfig`], [`ReconnectPolicy`], the
+//! [`Transport`] and [`Connector`] traits, the [`Connection`] handle with its [`Sender`] and
+//! [`Receiver`], the generic [`driver`] that transports plug into, and an in-memory transport
+//! ([`memory`]) for your own tests. No protocol code and no sockets live here.
+//!
+//! ```text
+//!            application
+//!   Sender (Clone, Sink) │ ▲ Receiver (Stream)
+//!           ┌────────────▼─┴───────────┐
+//!           │ bounded channels (core)   │
+//!           └────────────┬─▲───────────┘
+//!              driver task (one per connection, owns the socket,
+//!              reconnects through ReconnectPolicy)
+//!            ws │ wt │ sse │ memory
+//! ```
+//!
+//! ## Feature flags
+//! * `tls` (default): [`tls`] builds rustls configurations from [`TlsOptions`] with the ring
+//!   provider, the one crypto provider of the workspace.
+//!
+//! ## Cancel safety
+//! Every public async fn documents it; in short, `send`, `recv` and `close` are cancel safe:
+//! a dropped `send` has not queued its message, a dropped `recv` loses nothing, and a started
+//! close goes on in the background.
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod connection;
+pub mod driver;
+mod error;
+pub mod memory;
+mod message;
+mod reconnect;
+mod state;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
+
+pub use bytes::Bytes;
+pub use bytestring::ByteString;
+pub use config::{TlsOptions, TransportConfig};
+pub use connection::{
+    Command, Connection, ConnectionInfo, Receiver, Sender, SenderSink, TrySendError,
+};
+pub use error::{SharedIoError, TransportError, close_code_is_retryable};
+pub use message::{CloseFrame, Message, MessageMetadata, MessageType};
+pub use reconnect::{Backoff, ReconnectPolicy};
+pub use state::{ConnectionState, IllegalTransition, StateCell};
+pub use transport::{Connector, Transport};

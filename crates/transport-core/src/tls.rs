@@ -1,0 +1,221 @@
+//! rustls configurations built from [`TlsOptions`], with the one crypto provider of the
+//! workspace (ring; see `docs/adr/0001-tls-provider.md`).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::{TlsOptions, TransportError};
+
+/// The crypto provider every transport uses: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses every certificate in a PEM buffer.
+///
+/// # Errors
+/// [`TransportError::Tls`] when the PEM is malformed or holds no certificate.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::tls(format!("reading certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(TransportError::tls("no certificate found in PEM"));
+    }
+    Ok(certs)
+}
+
+/// Parses the first private key (PKCS#8, PKCS#1 or SEC1) in a PEM buffer.
+///
+/// # Errors
+/// [`TransportError::Tls`] when no key can be read.
+pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TransportError> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| TransportError::tls(format!("reading private key PEM: {e}")))
+}
+
+/// A rustls client configuration for these options, offering the given ALPN protocols.
+///
+/// # Errors
+/// [`TransportError::Tls`] for unreadable PEM or an unusable root store.
+pub fn client_config(
+    options: &TlsOptions,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TransportError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::tls(e.to_string()))?;
+    let builder = if options.danger_accept_invalid_certs {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
+    } else {
+        builder.with_root_certificates(root_store(options)?)
+    };
+    let mut config = match &options.client_cert_pem {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(certs_from_pem(chain)?, key_from_pem(key)?)
+            .map_err(|e| TransportError::tls(format!("client certificate: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn root_store(options: &TlsOptions) -> Result<RootCertStore, TransportError> {
+    let mut roots = RootCertStore::empty();
+    if !options.only_custom_roots {
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "skipping unreadable system root certificate");
+        }
+        let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
+    }
+    for pem in &options.root_ca_pem {
+        for cert in certs_from_pem(pem)? {
+            roots
+                .add(cert)
+                .map_err(|e| TransportError::tls(format!("custom root CA: {e}")))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(TransportError::tls(
+            "no trusted root certificates (no system roots found and no custom CA given)",
+        ));
+    }
+    Ok(roots)
+}
+
+/// A rustls server configuration from a PEM certificate chain and key, offering `alpn`.
+///
+/// # Errors
+/// [`TransportError::Tls`] for unreadable PEM or a key that does not match.
+pub fn server_config(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TransportError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs_from_pem(cert_chain_pem)?, key_from_pem(key_pem)?)
+        .map_err(|e| TransportError::tls(format!("server certificate: {e}")))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The server name to verify for a host taken from a URL (DNS name or IP literal).
+///
+/// # Errors
+/// [`TransportError::InvalidUrl`] when the host is neither.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TransportError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_owned())
+        .map_err(|e| TransportError::invalid_url(host, format!("not a valid TLS server name: {e}")))
+}
+
+/// Accepts every certificate; signatures are still checked so the handshake is well-formed.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed() -> (String, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        (cert.cert.pem(), cert.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn builds_client_and_server_configs() {
+        let (cert, key) = self_signed();
+        let mut opts = TlsOptions::default();
+        opts.add_root_ca_pem(cert.clone());
+        opts.only_custom_roots = true;
+        let c = client_config(&opts, &[b"http/1.1"]).unwrap();
+        assert_eq!(c.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        server_config(cert.as_bytes(), key.as_bytes(), &[]).unwrap();
+    }
+
+    #[test]
+    fn bad_pem_is_a_typed_error() {
+        let mut opts = TlsOptions::default();
+        opts.add_root_ca_pem(b"not a pem".to_vec());
+        assert!(matches!(
+            client_config(&opts, &[]),
+            Err(TransportError::Tls { .. })
+        ));
+        assert!(matches!(
+            key_from_pem(b"nothing"),
+            Err(TransportError::Tls { .. })
+        ));
+        let opts = TlsOptions {
+            only_custom_roots: true,
+            ..TlsOptions::default()
+        };
+        assert!(matches!(
+            client_config(&opts, &[]),
+            Err(TransportError::Tls { .. })
+        ));
+    }
+
+    #[test]
+    fn server_names() {
+        assert!(server_name("localhost").is_ok());
+        assert!(server_name("127.0.0.1").is_ok());
+        assert!(server_name("[::1]").is_ok());
+        assert!(server_name("bad name!").is_err());
+    }
+}
