@@ -223,23 +223,18 @@ fn install(python: &Path) -> Result<PathBuf> {
     fs::write(&constraints, &wanted)?;
     let pip = |packages: &[&str]| {
         let mut cmd = Command::new(python);
-        cmd.args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg("--no-warn-script-location")
-        .arg("--prefix")
-        .arg(&prefix)
-        .arg("--constraint")
-        .arg(&constraints)
-        .args(packages)
-        // setuptools lives in the prefix: let pip's sdist builds import it.
-        .env("PYTHONPATH", &site_packages)
-        .env("PIP_NO_INPUT", "1")
-        .stdin(Stdio::null());
+        // -qq: errors only; pip 19 has no switch for its Python 2.7 deprecation banner.
+        cmd.args(["-m", "pip", "install", "-qq", "--disable-pip-version-check"])
+            .arg("--no-warn-script-location")
+            .arg("--prefix")
+            .arg(&prefix)
+            .arg("--constraint")
+            .arg(&constraints)
+            .args(packages)
+            // setuptools lives in the prefix: let pip's sdist builds import it.
+            .env("PYTHONPATH", &site_packages)
+            .env("PIP_NO_INPUT", "1")
+            .stdin(Stdio::null());
         cmd
     };
     proc::run(&mut pip(BOOTSTRAP), INSTALL_TIMEOUT).context("installing setuptools and wheel")?;
@@ -555,11 +550,7 @@ fn render_markdown(sides: &[SideReport], agent: &str) -> String {
                 md.push('\n');
             }
             Err(err) => {
-                let _ = writeln!(
-                    md,
-                    "The run failed: `{}`\n",
-                    format!("{err:#}").replace('\n', " ")
-                );
+                let _ = writeln!(md, "The run failed:\n\n```text\n{err:#}\n```\n");
             }
         }
     }

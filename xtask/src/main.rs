@@ -4,6 +4,7 @@
 //! cargo xtask test-all [--skip-autobahn] [--no-install]   what CI runs (.ci/run)
 //! cargo xtask autobahn [--only server|client]             WebSocket conformance
 //! cargo xtask demo                                        echo server + clients, round trips
+//! cargo xtask install-deps                                tinyproxy, Python peers for tests
 //! ```
 //!
 //! Rules every command follows:
@@ -41,6 +42,9 @@ enum Command {
     Autobahn(autobahn::Args),
     /// Start an echo server and a few clients; print messages and round-trip times.
     Demo(demo::Args),
+    /// Install what the tests need (tinyproxy, Python `websockets` in `.tools/py`) and
+    /// print the `TRANSPORT_PYTHON` to export for running tests by hand.
+    InstallDeps,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,11 @@ fn main() -> ExitCode {
         Command::TestAll(args) => return test_all::run(&args),
         Command::Autobahn(args) => autobahn::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::InstallDeps => install::apt_packages().and_then(|()| {
+            let python = install::python_peers()?;
+            println!("export {}={}", install::TRANSPORT_PYTHON, python.display());
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
