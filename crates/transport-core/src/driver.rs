@@ -12,12 +12,15 @@
 //!
 //! [`ReconnectPolicy`]: crate::ReconnectPolicy
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::PollSender;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::connection::{Command, ConnectionInfo, Shared, plumbing};
@@ -34,36 +37,79 @@ pub enum RunOutcome {
     Failed(TransportError),
 }
 
+type ClosedFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The driver's end of a connection's channels.
-#[derive(Debug)]
+///
+/// Both an async API (for `select!`-style drivers) and a poll API (for drivers written as a
+/// hand-rolled `Future`, like the WebSocket one) are offered.
 pub struct DriverIo {
     commands: mpsc::Receiver<Command>,
     commands_closed: bool,
+    receiver_gone: Option<ClosedFuture>,
     held: Option<Command>,
-    inbound: mpsc::Sender<Result<Message, TransportError>>,
+    inbound: PollSender<Result<Message, TransportError>>,
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for DriverIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverIo")
+            .field("commands_closed", &self.commands_closed)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DriverIo {
-    /// The next command from the handles.
+    /// Polls for the next command from the handles.
     ///
     /// When every sender has been dropped this waits until the receiver is dropped too, then
     /// yields a normal close: a connection nobody can use any more closes itself.
+    pub fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        if let Some(cmd) = self.held.take() {
+            return Poll::Ready(cmd);
+        }
+        if !self.commands_closed {
+            match self.commands.poll_recv(cx) {
+                Poll::Ready(Some(cmd)) => return Poll::Ready(cmd),
+                Poll::Ready(None) => self.commands_closed = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let gone = self.receiver_gone.get_or_insert_with(|| {
+            let tx = self.inbound.get_ref().cloned();
+            Box::pin(async move {
+                if let Some(tx) = tx {
+                    tx.closed().await;
+                }
+            })
+        });
+        gone.as_mut()
+            .poll(cx)
+            .map(|()| Command::Close(CloseFrame::normal()))
+    }
+
+    /// The next command from the handles; see [`poll_command`](Self::poll_command).
     ///
     /// # Cancel safety
     /// Cancel safe.
     pub async fn next_command(&mut self) -> Command {
-        if let Some(cmd) = self.held.take() {
-            return cmd;
-        }
-        if !self.commands_closed {
-            if let Some(cmd) = self.commands.recv().await {
-                return cmd;
-            }
-            self.commands_closed = true;
-        }
-        self.inbound.closed().await;
-        Command::Close(CloseFrame::normal())
+        poll_fn(|cx| self.poll_command(cx)).await
+    }
+
+    /// Polls for room in the application's receive queue. `Ready(false)` when the receiver is
+    /// gone (received messages are then discarded). Once `Ready(true)`, the next
+    /// [`send_reserved`](Self::send_reserved) cannot block.
+    pub fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.inbound.poll_reserve(cx).map(|r| r.is_ok())
+    }
+
+    /// Hands a message to the application through the slot reserved by
+    /// [`poll_reserve`](Self::poll_reserve). Returns `false` (dropping the message) when no slot
+    /// was reserved or the receiver is gone.
+    pub fn send_reserved(&mut self, message: Message) -> bool {
+        self.inbound.send_item(Ok(message)).is_ok()
     }
 
     /// Hands a received message to the application, waiting while its queue is full
@@ -71,23 +117,14 @@ impl DriverIo {
     /// been dropped; the message is then discarded.
     ///
     /// # Cancel safety
-    /// Cancel safe only in the sense that a dropped future drops the message; call
-    /// [`reserve`](Self::reserve) first inside a `select!` to keep messages.
-    pub async fn deliver(&self, message: Message) -> bool {
-        self.inbound.send(Ok(message)).await.is_ok()
-    }
-
-    /// Waits for room in the application's receive queue. `None` when the receiver is gone.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn reserve(&self) -> Option<mpsc::Permit<'_, Result<Message, TransportError>>> {
-        self.inbound.reserve().await.ok()
+    /// Cancel safe, but the message is lost if the future is dropped before it resolves.
+    pub async fn deliver(&mut self, message: Message) -> bool {
+        poll_fn(|cx| self.poll_reserve(cx)).await && self.send_reserved(message)
     }
 
     /// Whether the application still has a receiver.
     pub fn receiver_alive(&self) -> bool {
-        !self.inbound.is_closed()
+        self.inbound.get_ref().is_some_and(|tx| !tx.is_closed())
     }
 
     /// Records the close frame the peer sent.
@@ -155,9 +192,11 @@ impl DriverIo {
     }
 
     /// Delivers the error that ended the connection and records it for the senders.
-    async fn finish_with_error(&self, e: TransportError) {
+    async fn finish_with_error(&mut self, e: TransportError) {
         self.shared.set_error(e.clone());
-        let _ = self.inbound.send(Err(e)).await;
+        if poll_fn(|cx| self.poll_reserve(cx)).await {
+            let _ = self.inbound.send_item(Err(e));
+        }
     }
 }
 
@@ -193,8 +232,9 @@ fn new_io(
         DriverIo {
             commands: p.commands,
             commands_closed: false,
+            receiver_gone: None,
             held: None,
-            inbound: p.inbound,
+            inbound: PollSender::new(p.inbound),
             shared: p.shared,
         },
     )
@@ -326,7 +366,7 @@ where
 {
     let (connection, io) = new_io(config, info, ConnectionState::Connected);
     tokio::spawn(async move {
-        let (outcome, io) = run(io).await;
+        let (outcome, mut io) = run(io).await;
         let error = io.outcome_error(outcome);
         if let Some(e) = error {
             io.finish_with_error(e).await;

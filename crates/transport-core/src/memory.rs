@@ -102,7 +102,9 @@ async fn run_link(link: Link, io: &mut DriverIo, config: &TransportConfig) -> Ru
                     let drain = async {
                         while let Some(f) = rx.recv().await {
                             match f {
-                                Frame::Message(m) => { io.deliver(m).await; }
+                                Frame::Message(m) => {
+                                    io.deliver(m).await;
+                                }
                                 Frame::Close(_) => break,
                             }
                         }

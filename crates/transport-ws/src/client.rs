@@ -1,0 +1,192 @@
+//! The WebSocket client: [`WsConnector`] (a [`Connector`]) and [`connect`].
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
+use transport_core::{Connection, ConnectionInfo, Connector, TransportError};
+
+use crate::WsConfig;
+use crate::error::handshake_error;
+use crate::link::{self, LinkOptions};
+use crate::stream::ClientStream;
+use crate::url::WsUrl;
+
+pub(crate) const TRANSPORT: &str = "ws";
+
+/// Connects to a `ws://` or `wss://` URL.
+///
+/// The returned [`Connection`] reconnects on its own when the link drops, as
+/// `config.transport.reconnect` says.
+///
+/// # Errors
+/// [`TransportError::InvalidUrl`], [`TransportError::InvalidConfig`], or the first attempt's
+/// failure: [`TransportError::ConnectionFailed`], [`TransportError::Timeout`],
+/// [`TransportError::Tls`], [`TransportError::HandshakeRejected`] (with the HTTP status).
+///
+/// # Cancel safety
+/// Cancel safe: a dropped attempt closes the socket it had opened.
+pub async fn connect(url: &str, config: WsConfig) -> Result<Connection, TransportError> {
+    WsConnector::new(url, config)?.connect().await
+}
+
+/// Connects to one WebSocket endpoint; each [`connect`](Connector::connect) opens a new
+/// connection. Cheap to clone.
+#[derive(Clone)]
+pub struct WsConnector {
+    url: Arc<WsUrl>,
+    config: Arc<WsConfig>,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for WsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsConnector")
+            .field("url", &self.url.uri)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsConnector {
+    /// A connector for `url` (`ws://` or `wss://`).
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidUrl`], [`TransportError::InvalidConfig`], or
+    /// [`TransportError::Tls`] when the TLS options cannot be loaded.
+    pub fn new(url: &str, config: WsConfig) -> Result<Self, TransportError> {
+        config.validate()?;
+        let url = WsUrl::parse(url)?;
+        let tls = if url.tls {
+            let client = transport_core::tls::client_config(&config.transport.tls, &[b"http/1.1"])?;
+            Some(TlsConnector::from(client))
+        } else {
+            None
+        };
+        Ok(Self {
+            url: Arc::new(url),
+            config: Arc::new(config),
+            tls,
+        })
+    }
+
+    /// The URL this connector connects to.
+    pub fn url(&self) -> String {
+        self.url.uri.to_string()
+    }
+
+    async fn open(
+        &self,
+    ) -> Result<(WebSocketStream<ClientStream>, ConnectionInfo), TransportError> {
+        let url = &self.url;
+        let config = &self.config;
+        let tcp = crate::proxy::connect_tcp(
+            &url.host,
+            url.port,
+            url.tls,
+            &config.proxy,
+            config.transport.connect_timeout,
+        )
+        .await?;
+        let peer_addr = tcp.peer_addr().ok();
+        let stream = match &self.tls {
+            Some(connector) => {
+                let name = transport_core::tls::server_name(url.bare_host())?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| tls_error(&e))?;
+                ClientStream::Tls(Box::new(tls))
+            }
+            None => ClientStream::Plain(tcp),
+        };
+        let mut request = url
+            .uri
+            .to_string()
+            .into_client_request()
+            .map_err(handshake_error)?;
+        let headers = request.headers_mut();
+        for (name, value) in &config.transport.headers {
+            headers.append(name, value.clone());
+        }
+        if !config.subprotocols.is_empty() {
+            let offered = HeaderValue::from_str(&config.subprotocols.join(", "))
+                .map_err(|e| TransportError::InvalidConfig(format!("subprotocols: {e}")))?;
+            headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, offered);
+        }
+        let (ws, response) = tokio_tungstenite::client_async_with_config(
+            request,
+            stream,
+            Some(config.tungstenite()),
+        )
+        .await
+        .map_err(handshake_error)?;
+        let subprotocol = response
+            .headers()
+            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(chosen) = &subprotocol
+            && !config.subprotocols.iter().any(|p| p == chosen)
+        {
+            return Err(TransportError::protocol(format!(
+                "server chose subprotocol {chosen:?}, which was not offered"
+            )));
+        }
+        let info = ConnectionInfo::new(TRANSPORT)
+            .with_peer_addr(peer_addr)
+            .with_subprotocol(subprotocol);
+        Ok((ws, info))
+    }
+}
+
+fn tls_error(e: &std::io::Error) -> TransportError {
+    // rustls reports certificate and handshake failures as InvalidData I/O errors.
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => TransportError::tls(e.to_string()),
+        _ => TransportError::ConnectionFailed {
+            reason: format!("TLS handshake: {e}"),
+            source: None,
+        },
+    }
+}
+
+struct WsDial {
+    connector: WsConnector,
+}
+
+impl Dial for WsDial {
+    type Link = (WebSocketStream<ClientStream>, ConnectionInfo);
+
+    async fn dial(&mut self) -> Result<Self::Link, TransportError> {
+        self.connector.open().await
+    }
+
+    fn info(&self, link: &Self::Link) -> ConnectionInfo {
+        link.1.clone()
+    }
+
+    async fn run(&mut self, link: Self::Link, io: &mut DriverIo) -> RunOutcome {
+        let _ = link.0.get_ref().tcp().set_nodelay(true);
+        link::run(
+            link.0,
+            io,
+            LinkOptions::new(&self.connector.config.transport, None),
+        )
+        .await
+    }
+}
+
+impl Connector for WsConnector {
+    type Transport = Connection;
+
+    async fn connect(&self) -> Result<Connection, TransportError> {
+        let dial = WsDial {
+            connector: self.clone(),
+        };
+        driver::connect(dial, &self.config.transport, TRANSPORT).await
+    }
+}

@@ -1,0 +1,228 @@
+//! WebSocket client and server configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use transport_core::{TransportConfig, TransportError};
+
+use crate::proxy::ProxyConfig;
+
+/// Read buffer per connection. tungstenite allocates 128 KiB by default, eagerly, per socket;
+/// 4 KiB keeps an idle connection cheap and still reads a typical message in one call.
+pub const DEFAULT_READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes buffered before tungstenite writes to the socket; the driver flushes after each batch
+/// of queued messages, so this only groups small messages.
+pub const DEFAULT_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Largest single frame accepted. Default: 16 MiB (tungstenite's).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// WebSocket client settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WsConfig {
+    /// Settings shared with every transport (timeouts, limits, buffers, keepalive, headers,
+    /// TLS, reconnect).
+    pub transport: TransportConfig,
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`, in preference order. The server must
+    /// pick one of them when any are offered.
+    pub subprotocols: Vec<String>,
+    /// How to reach the server: from the environment (default), direct, or an explicit proxy.
+    pub proxy: ProxyConfig,
+    /// Socket read buffer, bytes. Default: [`DEFAULT_READ_BUFFER`].
+    pub read_buffer_size: usize,
+    /// Write buffer target, bytes. Default: [`DEFAULT_WRITE_BUFFER`].
+    pub write_buffer_size: usize,
+    /// Largest incoming frame, bytes. Default: [`DEFAULT_MAX_FRAME`] (capped by the message
+    /// limit).
+    pub max_frame_size: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            transport: TransportConfig::default(),
+            subprotocols: Vec::new(),
+            proxy: ProxyConfig::default(),
+            read_buffer_size: DEFAULT_READ_BUFFER,
+            write_buffer_size: DEFAULT_WRITE_BUFFER,
+            max_frame_size: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+impl WsConfig {
+    /// Adds an offered subprotocol.
+    pub fn subprotocol(&mut self, protocol: impl Into<String>) -> &mut Self {
+        self.subprotocols.push(protocol.into());
+        self
+    }
+
+    /// Sets how the server is reached.
+    pub fn proxy(&mut self, proxy: ProxyConfig) -> &mut Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// The tungstenite settings these imply.
+    pub(crate) fn tungstenite(&self) -> WebSocketConfig {
+        tungstenite_config(
+            &self.transport,
+            self.read_buffer_size,
+            self.write_buffer_size,
+            self.max_frame_size,
+        )
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`] naming the offending field.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        self.transport.validate()?;
+        check_buffers(self.read_buffer_size, self.max_frame_size)
+    }
+}
+
+fn check_buffers(read_buffer_size: usize, max_frame_size: usize) -> Result<(), TransportError> {
+    if read_buffer_size < 256 {
+        return Err(TransportError::InvalidConfig(
+            "read_buffer_size must be at least 256 bytes".into(),
+        ));
+    }
+    if max_frame_size == 0 {
+        return Err(TransportError::InvalidConfig(
+            "max_frame_size must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn tungstenite_config(
+    transport: &TransportConfig,
+    read_buffer_size: usize,
+    write_buffer_size: usize,
+    max_frame_size: usize,
+) -> WebSocketConfig {
+    let max_message = transport.max_message_size;
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer_size)
+        .write_buffer_size(write_buffer_size)
+        // Bounded: the write buffer may hold the target plus one maximal message.
+        .max_write_buffer_size(write_buffer_size + max_message + 1024)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_frame_size.min(max_message)))
+}
+
+/// Decides whether a handshake request is allowed, after origin and path checks: return
+/// `Err(status)` to refuse it with that HTTP status (e.g. 401 for a missing token).
+pub type Authorize = Arc<dyn Fn(&http::Request<()>) -> Result<(), http::StatusCode> + Send + Sync>;
+
+/// WebSocket server settings.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct WsServerConfig {
+    /// Per-connection settings (limits, buffers, keepalive, close timeout). Its `reconnect`,
+    /// `headers` and `tls` fields do not apply to accepted connections.
+    pub transport: TransportConfig,
+    /// Allowed `Origin` values (exact match, e.g. `https://app.example.com`). `None` allows any
+    /// origin, including requests without one (non-browser clients). Default: `None`.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Most connections open at once (handshakes in progress included); more are refused with
+    /// HTTP 503. Default: 10,000.
+    pub max_connections: usize,
+    /// Deadline for the TCP-accept-to-upgrade phase (TLS and HTTP handshake); a client that
+    /// dribbles its request (slowloris) is dropped. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Subprotocols the server speaks, in preference order; the first one the client also
+    /// offers is chosen.
+    pub subprotocols: Vec<String>,
+    /// Accepted connections not yet taken by `accept()`; beyond it, handshakes wait.
+    /// Default: 128.
+    pub accept_backlog: usize,
+    /// Socket read buffer per connection, bytes. Default: [`DEFAULT_READ_BUFFER`].
+    pub read_buffer_size: usize,
+    /// Write buffer target per connection, bytes. Default: [`DEFAULT_WRITE_BUFFER`].
+    pub write_buffer_size: usize,
+    /// Largest incoming frame, bytes. Default: [`DEFAULT_MAX_FRAME`].
+    pub max_frame_size: usize,
+    /// Optional application check of each handshake request.
+    pub authorize: Option<Authorize>,
+}
+
+impl Default for WsServerConfig {
+    fn default() -> Self {
+        Self {
+            transport: TransportConfig::default(),
+            allowed_origins: None,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            subprotocols: Vec::new(),
+            accept_backlog: 128,
+            read_buffer_size: DEFAULT_READ_BUFFER,
+            write_buffer_size: DEFAULT_WRITE_BUFFER,
+            max_frame_size: DEFAULT_MAX_FRAME,
+            authorize: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WsServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsServerConfig")
+            .field("transport", &self.transport)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("max_connections", &self.max_connections)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("subprotocols", &self.subprotocols)
+            .field("accept_backlog", &self.accept_backlog)
+            .field("authorize", &self.authorize.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsServerConfig {
+    /// Restricts handshakes to these origins.
+    pub fn allow_origins<I, S>(&mut self, origins: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the application's handshake check.
+    pub fn authorize(
+        &mut self,
+        check: impl Fn(&http::Request<()>) -> Result<(), http::StatusCode> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.authorize = Some(Arc::new(check));
+        self
+    }
+
+    pub(crate) fn tungstenite(&self) -> WebSocketConfig {
+        tungstenite_config(
+            &self.transport,
+            self.read_buffer_size,
+            self.write_buffer_size,
+            self.max_frame_size,
+        )
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`] naming the offending field.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        self.transport.validate()?;
+        if self.max_connections == 0 || self.accept_backlog == 0 {
+            return Err(TransportError::InvalidConfig(
+                "max_connections and accept_backlog must be at least 1".into(),
+            ));
+        }
+        check_buffers(self.read_buffer_size, self.max_frame_size)
+    }
+}

@@ -1,0 +1,546 @@
+//! The WebSocket server: accept on a `TcpListener` (plain or TLS) with [`WsServer`], or upgrade
+//! requests inside an existing hyper service with [`upgrade`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, warn};
+use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::{Connection, ConnectionInfo, TransportError};
+
+use crate::WsServerConfig;
+use crate::client::TRANSPORT;
+use crate::link::{self, LinkOptions};
+
+/// What the application learns about an accepted connection's handshake request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WsRequest {
+    /// Request path, e.g. `/chat`.
+    pub path: String,
+    /// Query string without `?`, if any.
+    pub query: Option<String>,
+    /// All request headers (Origin, Authorization, cookies, ...).
+    pub headers: HeaderMap,
+    /// The client's address.
+    pub peer_addr: Option<SocketAddr>,
+    /// The negotiated subprotocol.
+    pub subprotocol: Option<String>,
+}
+
+/// Checks a handshake request against the server's rules. Returns the chosen subprotocol.
+fn check_request(request: &Request, config: &WsServerConfig) -> Result<Option<String>, StatusCode> {
+    if let Some(allowed) = &config.allowed_origins {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+            debug!(?origin, "handshake refused: origin not allowed");
+            return Err(StatusCode::FORBIDDEN);
+        }
+    }
+    if let Some(authorize) = &config.authorize {
+        authorize(request)?;
+    }
+    let offered: Vec<&str> = request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok(config
+        .subprotocols
+        .iter()
+        .find(|p| offered.contains(&p.as_str()))
+        .cloned())
+}
+
+fn request_info(
+    request: &Request,
+    peer_addr: Option<SocketAddr>,
+    subprotocol: Option<String>,
+) -> WsRequest {
+    WsRequest {
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().map(str::to_owned),
+        headers: request.headers().clone(),
+        peer_addr,
+        subprotocol,
+    }
+}
+
+/// Spawns the driver of an upgraded socket; `guard` lives as long as the connection.
+fn spawn_link<S, G>(
+    ws: WebSocketStream<S>,
+    config: &WsServerConfig,
+    info: ConnectionInfo,
+    shutdown: Option<CancellationToken>,
+    guard: G,
+) -> Connection
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    G: Send + 'static,
+{
+    let options = LinkOptions::new(&config.transport, shutdown);
+    let span = tracing::debug_span!("ws", peer = ?info.peer_addr);
+    driver::spawn_accepted(&config.transport, info, move |mut io: DriverIo| {
+        async move {
+            let outcome: RunOutcome = link::run(ws, &mut io, options).await;
+            drop(guard);
+            (outcome, io)
+        }
+        .instrument(span)
+    })
+}
+
+/// A WebSocket server on a TCP listener, plain or TLS.
+///
+/// Connections are accepted in the background (TLS and HTTP handshakes run concurrently, each
+/// under `handshake_timeout`) and handed out by [`accept`](Self::accept). Dropping the server or
+/// calling [`shutdown`](Self::shutdown) stops accepting and closes every connection with 1001.
+#[derive(Debug)]
+pub struct WsServer {
+    local_addr: SocketAddr,
+    tls: bool,
+    incoming: mpsc::Receiver<(Connection, WsRequest)>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    open: Arc<AtomicUsize>,
+    close_timeout: Duration,
+}
+
+impl WsServer {
+    /// Binds a plain (`ws://`) server.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`], or [`TransportError::ConnectionFailed`] when binding
+    /// fails.
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        config: WsServerConfig,
+    ) -> Result<Self, TransportError> {
+        let listener = bind(addr).await?;
+        Self::from_listener(listener, config, None)
+    }
+
+    /// Binds a TLS (`wss://`) server with a rustls configuration (see
+    /// [`transport_core::tls::server_config`]).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub async fn bind_tls(
+        addr: impl ToSocketAddrs,
+        config: WsServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<Self, TransportError> {
+        let listener = bind(addr).await?;
+        Self::from_listener(listener, config, Some(tls))
+    }
+
+    /// Serves on an existing listener; TLS when `tls` is given.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`], or [`TransportError::ConnectionFailed`] when the
+    /// listener has no local address.
+    pub fn from_listener(
+        listener: TcpListener,
+        config: WsServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Self, TransportError> {
+        config.validate()?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| TransportError::connection_failed("listener address", e))?;
+        let (tx, incoming) = mpsc::channel(config.accept_backlog);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let open = Arc::new(AtomicUsize::new(0));
+        let close_timeout = config.transport.close_timeout;
+        let acceptor = Acceptor {
+            config: Arc::new(config),
+            tls: tls.map(TlsAcceptor::from),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            open: open.clone(),
+            tx,
+        };
+        let is_tls = acceptor.tls.is_some();
+        tracker.spawn(
+            acceptor
+                .run(listener)
+                .instrument(tracing::debug_span!("ws-server", %local_addr)),
+        );
+        Ok(Self {
+            local_addr,
+            tls: is_tls,
+            incoming,
+            shutdown,
+            tracker,
+            open,
+            close_timeout,
+        })
+    }
+
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `ws://ADDR` or `wss://ADDR`.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "wss" } else { "ws" },
+            self.local_addr
+        )
+    }
+
+    /// Connections open now (including handshakes in progress).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// The next accepted connection and its handshake request; `None` after shutdown.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn accept(&mut self) -> Option<(Connection, WsRequest)> {
+        self.incoming.recv().await
+    }
+
+    /// Stops accepting, closes every open connection with 1001 ("going away"), and waits until
+    /// they are closed, at most the close timeout plus one second.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        self.incoming.close();
+        // Connections accepted but never taken by the application close too.
+        while self.incoming.try_recv().is_ok() {}
+        self.tracker.close();
+        let limit = self.close_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = self.open_connections(),
+                "shutdown: connections still open after {limit:?}"
+            );
+        }
+    }
+}
+
+impl Drop for WsServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener, TransportError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| TransportError::connection_failed("binding the listener", e))
+}
+
+/// Counts an open connection until dropped.
+struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Acceptor {
+    config: Arc<WsServerConfig>,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    open: Arc<AtomicUsize>,
+    tx: mpsc::Sender<(Connection, WsRequest)>,
+}
+
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let this = Arc::new(self);
+        loop {
+            let accepted = tokio::select! {
+                () = this.shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                debug!(%peer, "refusing connection: max_connections reached");
+                this.tracker
+                    .spawn(refuse(tcp, StatusCode::SERVICE_UNAVAILABLE));
+                continue;
+            };
+            this.open.fetch_add(1, Ordering::Relaxed);
+            let guard = OpenGuard {
+                open: this.open.clone(),
+                _permit: permit,
+            };
+            let this2 = this.clone();
+            this.tracker.spawn(async move {
+                let deadline = this2.config.handshake_timeout;
+                let shake = this2.handshake(tcp, peer, guard);
+                tokio::select! {
+                    () = this2.shutdown.cancelled() => {}
+                    result = tokio::time::timeout(deadline, shake) => match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => debug!(%peer, error = %e, "handshake failed"),
+                        Err(_) => debug!(%peer, "handshake timed out after {deadline:?}"),
+                    },
+                }
+            });
+        }
+    }
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        guard: OpenGuard,
+    ) -> Result<(), TransportError> {
+        match &self.tls {
+            Some(acceptor) => {
+                let tls = acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| TransportError::tls(e.to_string()))?;
+                self.upgrade(tls, peer, guard).await
+            }
+            None => self.upgrade(tcp, peer, guard).await,
+        }
+    }
+
+    async fn upgrade<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        guard: OpenGuard,
+    ) -> Result<(), TransportError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = &self.config;
+        let mut seen: Option<WsRequest> = None;
+        // The error type is tungstenite's; its size is not ours to choose.
+        #[allow(clippy::result_large_err)]
+        let callback =
+            |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+                match check_request(request, config) {
+                    Ok(subprotocol) => {
+                        if let Some(p) = &subprotocol
+                            && let Ok(v) = HeaderValue::from_str(p)
+                        {
+                            response
+                                .headers_mut()
+                                .insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+                        }
+                        seen = Some(request_info(request, Some(peer), subprotocol));
+                        Ok(response)
+                    }
+                    Err(status) => {
+                        let mut refusal = ErrorResponse::new(None);
+                        *refusal.status_mut() = status;
+                        Err(refusal)
+                    }
+                }
+            };
+        let ws = tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            callback,
+            Some(config.tungstenite()),
+        )
+        .await
+        .map_err(crate::error::handshake_error)?;
+        let request =
+            seen.ok_or_else(|| TransportError::protocol("handshake finished without a request"))?;
+        let info = ConnectionInfo::new(TRANSPORT)
+            .with_peer_addr(Some(peer))
+            .with_subprotocol(request.subprotocol.clone());
+        let connection = spawn_link(
+            ws,
+            config,
+            info,
+            Some(self.shutdown.child_token()),
+            (guard, self.tracker.token()),
+        );
+        // Waits while the application's accept backlog is full.
+        self.tx
+            .send((connection, request))
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+}
+
+/// Answers a refused TCP connection with a bare HTTP status, briefly.
+async fn refuse(mut tcp: TcpStream, status: StatusCode) {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(head.as_bytes())).await;
+}
+
+/// An upgrade answered with 101 whose connection is not running yet: await
+/// [`finish`](Self::finish) after the response has been returned to hyper.
+#[derive(Debug)]
+pub struct PendingUpgrade {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    config: Arc<WsServerConfig>,
+    request: WsRequest,
+}
+
+impl PendingUpgrade {
+    /// The handshake request.
+    pub fn request(&self) -> &WsRequest {
+        &self.request
+    }
+
+    /// Waits for hyper to hand over the upgraded socket and starts the connection.
+    ///
+    /// # Errors
+    /// [`TransportError::ConnectionFailed`] when the upgrade did not happen (the client went
+    /// away, or the service was not served `with_upgrades()`).
+    pub async fn finish(self) -> Result<(Connection, WsRequest), TransportError> {
+        let upgraded = self
+            .on_upgrade
+            .await
+            .map_err(|e| TransportError::ConnectionFailed {
+                reason: format!("HTTP upgrade failed: {e}"),
+                source: None,
+            })?;
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(self.config.tungstenite()),
+        )
+        .await;
+        let info = ConnectionInfo::new(TRANSPORT)
+            .with_peer_addr(self.request.peer_addr)
+            .with_subprotocol(self.request.subprotocol.clone());
+        let connection = spawn_link(ws, &self.config, info, None, ());
+        Ok((connection, self.request))
+    }
+}
+
+/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`).
+pub fn is_upgrade_request<B>(request: &http::Request<B>) -> bool {
+    header_has_token(request.headers(), header::UPGRADE, "websocket")
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The response [`upgrade`] produces: `101` on success, an error status otherwise.
+pub type UpgradeResponse = http::Response<Empty<Bytes>>;
+
+fn status_response(status: StatusCode) -> UpgradeResponse {
+    let mut response = http::Response::new(Empty::new());
+    *response.status_mut() = status;
+    if status == StatusCode::UPGRADE_REQUIRED {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    response
+}
+
+/// Upgrades a request received by a hyper HTTP/1.1 service (served `with_upgrades()`) to a
+/// WebSocket connection, applying the same checks as [`WsServer`] (origin allow-list,
+/// `authorize`, subprotocol choice).
+///
+/// Returns the `101 Switching Protocols` response to send and a [`PendingUpgrade`] to finish
+/// once hyper has sent it (typically in a spawned task). When the request is not an acceptable
+/// WebSocket handshake, `Err` holds the response to send instead (400, 403, 426, ...).
+pub fn upgrade<B>(
+    request: &mut http::Request<B>,
+    config: Arc<WsServerConfig>,
+    peer_addr: Option<SocketAddr>,
+) -> Result<(UpgradeResponse, PendingUpgrade), UpgradeResponse> {
+    let headers = request.headers();
+    if request.method() != http::Method::GET
+        || !is_upgrade_request(request)
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return Err(status_response(StatusCode::BAD_REQUEST));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(status_response(StatusCode::UPGRADE_REQUIRED));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(status_response(StatusCode::BAD_REQUEST));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.headers_mut() = request.headers().clone();
+    let subprotocol = check_request(&head, &config).map_err(status_response)?;
+    let info = request_info(&head, peer_addr, subprotocol.clone());
+
+    let mut response = status_response(StatusCode::SWITCHING_PROTOCOLS);
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = subprotocol
+        && let Ok(v) = HeaderValue::from_str(&p)
+    {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    let pending = PendingUpgrade {
+        on_upgrade: hyper::upgrade::on(request),
+        config,
+        request: info,
+    };
+    Ok((response, pending))
+}
