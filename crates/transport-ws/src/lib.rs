@@ -19,6 +19,37 @@
 //! * a server with origin allow-list, connection limit, handshake deadline and graceful
 //!   shutdown that sends close frames.
 //!
+//! ## Example
+//!
+//! ```
+//! use transport_core::{Message, Transport};
+//! use transport_ws::{WsConfig, WsServer, WsServerConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), transport_core::TransportError> {
+//! // Server: every accepted connection implements `Transport`.
+//! let mut server = WsServer::bind("127.0.0.1:0", WsServerConfig::default()).await?;
+//! let url = server.url();
+//! tokio::spawn(async move {
+//!     while let Some((mut conn, _request)) = server.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Ok(Some(m)) = conn.recv().await {
+//!                 let _ = conn.send(m).await;
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! // Client: reconnects on its own through the configured ReconnectPolicy.
+//! let mut config = WsConfig::default();
+//! config.proxy(transport_ws::ProxyConfig::none());
+//! let mut conn = transport_ws::connect(&url, config).await?;
+//! conn.send(Message::text("hello")).await?;
+//! assert_eq!(conn.recv().await?, Some(Message::text("hello")));
+//! conn.close(1000, "bye").await?;
+//! # Ok(()) }
+//! ```
+//!
 //! ## Cancel safety
 //! [`connect`] and [`WsServer::accept`] are cancel safe; so are the connection's `send`, `recv`
 //! and `close` (see `transport-core`).
