@@ -294,11 +294,16 @@ impl Sender {
         let mut state = self.watch_state();
         let first = !self.shared.closing.swap(true, Ordering::AcqRel);
         self.shared.close_requested.notify_waiters();
+        if first {
+            // Queued behind the messages already accepted, so they go out first. Enqueued from
+            // a task of its own so the close goes on even if this future is dropped or the
+            // queue stays full past the deadline. A closed channel means the driver is gone.
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Command::Close(frame)).await;
+            });
+        }
         let wait = async {
-            if first {
-                // A closed channel means the driver is already gone: nothing to wait for.
-                let _ = self.tx.send(Command::Close(frame)).await;
-            }
             let _ = state.wait_for(|s| s.is_terminal()).await;
         };
         tokio::time::timeout(deadline, wait)
