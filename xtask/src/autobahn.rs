@@ -309,7 +309,7 @@ fn test_server(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
 
     let mut cmd = wstest(launcher, work)?;
     cmd.args(["-m", "fuzzingclient", "-s"]).arg(&spec_path);
-    let result = proc::run(&mut cmd, RUN_TIMEOUT);
+    let result = proc::run_logged(&mut cmd, RUN_TIMEOUT, &work.join("fuzzingclient.log"));
     if let Some(status) = server.try_wait()? {
         bail!("`tcat serve` exited during the run ({status})");
     }
@@ -334,13 +334,20 @@ fn test_client(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
 
     let mut cmd = wstest(launcher, work)?;
     // --webport 0: no report web server (its default is the fixed port 8080).
+    let log_path = work.join("fuzzingserver.log");
+    let log = fs::File::create(&log_path)?;
     cmd.args(["-m", "fuzzingserver", "--webport", "0", "-s"])
         .arg(&spec_path)
-        .stdout(Stdio::null());
-    eprintln!("$ {}", proc::display(&cmd));
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    eprintln!("$ {}  > {}", proc::display(&cmd), log_path.display());
     let mut server = ChildGuard::spawn(&mut cmd)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    proc::wait_for_tcp(addr, &mut server, Instant::now() + READY_TIMEOUT)?;
+    let ready = proc::wait_for_tcp(addr, &mut server, Instant::now() + READY_TIMEOUT);
+    if ready.is_err() {
+        proc::print_tail(&log_path, 40);
+    }
+    ready?;
 
     let mut client = Command::new(&client_bin);
     client
@@ -348,6 +355,7 @@ fn test_client(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
         .stdin(Stdio::null());
     let result = proc::run(&mut client, RUN_TIMEOUT);
     if let Some(status) = server.try_wait()? {
+        proc::print_tail(&log_path, 40);
         bail!("`wstest -m fuzzingserver` exited during the run ({status})");
     }
     result
@@ -370,6 +378,8 @@ struct Outcome {
     counts: BTreeMap<String, usize>,
     /// Excluded cases found in the report (normally none: they are not run).
     excluded: usize,
+    /// Accepted cases that are not plain OK, by behavior (NON-STRICT, INFORMATIONAL).
+    lenient: BTreeMap<String, Vec<String>>,
     failures: Vec<Failure>,
 }
 
@@ -461,6 +471,14 @@ fn parse_reports(outdir: &Path, agent: &str) -> Result<Outcome> {
         let behavior = field("behavior");
         let behavior_close = field("behaviorClose");
         *outcome.counts.entry(behavior.to_owned()).or_default() += 1;
+        for b in [behavior, behavior_close] {
+            if b != "OK" && ACCEPTED.contains(&b) {
+                let ids = outcome.lenient.entry(b.to_owned()).or_default();
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
         if !ACCEPTED.contains(&behavior) || !ACCEPTED.contains(&behavior_close) {
             let report: Value = case
                 .get("reportfile")
@@ -489,6 +507,9 @@ fn parse_reports(outdir: &Path, agent: &str) -> Result<Outcome> {
         }
     }
     outcome.failures.sort_by_key(|f| case_key(&f.id));
+    for ids in outcome.lenient.values_mut() {
+        ids.sort_by_key(|id| case_key(id));
+    }
     Ok(outcome)
 }
 
@@ -527,6 +548,19 @@ fn render_markdown(sides: &[SideReport], agent: &str) -> String {
         ACCEPTED.join(", ")
     );
     render_counts(&mut md, sides);
+    let _ = writeln!(md, "## Accepted, but not plain OK\n");
+    for side in sides {
+        if let Ok(o) = &side.outcome {
+            let _ = writeln!(md, "- {}:", side.label());
+            if o.lenient.is_empty() {
+                let _ = writeln!(md, "  none");
+            }
+            for (behavior, ids) in &o.lenient {
+                let _ = writeln!(md, "  - {behavior}: {}", ids.join(", "));
+            }
+        }
+    }
+    md.push('\n');
     let _ = writeln!(md, "## Cases that did not pass\n");
     for side in sides {
         let _ = writeln!(md, "### {}\n", side.label());

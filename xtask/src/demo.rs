@@ -160,27 +160,27 @@ fn run_client(
     let mut stdin = guard.child_mut().stdin.take().context("tcat stdin")?;
     let stdout = guard.child_mut().stdout.take().context("tcat stdout")?;
     let lines = proc::stdout_lines(stdout, None);
-    let mut send_and_wait = |text: &str| -> Result<Duration> {
+    let mut send_and_wait = |text: &str| -> Result<(Duration, String)> {
         let started = Instant::now();
         writeln!(stdin, "{text}")
             .and_then(|()| stdin.flush())
             .with_context(|| format!("client {client}: cannot write to tcat connect"))?;
         let wait_until = deadline.min(Instant::now() + ECHO_TIMEOUT);
-        echo_of(&lines, text, wait_until).with_context(|| format!("client {client}"))?;
-        Ok(started.elapsed())
+        let echo = echo_of(&lines, text, wait_until).with_context(|| format!("client {client}"))?;
+        Ok((started.elapsed(), echo))
     };
 
     let hello = format!("hello from client {client}");
-    let rtt = send_and_wait(&hello)?;
+    let (rtt, echo) = send_and_wait(&hello)?;
     println!(
-        "client {client}: sent {hello:?}, echoed back in {:.3} ms",
+        "client {client}: sent {hello:?}, got {echo:?} back in {:.3} ms",
         rtt.as_secs_f64() * 1e3
     );
 
     let mut rtts = Vec::with_capacity(pings);
     for i in 1..=pings {
         // Fixed width so that no ping's text contains another's.
-        rtts.push(send_and_wait(&format!("ping {client:02}.{i:05}"))?);
+        rtts.push(send_and_wait(&format!("ping {client:02}.{i:05}"))?.0);
         if i % 50 == 0 || i == pings {
             let mut sorted = rtts.clone();
             sorted.sort_unstable();
@@ -203,10 +203,9 @@ fn run_client(
     Ok(Stats { client, rtts })
 }
 
-/// Waits for the echo of `text` (a line containing it) until `deadline`.
-fn echo_of(lines: &Receiver<String>, text: &str, deadline: Instant) -> Result<()> {
+/// Waits for the echo of `text` (a line containing it) until `deadline`; returns the line.
+fn echo_of(lines: &Receiver<String>, text: &str, deadline: Instant) -> Result<String> {
     proc::wait_for_line(lines, deadline, &format!("the echo of {text:?}"), |line| {
         line.contains(text)
     })
-    .map(drop)
 }

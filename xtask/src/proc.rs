@@ -35,11 +35,32 @@ pub(crate) fn target_dir() -> PathBuf {
     }
 }
 
-/// A `cargo` command: the cargo that started us (`$CARGO`) or the one on `PATH`.
+/// Variables `cargo run` sets for xtask itself, by prefix. A nested cargo must not see them:
+/// build scripts such as ring's watch `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, so inheriting
+/// xtask's values would rebuild them (and everything above) on every switch between a shell
+/// `cargo build` and an xtask one.
+const CARGO_RUN_VARS: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
+/// A `cargo` command: the cargo that started us (`$CARGO`) or the one on `PATH`, run from
+/// the workspace root, without the variables `cargo run` set for xtask.
 pub(crate) fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(project_root());
+    for (key, _) in std::env::vars_os() {
+        let inherited_from_cargo_run = key
+            .to_str()
+            .is_some_and(|k| CARGO_RUN_VARS.iter().any(|prefix| k.starts_with(prefix)));
+        if inherited_from_cargo_run {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 
@@ -52,8 +73,14 @@ pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Renders a command the way a shell user would type it, for logs.
+/// `$CARGO` is an absolute toolchain path; it shows as plain `cargo`.
 pub(crate) fn display(cmd: &Command) -> String {
-    let mut out = cmd.get_program().to_string_lossy().into_owned();
+    let program = Path::new(cmd.get_program());
+    let mut out = if program.file_name() == Some(OsStr::new("cargo")) {
+        "cargo".to_owned()
+    } else {
+        program.to_string_lossy().into_owned()
+    };
     for arg in cmd.get_args() {
         out.push(' ');
         out.push_str(&arg.to_string_lossy());
@@ -70,6 +97,40 @@ pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Result<()> {
         bail!("`{}` failed: {status}", display(cmd));
     }
     Ok(())
+}
+
+/// Runs `cmd` with stdout and stderr going to `log`; on failure prints the log's tail.
+pub(crate) fn run_logged(cmd: &mut Command, timeout: Duration, log: &Path) -> Result<()> {
+    eprintln!("$ {}  > {}", display(cmd), log.display());
+    let file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    cmd.stdout(file.try_clone()?).stderr(file);
+    let result = ChildGuard::spawn(cmd)?
+        .wait_timeout(timeout)
+        .and_then(|status| {
+            if status.success() {
+                Ok(())
+            } else {
+                bail!("`{}` failed: {status}", display(cmd))
+            }
+        });
+    if result.is_err() {
+        print_tail(log, 40);
+    }
+    result
+}
+
+/// Prints the last `lines` lines of a log file to stderr.
+pub(crate) fn print_tail(log: &Path, lines: usize) {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    let all: Vec<&str> = text.lines().collect();
+    eprintln!("--- last lines of {} ---", log.display());
+    for line in &all[all.len().saturating_sub(lines)..] {
+        eprintln!("{line}");
+    }
+    eprintln!("---");
 }
 
 /// Runs `cmd` quietly and returns its stdout; stderr is returned in the error on failure.
