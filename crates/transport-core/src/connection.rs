@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     error: Mutex<Option<TransportError>>,
     peer_close: Mutex<Option<CloseFrame>>,
     info: Mutex<ConnectionInfo>,
+    send_unsupported: Mutex<Option<String>>,
+    has_send_restriction: AtomicBool,
     pub(crate) max_message_size: usize,
     close_timeout: Duration,
     pub(crate) close_requested: Notify,
@@ -94,6 +96,8 @@ impl Shared {
             error: Mutex::new(None),
             peer_close: Mutex::new(None),
             info: Mutex::new(info),
+            send_unsupported: Mutex::new(None),
+            has_send_restriction: AtomicBool::new(false),
             max_message_size,
             close_timeout,
             close_requested: Notify::new(),
@@ -106,6 +110,32 @@ impl Shared {
 
     pub(crate) fn set_peer_close(&self, frame: CloseFrame) {
         *lock(&self.peer_close) = Some(frame);
+    }
+
+    pub(crate) fn set_send_unsupported(&self, reason: Option<String>) {
+        self.has_send_restriction
+            .store(reason.is_some(), Ordering::Release);
+        *lock(&self.send_unsupported) = reason;
+    }
+
+    /// Whether a message may be queued now: not closing, sending supported, within the size
+    /// limit. The sending-supported check takes no lock on the common path.
+    fn check_sendable(&self, message: &Message) -> Result<(), TransportError> {
+        if self.is_closing() {
+            return Err(TransportError::Closed);
+        }
+        if self.has_send_restriction.load(Ordering::Acquire)
+            && let Some(reason) = lock(&self.send_unsupported).clone()
+        {
+            return Err(TransportError::Unsupported(reason));
+        }
+        if message.len() > self.max_message_size {
+            return Err(TransportError::MessageTooLarge {
+                size: message.len(),
+                limit: self.max_message_size,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn set_info(&self, info: ConnectionInfo) {
@@ -235,16 +265,7 @@ pub struct Sender {
 
 impl Sender {
     fn check(&self, message: &Message) -> Result<(), TransportError> {
-        if self.shared.is_closing() {
-            return Err(TransportError::Closed);
-        }
-        if message.len() > self.shared.max_message_size {
-            return Err(TransportError::MessageTooLarge {
-                size: message.len(),
-                limit: self.shared.max_message_size,
-            });
-        }
-        Ok(())
+        self.shared.check_sendable(message)
     }
 
     /// Queues a message; waits while the send queue is full.
@@ -364,15 +385,7 @@ impl Sink<Message> for SenderSink {
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), TransportError> {
-        if self.shared.is_closing() {
-            return Err(TransportError::Closed);
-        }
-        if item.len() > self.shared.max_message_size {
-            return Err(TransportError::MessageTooLarge {
-                size: item.len(),
-                limit: self.shared.max_message_size,
-            });
-        }
+        self.shared.check_sendable(&item)?;
         let shared = self.shared.clone();
         self.inner
             .send_item(Command::Send(item))

@@ -147,6 +147,13 @@ impl DriverIo {
         self.shared.is_closing()
     }
 
+    /// Declares that the current link cannot carry messages to the peer (a plain SSE server):
+    /// `send` then fails at once with [`TransportError::Unsupported`] and this reason, instead
+    /// of queueing. `None` declares sending possible again.
+    pub fn set_send_unsupported(&self, reason: Option<String>) {
+        self.shared.set_send_unsupported(reason);
+    }
+
     /// Waits until the application asks to close, holding back (not losing) a `Send` that comes
     /// first. Used while no link is up.
     async fn wait_close_request(&mut self) {
@@ -218,6 +225,18 @@ pub trait Dial: Send + 'static {
         link: Self::Link,
         io: &mut DriverIo,
     ) -> impl Future<Output = RunOutcome> + Send;
+
+    /// Whether an error (of a dial or of a link) is worth a reconnect. Default:
+    /// [`TransportError::is_retryable`]. SSE overrides it: the spec forbids reconnecting after
+    /// any non-200 answer.
+    fn should_retry(&self, error: &TransportError) -> bool {
+        error.is_retryable()
+    }
+
+    /// A lower bound for the next reconnect delay that the peer asked for (SSE `retry:`).
+    fn min_reconnect_delay(&self) -> Option<Duration> {
+        None
+    }
 }
 
 fn new_io(
@@ -291,7 +310,7 @@ async fn drive<D: Dial>(
             let _ = io.shared.state.transition(ConnectionState::Disconnected);
             return;
         };
-        if io.is_closing() || !config.reconnect.enabled || !error.is_retryable() {
+        if io.is_closing() || !config.reconnect.enabled || !dialer.should_retry(&error) {
             debug!(%error, "connection ended");
             io.finish_with_error(error).await;
             let _ = io.shared.state.transition(ConnectionState::Disconnected);
@@ -337,6 +356,9 @@ async fn reconnect<D: Dial>(
         let Some(delay) = backoff.next_delay(Instant::now().into_std()) else {
             return Reconnected::GaveUp(last);
         };
+        let delay = dialer
+            .min_reconnect_delay()
+            .map_or(delay, |min| delay.max(min));
         debug!(?delay, attempt = backoff.attempts(), "reconnect scheduled");
         let attempt = async {
             tokio::time::sleep(delay).await;
@@ -348,7 +370,7 @@ async fn reconnect<D: Dial>(
         };
         match result {
             Ok(link) => return Reconnected::Link(link),
-            Err(e) if e.is_retryable() => {
+            Err(e) if dialer.should_retry(&e) => {
                 debug!(error = %e, "reconnect attempt failed");
                 last = e;
             }
