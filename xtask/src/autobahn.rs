@@ -156,7 +156,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         "Python 2.7 not found (set AUTOBAHN_PYTHON, or install pyenv's 2.7.18); \
          the Autobahn|Testsuite needs it",
     )?;
-    let wstest = install(&python)?;
+    let wstest = Wstest {
+        launcher: install(&python)?,
+        python,
+    };
     let work = target_dir().join("autobahn");
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
 
@@ -217,8 +220,12 @@ fn install(python: &Path) -> Result<PathBuf> {
         "autobahn: installing the testsuite into {}",
         prefix.display()
     );
+    // Start from nothing: packages of older pins must not linger.
+    if prefix.exists() {
+        fs::remove_dir_all(&prefix)
+            .with_context(|| format!("cannot remove {}", prefix.display()))?;
+    }
     fs::create_dir_all(&prefix)?;
-    let _ = fs::remove_file(&marker);
     let constraints = prefix.join("constraints.txt");
     fs::write(&constraints, &wanted)?;
     let pip = |packages: &[&str]| {
@@ -256,12 +263,22 @@ fn install(python: &Path) -> Result<PathBuf> {
     Ok(launcher)
 }
 
-/// A `wstest` command through the launcher.
-fn wstest(launcher: &Path, work: &Path) -> Result<Command> {
-    let python = find_python27().context("Python 2.7 disappeared")?;
-    let mut cmd = Command::new(python);
-    cmd.arg(launcher).current_dir(work).stdin(Stdio::null());
-    Ok(cmd)
+/// How to start `wstest`: Python 2.7 and the launcher.
+#[derive(Debug)]
+struct Wstest {
+    python: PathBuf,
+    launcher: PathBuf,
+}
+
+impl Wstest {
+    /// A `wstest` command running in `work`.
+    fn command(&self, work: &Path) -> Command {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(&self.launcher)
+            .current_dir(work)
+            .stdin(Stdio::null());
+        cmd
+    }
 }
 
 fn spec_common(outdir: &Path) -> Result<serde_json::Map<String, Value>> {
@@ -281,7 +298,7 @@ fn spec_common(outdir: &Path) -> Result<serde_json::Map<String, Value>> {
 }
 
 /// Our server against `wstest -m fuzzingclient`.
-fn test_server(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
+fn test_server(wstest: &Wstest, work: &Path, agent: &str) -> Result<()> {
     proc::run(proc::cargo().args(["build", "-p", "tcat"]), BUILD_TIMEOUT)?;
     let tcat = target_dir().join("debug").join("tcat");
     let mut serve = Command::new(&tcat);
@@ -307,7 +324,7 @@ fn test_server(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
     let spec_path = work.join("fuzzingclient.json");
     fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
 
-    let mut cmd = wstest(launcher, work)?;
+    let mut cmd = wstest.command(work);
     cmd.args(["-m", "fuzzingclient", "-s"]).arg(&spec_path);
     let result = proc::run_logged(&mut cmd, RUN_TIMEOUT, &work.join("fuzzingclient.log"));
     if let Some(status) = server.try_wait()? {
@@ -317,7 +334,7 @@ fn test_server(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
 }
 
 /// Our client against `wstest -m fuzzingserver`.
-fn test_client(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
+fn test_client(wstest: &Wstest, work: &Path, agent: &str) -> Result<()> {
     proc::run(
         proc::cargo().args(["build", "-p", "test-servers", "--bin", "autobahn-client"]),
         BUILD_TIMEOUT,
@@ -332,7 +349,7 @@ fn test_client(launcher: &Path, work: &Path, agent: &str) -> Result<()> {
     let spec_path = work.join("fuzzingserver.json");
     fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
 
-    let mut cmd = wstest(launcher, work)?;
+    let mut cmd = wstest.command(work);
     // --webport 0: no report web server (its default is the fixed port 8080).
     let log_path = work.join("fuzzingserver.log");
     let log = fs::File::create(&log_path)?;
