@@ -1,0 +1,307 @@
+//! `tcat serve`: an echo or broadcast WebSocket server on one or more listeners.
+//!
+//! ```text
+//!  listener task (per --ws/--wss) ──accept──▶ client task (per connection)
+//!                                               echo:      recv ─▶ send back (waits: backpressure)
+//!                                               broadcast: recv ─▶ Hub ─try_send─▶ every client
+//! ```
+//!
+//! In broadcast mode every client's outgoing queue is its connection's bounded send queue
+//! (`--queue` messages). A client whose queue is full when a message is published is too slow:
+//! it is removed from the hub and closed with 1008, so it can neither block the others nor
+//! make memory grow.
+//!
+//! SIGINT/SIGTERM: every listener stops accepting and closes its connections with 1001
+//! (`WsServer::shutdown`), the client tasks finish, and the process exits 0.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+use transport_core::{
+    CloseFrame, Connection, Message, Sender, Transport as _, TransportConfig, TrySendError,
+};
+use transport_ws::{WsRequest, WsServer, WsServerConfig};
+
+use crate::cli::{Mode, ServeArgs};
+use crate::connect::{dead_peer_timeout, keepalive_interval};
+use crate::exit::{Done, Failure};
+use crate::signal::Signals;
+
+/// Close reason sent to a broadcast client that could not keep up.
+const SLOW_REASON: &str = "too slow: broadcast queue full";
+
+/// Extra time, beyond the close timeout, that shutdown waits for client tasks.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
+/// Runs `tcat serve` until SIGINT or SIGTERM.
+pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
+    // Before anything is printed: a signal sent right after `listening` must be caught.
+    let mut signals = Signals::install()
+        .map_err(|e| Failure::error(format!("installing signal handlers: {e}")))?;
+    let config = server_config(&args);
+    let close_timeout = config.transport.close_timeout;
+    let servers = bind_all(&args, &config).await?;
+
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let hub = Arc::new(Hub::new(tracker.clone()));
+    {
+        let mut stdout = std::io::stdout().lock();
+        for server in &servers {
+            // A closed stdout must not stop the server; the address is in the log too.
+            if let Err(e) =
+                writeln!(stdout, "listening {}", server.url()).and_then(|()| stdout.flush())
+            {
+                warn!(error = %e, "cannot print the listening address");
+            }
+            info!(url = %server.url(), mode = ?args.mode, "listening");
+        }
+    }
+    for server in servers {
+        tracker.spawn(accept_loop(
+            server,
+            args.mode,
+            hub.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
+    }
+
+    let signal = signals.recv().await;
+    info!(signal, "shutting down: closing every connection with 1001");
+    stop.cancel();
+    tracker.close();
+    let limit = close_timeout + SHUTDOWN_MARGIN;
+    tokio::select! {
+        finished = tokio::time::timeout(limit, tracker.wait()) => {
+            if finished.is_err() {
+                warn!("shutdown: some connections were still open after {limit:?}");
+            }
+        }
+        signal = signals.recv() => debug!(signal, "second signal: exiting at once"),
+    }
+    Ok(Done::Finished)
+}
+
+fn server_config(args: &ServeArgs) -> WsServerConfig {
+    let mut transport = TransportConfig::default();
+    transport.max_message_size(args.max_message_size);
+    transport.buffers(args.queue, TransportConfig::default().recv_buffer);
+    transport.keepalive(
+        keepalive_interval(args.keepalive),
+        dead_peer_timeout(args.keepalive),
+    );
+    let mut config = WsServerConfig::default();
+    config.transport = transport;
+    // One frame may carry a whole message (Autobahn sends 16 MiB single-frame messages).
+    config.max_frame_size = args.max_message_size;
+    config.max_connections = args.max_connections;
+    config.subprotocols.clone_from(&args.subprotocols);
+    config
+}
+
+async fn bind_all(args: &ServeArgs, config: &WsServerConfig) -> Result<Vec<WsServer>, Failure> {
+    let mut servers = Vec::with_capacity(args.ws.len() + args.wss.len());
+    for addr in &args.ws {
+        let server = WsServer::bind(addr.as_str(), config.clone())
+            .await
+            .map_err(|e| Failure::transport(&format!("cannot listen on {addr}"), &e))?;
+        servers.push(server);
+    }
+    if !args.wss.is_empty() {
+        let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+            return Err(Failure::usage("--wss needs --cert and --key"));
+        };
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
+        };
+        let (cert, key) = (read("--cert", cert)?, read("--key", key)?);
+        let tls = transport_core::tls::server_config(&cert, &key, &[b"http/1.1"])
+            .map_err(|e| Failure::usage(format!("--cert/--key: {e}")))?;
+        for addr in &args.wss {
+            let server = WsServer::bind_tls(addr.as_str(), config.clone(), tls.clone())
+                .await
+                .map_err(|e| Failure::transport(&format!("cannot listen on {addr}"), &e))?;
+            servers.push(server);
+        }
+    }
+    Ok(servers)
+}
+
+/// Accepts connections until `stop`, then shuts the listener down (1001 to every client).
+async fn accept_loop(
+    mut server: WsServer,
+    mode: Mode,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    // Ends on `stop` or when the server stops accepting.
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = server.accept() => accepted,
+        };
+        let Some((connection, request)) = accepted else {
+            break;
+        };
+        log_accept(&request);
+        match mode {
+            Mode::Echo => tracker.spawn(echo(connection)),
+            Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone())),
+        };
+    }
+    server.shutdown().await;
+}
+
+fn log_accept(request: &WsRequest) {
+    debug!(
+        peer = ?request.peer_addr,
+        path = %request.path,
+        subprotocol = ?request.subprotocol,
+        "accepted"
+    );
+}
+
+/// Sends every message back to its sender. Waiting on a full send queue stops reading the
+/// client: backpressure instead of buffering.
+async fn echo(mut connection: Connection) {
+    // Ends with the connection.
+    loop {
+        match connection.recv().await {
+            Ok(Some(message)) => {
+                if let Err(e) = connection.send(message).await {
+                    debug!(error = %e, "echo: send failed");
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                debug!(error = %e, "echo: connection ended");
+                break;
+            }
+        }
+    }
+}
+
+/// Publishes every message of one client to all clients.
+async fn broadcast(connection: Connection, hub: Arc<Hub>) {
+    let (sender, mut receiver) = connection.split();
+    let id = hub.join(sender);
+    // Ends with the connection.
+    loop {
+        match receiver.recv().await {
+            Ok(Some(message)) => hub.publish(&message),
+            Ok(None) => break,
+            Err(e) => {
+                debug!(error = %e, "broadcast: connection ended");
+                break;
+            }
+        }
+    }
+    hub.leave(id);
+}
+
+/// The connected broadcast clients.
+#[derive(Debug)]
+struct Hub {
+    clients: Mutex<HashMap<u64, Sender>>,
+    next_id: AtomicU64,
+    tracker: TaskTracker,
+}
+
+impl Hub {
+    fn new(tracker: TaskTracker) -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            tracker,
+        }
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn join(&self, sender: Sender) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.clients().insert(id, sender);
+        id
+    }
+
+    fn leave(&self, id: u64) {
+        self.clients().remove(&id);
+    }
+
+    /// Queues `message` for every client without waiting; drops those that cannot take it.
+    fn publish(&self, message: &Message) {
+        let mut slow = Vec::new();
+        {
+            let mut clients = self.clients();
+            clients.retain(|id, sender| match sender.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    slow.push((*id, sender.clone()));
+                    false
+                }
+                Err(TrySendError::Failed(e)) => {
+                    debug!(client = id, error = %e, "broadcast: client gone");
+                    false
+                }
+            });
+        }
+        for (id, sender) in slow {
+            warn!(
+                client = id,
+                "broadcast: client too slow (queue full); disconnecting it"
+            );
+            self.tracker.spawn(async move {
+                // Bounded by the close timeout; the link then gives up on its own.
+                if let Err(e) = sender.close(CloseFrame::POLICY, SLOW_REASON).await {
+                    debug!(client = id, error = %e, "closing a slow client did not complete");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use transport_core::memory;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn hub_drops_clients_that_cannot_keep_up() {
+        let tracker = TaskTracker::new();
+        let hub = Hub::new(tracker.clone());
+        let mut config = TransportConfig::default();
+        config.buffers(2, 2);
+        let (fast, mut fast_peer) = memory::pair(&config);
+        let (slow, _slow_peer) = memory::pair(&config);
+        let (fast_tx, _fast_rx) = fast.split();
+        let (slow_tx, _slow_rx) = slow.split();
+        hub.join(fast_tx);
+        hub.join(slow_tx);
+        let mut seen = 0;
+        for i in 0..20 {
+            hub.publish(&Message::text(format!("m{i}")));
+            // The fast peer keeps up.
+            while let Ok(Ok(Some(_))) =
+                tokio::time::timeout(Duration::from_millis(50), fast_peer.recv()).await
+            {
+                seen += 1;
+            }
+        }
+        assert_eq!(hub.clients().len(), 1, "the slow client is dropped");
+        assert_eq!(seen, 20, "the fast client got every message");
+        tracker.close();
+    }
+}
