@@ -4,5 +4,6 @@
 //!
 //! Every server binds `127.0.0.1:0` and stops when its guard is dropped.
 
+pub mod sse;
 pub mod tinyproxy;
 pub mod ws;
