@@ -152,6 +152,25 @@ impl SseConfig {
 /// The returned [`Connection`] delivers each event as a message (see [`SseConnector`]) and
 /// reconnects on its own when the stream drops, as `config.transport.reconnect` says.
 ///
+/// ```no_run
+/// use transport_core::{Message, Transport};
+/// use transport_sse::SseConfig;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), transport_core::TransportError> {
+/// let mut config = SseConfig::default();
+/// config.transport.header("Authorization", "Bearer token")?;
+/// config.subscribe(["tick", "message"]);
+/// let mut conn = transport_sse::connect("https://example.com/events", config).await?;
+/// conn.send(Message::text("hello")).await?; // POSTed, if the server offers a send URL
+/// while let Some(message) = conn.recv().await? {
+///     let kind = message.metadata().and_then(|m| m.event.as_deref());
+///     println!("{kind:?}: {:?}", message.as_text());
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 /// [`TransportError::InvalidUrl`], [`TransportError::InvalidConfig`], or the first attempt's
 /// failure: [`TransportError::ConnectionFailed`], [`TransportError::Timeout`],
