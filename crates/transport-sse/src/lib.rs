@@ -55,9 +55,17 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod client;
 mod parser;
+pub mod protocol;
+mod server;
 
+pub use client::{SseConfig, SseConnector, connect};
 pub use parser::{
     DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_LENGTH, ParseError, ParserLimits, SseEvent, SseParser,
+};
+pub use server::{
+    Authorize, EventStream, SseBody, SseEndpoint, SseIncoming, SseRequest, SseServer,
+    SseServerConfig,
 };
 pub use transport_core;

@@ -1,0 +1,285 @@
+//! The two-way SSE wire protocol shared by client and server (`docs/protocols/sse.md`):
+//! reserved event types, header names, content types, the batch body codec, and how messages
+//! become events.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use transport_core::{CloseFrame, Message, TransportError};
+
+/// First event of a session: `{"session":..,"send":..}`.
+pub const EVENT_SESSION: &str = "transport.session";
+/// A binary message, data = base64.
+pub const EVENT_BINARY: &str = "transport.binary";
+/// A text message containing CR, data = base64 of its UTF-8.
+pub const EVENT_TEXT64: &str = "transport.text64";
+/// The server closes: `{"code":..,"reason":..}`, then the response ends.
+pub const EVENT_CLOSE: &str = "transport.close";
+/// Prefix reserved for the protocol's own event types.
+pub const RESERVED_PREFIX: &str = "transport.";
+
+/// Response header with the session token.
+pub const HEADER_SESSION: &str = "x-transport-session";
+/// Response header with the send URL (path).
+pub const HEADER_SEND: &str = "x-transport-send";
+
+/// One text message per POST.
+pub const CONTENT_TEXT: &str = "text/plain; charset=utf-8";
+/// One binary message per POST.
+pub const CONTENT_BINARY: &str = "application/octet-stream";
+/// Several messages per POST (see [`encode_batch`]).
+pub const CONTENT_BATCH: &str = "application/vnd.transport.batch";
+/// Closing the session: `{"code":..,"reason":..}`.
+pub const CONTENT_CLOSE: &str = "application/vnd.transport.close+json";
+
+const FRAME_TEXT: u8 = 0x01;
+const FRAME_BINARY: u8 = 0x02;
+
+/// Appends one message to a batch body.
+pub fn encode_batch_frame(out: &mut BytesMut, message: &Message) {
+    let payload = message.as_bytes();
+    out.reserve(5 + payload.len());
+    out.put_u8(if message.is_text() {
+        FRAME_TEXT
+    } else {
+        FRAME_BINARY
+    });
+    // Messages are bounded by max_message_size, far below 4 GiB.
+    out.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+    out.put_slice(payload);
+}
+
+/// Decodes a batch body into messages, refusing any message over `max_message_size`.
+///
+/// # Errors
+/// [`TransportError::ProtocolViolation`] for a truncated frame or unknown type,
+/// [`TransportError::InvalidUtf8`] for bad text, [`TransportError::MessageTooLarge`].
+pub fn decode_batch(
+    mut body: Bytes,
+    max_message_size: usize,
+) -> Result<Vec<Message>, TransportError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 5 {
+            return Err(TransportError::protocol("truncated batch frame header"));
+        }
+        let kind = body[0];
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        if len > max_message_size {
+            return Err(TransportError::MessageTooLarge {
+                size: len,
+                limit: max_message_size,
+            });
+        }
+        if body.len() < 5 + len {
+            return Err(TransportError::protocol("truncated batch frame payload"));
+        }
+        let _ = body.split_to(5);
+        let payload = body.split_to(len);
+        out.push(match kind {
+            FRAME_TEXT => Message::text_from_bytes(payload)?,
+            FRAME_BINARY => Message::binary(payload),
+            other => {
+                return Err(TransportError::protocol(format!(
+                    "unknown batch frame type {other:#04x}"
+                )));
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// JSON of a close frame: `{"code":1000,"reason":"..."}`.
+pub fn close_json(frame: &CloseFrame) -> String {
+    serde_json::json!({ "code": frame.code, "reason": frame.reason }).to_string()
+}
+
+/// Parses a close frame's JSON.
+///
+/// # Errors
+/// [`TransportError::ProtocolViolation`] when it is not `{"code":u16,"reason":string}`.
+pub fn parse_close_json(data: &[u8]) -> Result<CloseFrame, TransportError> {
+    #[derive(serde::Deserialize)]
+    struct Close {
+        code: u16,
+        #[serde(default)]
+        reason: String,
+    }
+    let c: Close = serde_json::from_slice(data)
+        .map_err(|e| TransportError::protocol(format!("close body: {e}")))?;
+    Ok(CloseFrame::new(c.code, c.reason))
+}
+
+/// JSON of the session event.
+pub fn session_json(token: &str, send_path: &str) -> String {
+    serde_json::json!({ "session": token, "send": send_path }).to_string()
+}
+
+/// Parses the session event's data: `(token, send path)`.
+///
+/// # Errors
+/// [`TransportError::ProtocolViolation`] when malformed.
+pub fn parse_session_json(data: &str) -> Result<(String, String), TransportError> {
+    #[derive(serde::Deserialize)]
+    struct Session {
+        session: String,
+        send: String,
+    }
+    let s: Session = serde_json::from_str(data)
+        .map_err(|e| TransportError::protocol(format!("session event: {e}")))?;
+    Ok((s.session, s.send))
+}
+
+/// Writes one event to `out`: optional `id`, optional `event`, and `data` lines.
+pub fn write_event(out: &mut BytesMut, id: Option<&str>, event: Option<&str>, data: &str) {
+    if let Some(id) = id {
+        out.put_slice(b"id: ");
+        out.put_slice(id.as_bytes());
+        out.put_u8(b'\n');
+    }
+    if let Some(event) = event {
+        out.put_slice(b"event: ");
+        out.put_slice(event.as_bytes());
+        out.put_u8(b'\n');
+    }
+    for line in data.split('\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line.as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_u8(b'\n');
+}
+
+/// How a message is written as an event: `(event type, data)`. Binary and CR-containing text
+/// are base64-encoded under reserved types; an application event type must not contain line
+/// breaks and must not use the reserved prefix.
+///
+/// # Errors
+/// [`TransportError::InvalidConfig`] for an unusable application event type.
+pub fn message_to_event(
+    message: &Message,
+) -> Result<(Option<String>, std::borrow::Cow<'_, str>), TransportError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match message.as_text() {
+        None => Ok((
+            Some(EVENT_BINARY.into()),
+            b64.encode(message.as_bytes()).into(),
+        )),
+        Some(text) if text.contains('\r') => {
+            Ok((Some(EVENT_TEXT64.into()), b64.encode(text).into()))
+        }
+        Some(text) => {
+            let event = message.metadata().and_then(|m| m.event.clone());
+            if let Some(e) = &event
+                && (e.contains(['\r', '\n']) || e.starts_with(RESERVED_PREFIX))
+            {
+                return Err(TransportError::InvalidConfig(format!(
+                    "event type {e:?} has a line break or the reserved prefix {RESERVED_PREFIX:?}"
+                )));
+            }
+            Ok((event, text.into()))
+        }
+    }
+}
+
+/// Decodes base64 event data (for [`EVENT_BINARY`] and [`EVENT_TEXT64`]).
+///
+/// # Errors
+/// [`TransportError::ProtocolViolation`] for bad base64, [`TransportError::InvalidUtf8`] for
+/// text64 that is not UTF-8.
+pub fn decode_b64(data: &str, text: bool) -> Result<Message, TransportError> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| TransportError::protocol(format!("bad base64 in event data: {e}")))?;
+    if text {
+        Message::text_from_bytes(bytes)
+    } else {
+        Ok(Message::binary(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_roundtrip() {
+        let msgs = vec![
+            Message::text("héllo"),
+            Message::binary(vec![0, 1, 2]),
+            Message::text(""),
+            Message::binary(Vec::new()),
+        ];
+        let mut buf = BytesMut::new();
+        for m in &msgs {
+            encode_batch_frame(&mut buf, m);
+        }
+        assert_eq!(decode_batch(buf.freeze(), 1024).unwrap(), msgs);
+    }
+
+    #[test]
+    fn batch_errors_are_typed() {
+        assert!(matches!(
+            decode_batch(Bytes::from_static(&[1, 0, 0]), 10),
+            Err(TransportError::ProtocolViolation { .. })
+        ));
+        assert!(matches!(
+            decode_batch(Bytes::from_static(&[1, 0, 0, 0, 5, b'a']), 10),
+            Err(TransportError::ProtocolViolation { .. })
+        ));
+        assert!(matches!(
+            decode_batch(Bytes::from_static(&[1, 0, 0, 0, 11]), 10),
+            Err(TransportError::MessageTooLarge {
+                size: 11,
+                limit: 10
+            })
+        ));
+        assert!(matches!(
+            decode_batch(Bytes::from_static(&[1, 0, 0, 0, 1, 0xff]), 10),
+            Err(TransportError::InvalidUtf8 { .. })
+        ));
+        assert!(matches!(
+            decode_batch(Bytes::from_static(&[9, 0, 0, 0, 0]), 10),
+            Err(TransportError::ProtocolViolation { .. })
+        ));
+    }
+
+    #[test]
+    fn events_are_written_per_spec() {
+        let mut out = BytesMut::new();
+        write_event(&mut out, Some("t.1"), Some("tick"), "a\nb");
+        assert_eq!(&out[..], b"id: t.1\nevent: tick\ndata: a\ndata: b\n\n");
+    }
+
+    #[test]
+    fn messages_map_to_events_and_back() {
+        let binary = Message::binary(vec![0xff, 0]);
+        let (e, d) = message_to_event(&binary).unwrap();
+        assert_eq!(e.as_deref(), Some(EVENT_BINARY));
+        assert_eq!(
+            decode_b64(&d, false).unwrap(),
+            Message::binary(vec![0xff, 0])
+        );
+        let crlf = Message::text("a\r\nb");
+        let (e, d) = message_to_event(&crlf).unwrap();
+        assert_eq!(e.as_deref(), Some(EVENT_TEXT64));
+        assert_eq!(decode_b64(&d, true).unwrap(), Message::text("a\r\nb"));
+        let plain = Message::text("plain");
+        let (e, d) = message_to_event(&plain).unwrap();
+        assert_eq!((e, d.as_ref()), (None, "plain"));
+        let bad = Message::text("x").with_metadata(transport_core::MessageMetadata::new(
+            Some("transport.x".into()),
+            None,
+        ));
+        assert!(message_to_event(&bad).is_err());
+    }
+
+    #[test]
+    fn json_bodies() {
+        let f = CloseFrame::new(4000, "bye \"now\"");
+        assert_eq!(parse_close_json(close_json(&f).as_bytes()).unwrap(), f);
+        assert!(parse_close_json(b"{}").is_err());
+        let (t, s) = parse_session_json(&session_json("abc", "/events/send/abc")).unwrap();
+        assert_eq!((t.as_str(), s.as_str()), ("abc", "/events/send/abc"));
+    }
+}

@@ -1,0 +1,1035 @@
+//! The SSE server: an endpoint to mount in any hyper service ([`SseEndpoint`]) and a standalone
+//! server around it ([`SseServer`]). Each stream is a session with a token and a send URL
+//! (`docs/protocols/sse.md`); the application gets one [`Connection`] per session, which
+//! survives reconnects of the stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, warn};
+use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::{
+    CloseFrame, Command, Connection, ConnectionInfo, Message, TransportConfig, TransportError,
+};
+
+use crate::protocol;
+
+const TRANSPORT: &str = "sse";
+
+/// Decides whether a stream request is allowed: `Err(status)` refuses it.
+pub type Authorize = Arc<dyn Fn(&Request<()>) -> Result<(), StatusCode> + Send + Sync>;
+
+/// SSE server settings.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SseServerConfig {
+    /// Per-session settings: `max_message_size` (POST bodies), `send_buffer` and `recv_buffer`
+    /// (queues to and from the application), `keepalive_interval` (comment keepalives),
+    /// `dead_peer_timeout` (how long a stream may stay blocked by a client that does not read
+    /// before it is dropped), `close_timeout`.
+    pub transport: TransportConfig,
+    /// Path of the event stream. Default: `/events`; send URLs are `{path}/send/{token}`.
+    pub path: String,
+    /// Allowed `Origin` values; `None` allows any. Default: `None`.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Most sessions at once; more streams are refused with 503. Default: 10,000.
+    pub max_sessions: usize,
+    /// How long a session waits for its client to reconnect after the stream drops.
+    /// Default: 30 s.
+    pub session_grace: Duration,
+    /// Events kept per session for `Last-Event-ID` replay. Default: 256.
+    pub replay_buffer: usize,
+    /// Bytes kept per session for replay; the oldest events go first. Default: 1 MiB.
+    pub replay_buffer_bytes: usize,
+    /// Reconnection delay announced with `retry:` in the first event. Default: 1 s.
+    pub retry: Option<Duration>,
+    /// How long a POST waits for the application to take its messages before 503.
+    /// Default: 10 s.
+    pub send_timeout: Duration,
+    /// Chunks (events) queued on a stream before the session waits for the client. Default: 64.
+    pub stream_queue: usize,
+    /// Sessions accepted but not yet taken by `accept()`. Default: 128.
+    pub accept_backlog: usize,
+    /// Deadline for a client to send its request headers (slowloris). Default: 10 s.
+    pub header_read_timeout: Duration,
+    /// Optional application check of each stream request.
+    pub authorize: Option<Authorize>,
+}
+
+impl Default for SseServerConfig {
+    fn default() -> Self {
+        let mut transport = TransportConfig::default();
+        transport.keepalive_interval = Some(Duration::from_secs(15));
+        Self {
+            transport,
+            path: "/events".into(),
+            allowed_origins: None,
+            max_sessions: 10_000,
+            session_grace: Duration::from_secs(30),
+            replay_buffer: 256,
+            replay_buffer_bytes: 1 << 20,
+            retry: Some(Duration::from_secs(1)),
+            send_timeout: Duration::from_secs(10),
+            stream_queue: 64,
+            accept_backlog: 128,
+            header_read_timeout: Duration::from_secs(10),
+            authorize: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SseServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseServerConfig")
+            .field("transport", &self.transport)
+            .field("path", &self.path)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("max_sessions", &self.max_sessions)
+            .field("session_grace", &self.session_grace)
+            .field("replay_buffer", &self.replay_buffer)
+            .field("authorize", &self.authorize.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SseServerConfig {
+    /// Restricts streams to these origins.
+    pub fn allow_origins<I, S>(&mut self, origins: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the application's stream-request check.
+    pub fn authorize(
+        &mut self,
+        check: impl Fn(&Request<()>) -> Result<(), StatusCode> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.authorize = Some(Arc::new(check));
+        self
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`] naming the offending field.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        self.transport.validate()?;
+        if !self.path.starts_with('/') {
+            return Err(TransportError::InvalidConfig(
+                "path must start with '/'".into(),
+            ));
+        }
+        if self.max_sessions == 0
+            || self.replay_buffer == 0
+            || self.stream_queue == 0
+            || self.accept_backlog == 0
+        {
+            return Err(TransportError::InvalidConfig(
+                "max_sessions, replay_buffer, stream_queue and accept_backlog must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn send_prefix(&self) -> String {
+        format!("{}/send/", self.path.trim_end_matches('/'))
+    }
+}
+
+/// What the application learns about a session's first stream request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SseRequest {
+    /// Request path.
+    pub path: String,
+    /// Query string without `?`, if any.
+    pub query: Option<String>,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The client's address, when the embedding server passed it.
+    pub peer_addr: Option<SocketAddr>,
+    /// The session token.
+    pub session: String,
+}
+
+/// The body of an SSE response: the event stream, or a short fixed body.
+pub type SseBody = Either<EventStream, Full<Bytes>>;
+
+/// The event stream body of one attached stream.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
+    let mut r = Response::new(Either::Right(Full::from(text)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// What the HTTP side tells a session's driver.
+enum SessionEvent {
+    Attach {
+        stream: mpsc::Sender<Bytes>,
+        after: u64,
+        accepted: oneshot::Sender<bool>,
+    },
+    Post {
+        messages: Vec<Message>,
+        done: oneshot::Sender<()>,
+    },
+    Close(CloseFrame),
+}
+
+struct SessionHandle {
+    events: mpsc::Sender<SessionEvent>,
+}
+
+struct Shared {
+    config: SseServerConfig,
+    send_prefix: String,
+    sessions: Mutex<HashMap<String, Arc<SessionHandle>>>,
+    incoming: mpsc::Sender<(Connection, SseRequest)>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shared {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An SSE endpoint to mount in a hyper service: hand it every request with
+/// [`handle`](Self::handle); it answers the stream path and its send URLs and returns `None`
+/// for anything else. Sessions come out of the paired [`SseIncoming`].
+#[derive(Clone)]
+pub struct SseEndpoint {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SseEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseEndpoint")
+            .field("path", &self.shared.config.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sessions an [`SseEndpoint`] accepts.
+#[derive(Debug)]
+pub struct SseIncoming {
+    rx: mpsc::Receiver<(Connection, SseRequest)>,
+}
+
+impl SseIncoming {
+    /// The next session and its first request; `None` when the endpoint is gone.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn accept(&mut self) -> Option<(Connection, SseRequest)> {
+        self.rx.recv().await
+    }
+}
+
+impl SseEndpoint {
+    /// An endpoint and the receiver of its sessions.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`].
+    pub fn new(config: SseServerConfig) -> Result<(Self, SseIncoming), TransportError> {
+        config.validate()?;
+        let (tx, rx) = mpsc::channel(config.accept_backlog);
+        let shared = Arc::new(Shared {
+            send_prefix: config.send_prefix(),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            incoming: tx,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok((Self { shared }, SseIncoming { rx }))
+    }
+
+    /// Sessions alive now (attached or in their grace period).
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions().len()
+    }
+
+    /// Closes every session with 1001 and waits until they are gone, at most the close timeout
+    /// plus one second.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        let limit = self.shared.config.transport.close_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("SSE shutdown: sessions still open after {limit:?}");
+        }
+    }
+
+    /// Answers `request` if it is for this endpoint (the stream or a send URL); `None`
+    /// otherwise, so the caller can route it elsewhere.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        peer_addr: Option<SocketAddr>,
+    ) -> Option<Response<SseBody>>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path();
+        if path == self.shared.config.path {
+            return Some(if request.method() == Method::GET {
+                self.open_stream(&request, peer_addr).await
+            } else {
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use GET for the event stream\n",
+                )
+            });
+        }
+        let token = path.strip_prefix(&self.shared.send_prefix)?.to_owned();
+        Some(if request.method() == Method::POST {
+            self.receive_post(&token, request).await
+        } else {
+            plain(StatusCode::METHOD_NOT_ALLOWED, "use POST to send\n")
+        })
+    }
+
+    fn check_request(&self, head: &Request<()>) -> Result<(), StatusCode> {
+        let config = &self.shared.config;
+        if let Some(allowed) = &config.allowed_origins {
+            let origin = head
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok());
+            if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+                return Err(StatusCode::FORBIDDEN);
+            }
+        }
+        if let Some(authorize) = &config.authorize {
+            authorize(head)?;
+        }
+        Ok(())
+    }
+
+    async fn open_stream<B>(
+        &self,
+        request: &Request<B>,
+        peer_addr: Option<SocketAddr>,
+    ) -> Response<SseBody> {
+        if self.shared.shutdown.is_cancelled() {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+        }
+        let mut head = Request::new(());
+        *head.method_mut() = request.method().clone();
+        *head.uri_mut() = request.uri().clone();
+        *head.headers_mut() = request.headers().clone();
+        if let Err(status) = self.check_request(&head) {
+            return plain(status, "refused\n");
+        }
+        let (stream_tx, stream_rx) = mpsc::channel(self.shared.config.stream_queue);
+        // Resume: Last-Event-ID "<token>.<seq>" of a live session.
+        let resume = head
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|id| id.rsplit_once('.'))
+            .and_then(|(token, seq)| Some((token.to_owned(), seq.parse::<u64>().ok()?)));
+        let token = match resume {
+            Some((token, after)) if self.try_resume(&token, after, stream_tx.clone()).await => {
+                token
+            }
+            _ => match self.new_session(&head, peer_addr, stream_tx) {
+                Ok(token) => token,
+                Err(status) => return plain(status, "no session available\n"),
+            },
+        };
+        let mut response = Response::new(Either::Left(EventStream { rx: stream_rx }));
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        if let Ok(v) = HeaderValue::from_str(&token) {
+            h.insert(protocol::HEADER_SESSION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{}{token}", self.shared.send_prefix)) {
+            h.insert(protocol::HEADER_SEND, v);
+        }
+        response
+    }
+
+    async fn try_resume(&self, token: &str, after: u64, stream: mpsc::Sender<Bytes>) -> bool {
+        let Some(handle) = self.shared.sessions().get(token).cloned() else {
+            return false;
+        };
+        let (accepted, answer) = oneshot::channel();
+        if handle
+            .events
+            .send(SessionEvent::Attach {
+                stream,
+                after,
+                accepted,
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    fn new_session(
+        &self,
+        head: &Request<()>,
+        peer_addr: Option<SocketAddr>,
+        stream: mpsc::Sender<Bytes>,
+    ) -> Result<String, StatusCode> {
+        let shared = &self.shared;
+        let token = new_token().map_err(|()| StatusCode::INTERNAL_SERVER_ERROR)?;
+        let (events_tx, events_rx) = mpsc::channel(16);
+        {
+            let mut sessions = shared.sessions();
+            if sessions.len() >= shared.config.max_sessions {
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            sessions.insert(token.clone(), Arc::new(SessionHandle { events: events_tx }));
+        }
+        let send_path = format!("{}{token}", shared.send_prefix);
+        let mut first = BytesMut::new();
+        if let Some(retry) = shared.config.retry {
+            first.extend_from_slice(format!("retry: {}\n", retry.as_millis()).as_bytes());
+        }
+        protocol::write_event(
+            &mut first,
+            Some(&format!("{token}.0")),
+            Some(protocol::EVENT_SESSION),
+            &protocol::session_json(&token, &send_path),
+        );
+        let _ = stream.try_send(first.freeze());
+        let info = ConnectionInfo::new(TRANSPORT).with_peer_addr(peer_addr);
+        let request = SseRequest {
+            path: head.uri().path().to_owned(),
+            query: head.uri().query().map(str::to_owned),
+            headers: head.headers().clone(),
+            peer_addr,
+            session: token.clone(),
+        };
+        let session = Session {
+            token: token.clone(),
+            shared: shared.clone(),
+            events: events_rx,
+            stream: Some(stream),
+            replay: VecDeque::new(),
+            replay_bytes: 0,
+            next_seq: 1,
+            detached_at: None,
+            shutdown: shared.shutdown.clone(),
+        };
+        let tracker_token = shared.tracker.token();
+        let span = tracing::debug_span!("sse", session = %token, peer = ?peer_addr);
+        let connection = driver::spawn_accepted(&shared.config.transport, info, move |mut io| {
+            async move {
+                let outcome = session.run(&mut io).await;
+                drop(tracker_token);
+                (outcome, io)
+            }
+            .instrument(span)
+        });
+        if shared.incoming.try_send((connection, request)).is_err() {
+            // The application is not accepting: refuse instead of queueing without bound.
+            shared.sessions().remove(&token);
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        Ok(token)
+    }
+
+    async fn receive_post<B>(&self, token: &str, request: Request<B>) -> Response<SseBody>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(handle) = self.shared.sessions().get(token).cloned() else {
+            return plain(StatusCode::NOT_FOUND, "unknown or expired session\n");
+        };
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let max = self.shared.config.transport.max_message_size;
+        let limit = if media == protocol::CONTENT_BATCH {
+            max.saturating_mul(4)
+        } else {
+            max
+        };
+        if !matches!(
+            media.as_str(),
+            "text/plain"
+                | protocol::CONTENT_BINARY
+                | protocol::CONTENT_BATCH
+                | protocol::CONTENT_CLOSE
+        ) {
+            return plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported content type\n",
+            );
+        }
+        let body = match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large\n");
+                }
+                return plain(StatusCode::BAD_REQUEST, "could not read the body\n");
+            }
+        };
+        let event = match media.as_str() {
+            "text/plain" => match Message::text_from_bytes(body) {
+                Ok(m) => Ok(vec![m]),
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "text is not valid UTF-8\n"),
+            },
+            protocol::CONTENT_BINARY => Ok(vec![Message::binary(body)]),
+            protocol::CONTENT_BATCH => match protocol::decode_batch(body, max) {
+                Ok(messages) => Ok(messages),
+                Err(TransportError::MessageTooLarge { .. }) => {
+                    return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large\n");
+                }
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "malformed batch\n"),
+            },
+            _ => match protocol::parse_close_json(&body) {
+                Ok(frame) => Err(frame),
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "malformed close body\n"),
+            },
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        let msg = match event {
+            Ok(messages) => SessionEvent::Post {
+                messages,
+                done: done_tx,
+            },
+            Err(frame) => SessionEvent::Close(frame),
+        };
+        let is_post = matches!(msg, SessionEvent::Post { .. });
+        let deliver = async {
+            handle.events.send(msg).await.map_err(|_| ())?;
+            if is_post {
+                done_rx.await.map_err(|_| ())
+            } else {
+                Ok(())
+            }
+        };
+        match tokio::time::timeout(self.shared.config.send_timeout, deliver).await {
+            Ok(Ok(())) => {
+                let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            Ok(Err(())) => plain(StatusCode::NOT_FOUND, "session ended\n"),
+            Err(_) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the application is not reading; retry later\n",
+            ),
+        }
+    }
+}
+
+fn new_token() -> Result<String, ()> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|_| ())?;
+    Ok(raw.iter().fold(String::with_capacity(32), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    }))
+}
+
+/// The driver state of one session.
+struct Session {
+    token: String,
+    shared: Arc<Shared>,
+    events: mpsc::Receiver<SessionEvent>,
+    stream: Option<mpsc::Sender<Bytes>>,
+    replay: VecDeque<(u64, Bytes)>,
+    replay_bytes: usize,
+    next_seq: u64,
+    detached_at: Option<Instant>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.sessions().remove(&self.token);
+    }
+}
+
+impl Session {
+    fn encode(&mut self, message: &Message) -> Result<Bytes, TransportError> {
+        let (event, data) = protocol::message_to_event(message)?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut out = BytesMut::with_capacity(data.len() + 64);
+        protocol::write_event(
+            &mut out,
+            Some(&format!("{}.{seq}", self.token)),
+            event.as_deref(),
+            &data,
+        );
+        let bytes = out.freeze();
+        self.replay_bytes += bytes.len();
+        self.replay.push_back((seq, bytes.clone()));
+        let config = &self.shared.config;
+        while self.replay.len() > config.replay_buffer
+            || self.replay_bytes > config.replay_buffer_bytes
+        {
+            match self.replay.pop_front() {
+                Some((_, old)) => self.replay_bytes -= old.len(),
+                None => break,
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn detach(&mut self) {
+        if self.stream.take().is_some() {
+            debug!("stream detached; waiting for the client to come back");
+            self.detached_at = Some(Instant::now());
+        }
+    }
+
+    fn attach(&mut self, stream: mpsc::Sender<Bytes>, after: u64) -> bool {
+        let oldest = self.replay.front().map_or(self.next_seq, |(seq, _)| *seq);
+        if after + 1 < oldest || after >= self.next_seq {
+            return false; // events were lost, or the id is from the future
+        }
+        for (_, chunk) in self.replay.iter().filter(|(seq, _)| *seq > after) {
+            if stream.try_send(chunk.clone()).is_err() {
+                return false;
+            }
+        }
+        self.stream = Some(stream);
+        self.detached_at = None;
+        true
+    }
+
+    /// Writes the close event and ends the stream.
+    fn send_close(&mut self, frame: &CloseFrame) {
+        if let Some(stream) = self.stream.take() {
+            let mut out = BytesMut::new();
+            protocol::write_event(
+                &mut out,
+                None,
+                Some(protocol::EVENT_CLOSE),
+                &protocol::close_json(frame),
+            );
+            let _ = stream.try_send(out.freeze());
+        }
+    }
+
+    async fn run(mut self, io: &mut DriverIo) -> RunOutcome {
+        let config = self.shared.config.clone();
+        let keepalive_every = config
+            .transport
+            .keepalive_interval
+            .unwrap_or(Duration::from_secs(3600));
+        let mut keepalive =
+            tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
+        let mut pending: Option<Bytes> = None;
+        let mut blocked_since: Option<Instant> = None;
+        loop {
+            let grace_end = self.detached_at.map(|at| at + config.session_grace);
+            let block_end = blocked_since.map(|at| at + config.transport.dead_peer_timeout);
+            let step = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => Step::Shutdown,
+                event = self.events.recv() => Step::Event(event),
+                permit = reserve(self.stream.as_ref()), if pending.is_some() => match permit {
+                    Some(permit) => {
+                        if let Some(chunk) = pending.take() {
+                            permit.send(chunk);
+                        }
+                        Step::Sent
+                    }
+                    None => Step::StreamGone,
+                },
+                cmd = io.next_command(), if pending.is_none() => Step::Command(cmd),
+                () = sleep_until(block_end) => Step::Blocked,
+                () = sleep_until(grace_end) => Step::GraceOver,
+                () = closed(self.stream.as_ref()) => Step::StreamGone,
+                _ = keepalive.tick() => Step::Keepalive,
+            };
+            if let Some(outcome) = self
+                .handle(step, io, &mut pending, &mut blocked_since)
+                .await
+            {
+                return outcome;
+            }
+        }
+    }
+
+    /// Acts on one turn of the loop; `Some` ends the session.
+    async fn handle(
+        &mut self,
+        step: Step,
+        io: &mut DriverIo,
+        pending: &mut Option<Bytes>,
+        blocked_since: &mut Option<Instant>,
+    ) -> Option<RunOutcome> {
+        match step {
+            Step::Shutdown => {
+                self.send_close(&CloseFrame::new(
+                    CloseFrame::GOING_AWAY,
+                    "server shutting down",
+                ));
+                return Some(RunOutcome::LocalClosed);
+            }
+            Step::Event(None) => return Some(RunOutcome::LocalClosed),
+            Step::Event(Some(SessionEvent::Attach {
+                stream,
+                after,
+                accepted,
+            })) => {
+                let ok = self.attach(stream, after);
+                let _ = accepted.send(ok);
+                if !ok {
+                    // The client could not resume: this session is over for it.
+                    return Some(RunOutcome::Failed(TransportError::lost(
+                        "client resumed a session whose events were lost",
+                    )));
+                }
+                *pending = None;
+                *blocked_since = None;
+            }
+            Step::Event(Some(SessionEvent::Post { messages, done })) => {
+                for m in messages {
+                    if !io.deliver(m).await {
+                        break;
+                    }
+                }
+                let _ = done.send(());
+            }
+            Step::Event(Some(SessionEvent::Close(frame))) => {
+                self.stream = None; // ends the response
+                return Some(RunOutcome::PeerClosed(frame));
+            }
+            Step::Sent => *blocked_since = None,
+            Step::StreamGone => {
+                *pending = None;
+                *blocked_since = None;
+                self.detach();
+            }
+            Step::Command(Command::Send(message)) => match self.encode(&message) {
+                Ok(chunk) => {
+                    if let Some(stream) = &self.stream {
+                        match stream.try_send(chunk) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                                *pending = Some(chunk);
+                                *blocked_since = Some(Instant::now());
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => self.detach(),
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "message cannot be sent as an event; dropped"),
+            },
+            Step::Command(Command::Close(frame)) => {
+                self.send_close(&frame);
+                return Some(RunOutcome::LocalClosed);
+            }
+            Step::Blocked => {
+                debug!("client stopped reading; dropping its stream");
+                *pending = None;
+                *blocked_since = None;
+                self.detach();
+            }
+            Step::GraceOver => {
+                return Some(RunOutcome::Failed(TransportError::lost(format!(
+                    "client did not reconnect within {:?}",
+                    self.shared.config.session_grace
+                ))));
+            }
+            Step::Keepalive => {
+                if let Some(stream) = &self.stream {
+                    let _ = stream.try_send(Bytes::from_static(b":\n\n"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One turn of a session's loop.
+enum Step {
+    Shutdown,
+    Event(Option<SessionEvent>),
+    Sent,
+    StreamGone,
+    Command(Command),
+    Blocked,
+    GraceOver,
+    Keepalive,
+}
+
+async fn reserve(stream: Option<&mpsc::Sender<Bytes>>) -> Option<mpsc::Permit<'_, Bytes>> {
+    match stream {
+        Some(s) => s.reserve().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn closed(stream: Option<&mpsc::Sender<Bytes>>) {
+    match stream {
+        Some(s) => s.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A standalone SSE server (HTTP/1.1 and HTTP/2, plain or TLS) serving one [`SseEndpoint`];
+/// other paths answer 404.
+#[derive(Debug)]
+pub struct SseServer {
+    local_addr: SocketAddr,
+    tls: bool,
+    endpoint: SseEndpoint,
+    incoming: SseIncoming,
+    stop: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl SseServer {
+    /// Binds a plain `http://` server.
+    ///
+    /// # Errors
+    /// [`TransportError::InvalidConfig`] or [`TransportError::ConnectionFailed`].
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        config: SseServerConfig,
+    ) -> Result<Self, TransportError> {
+        Self::start(addr, config, None).await
+    }
+
+    /// Binds an `https://` server (ALPN `h2`, `http/1.1`).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub async fn bind_tls(
+        addr: impl ToSocketAddrs,
+        config: SseServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<Self, TransportError> {
+        Self::start(addr, config, Some(tls)).await
+    }
+
+    async fn start(
+        addr: impl ToSocketAddrs,
+        config: SseServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Self, TransportError> {
+        let header_timeout = config.header_read_timeout;
+        let (endpoint, incoming) = SseEndpoint::new(config)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| TransportError::connection_failed("binding the listener", e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| TransportError::connection_failed("listener address", e))?;
+        let stop = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let acceptor = tls.map(|mut cfg| {
+            let c = Arc::make_mut(&mut cfg);
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(cfg)
+        });
+        let is_tls = acceptor.is_some();
+        connections.spawn(accept_loop(
+            listener,
+            endpoint.clone(),
+            acceptor,
+            stop.clone(),
+            connections.clone(),
+            header_timeout,
+        ));
+        Ok(Self {
+            local_addr,
+            tls: is_tls,
+            endpoint,
+            incoming,
+            stop,
+            connections,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The stream URL, e.g. `http://127.0.0.1:PORT/events`.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            if self.tls { "https" } else { "http" },
+            self.local_addr,
+            self.endpoint.shared.config.path
+        )
+    }
+
+    /// The endpoint (for session counts).
+    pub fn endpoint(&self) -> &SseEndpoint {
+        &self.endpoint
+    }
+
+    /// The next session; `None` after shutdown.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn accept(&mut self) -> Option<(Connection, SseRequest)> {
+        self.incoming.accept().await
+    }
+
+    /// Stops accepting, closes every session with 1001, waits (bounded) for them.
+    pub async fn shutdown(self) {
+        self.endpoint.shutdown().await;
+        self.stop.cancel();
+        self.connections.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.connections.wait()).await;
+    }
+}
+
+impl Drop for SseServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.endpoint.shared.shutdown.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    endpoint: SseEndpoint,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: CancellationToken,
+    connections: TaskTracker,
+    header_timeout: Duration,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let endpoint = endpoint.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let endpoint = endpoint.clone();
+                async move {
+                    Ok::<_, Infallible>(match endpoint.handle(req, Some(peer)).await {
+                        Some(response) => response,
+                        None => plain(StatusCode::NOT_FOUND, "not found\n"),
+                    })
+                }
+            });
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let serve = async {
+                if let Some(acceptor) = tls {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                } else {
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = serve => {}
+            }
+        });
+    }
+}
