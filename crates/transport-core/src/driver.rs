@@ -233,6 +233,14 @@ pub trait Dial: Send + 'static {
         error.is_retryable()
     }
 
+    /// Why a freshly opened link cannot carry messages to the peer, if it cannot (a plain SSE
+    /// server offers no send URL). Applied before the connection is handed out or goes back to
+    /// `Connected`, so `send` fails at once instead of queueing; the link may change it later
+    /// with [`DriverIo::set_send_unsupported`].
+    fn send_unsupported(&self, _link: &Self::Link) -> Option<String> {
+        None
+    }
+
     /// A lower bound for the next reconnect delay that the peer asked for (SSE `retry:`).
     fn min_reconnect_delay(&self) -> Option<Duration> {
         None
@@ -289,6 +297,7 @@ pub async fn connect<D: Dial>(
     let link = dial_once(&mut dialer, config.connect_timeout).await?;
     let info = dialer.info(&link);
     let (connection, io) = new_io(config, info, ConnectionState::Connected);
+    io.set_send_unsupported(dialer.send_unsupported(&link));
     let config = config.clone();
     let span = tracing::debug_span!("connection", transport);
     tokio::spawn(drive(dialer, link, io, config).instrument(span));
@@ -322,6 +331,7 @@ async fn drive<D: Dial>(
         match reconnect(&mut dialer, &mut io, &mut backoff, &config, error).await {
             Reconnected::Link(new_link) => {
                 io.set_info(dialer.info(&new_link));
+                io.set_send_unsupported(dialer.send_unsupported(&new_link));
                 let _ = io.shared.state.transition(ConnectionState::Connected);
                 link = new_link;
             }

@@ -28,6 +28,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod accept;
 mod config;
 mod connection;
 pub mod driver;
@@ -40,6 +41,7 @@ mod state;
 pub mod tls;
 mod transport;
 
+pub use accept::{AcceptPolicy, Authorize, request_head};
 pub use bytes::Bytes;
 pub use bytestring::ByteString;
 pub use config::{TlsOptions, TransportConfig};

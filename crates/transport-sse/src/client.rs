@@ -320,6 +320,12 @@ impl Dial for SseDial {
         should_retry(error)
     }
 
+    fn send_unsupported(&self, link: &Self::Link) -> Option<String> {
+        link.send_url
+            .is_none()
+            .then(|| link::NO_SEND_URL.to_owned())
+    }
+
     fn min_reconnect_delay(&self) -> Option<Duration> {
         self.retry
     }

@@ -65,7 +65,6 @@ pub use parser::{
     DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_LENGTH, ParseError, ParserLimits, SseEvent, SseParser,
 };
 pub use server::{
-    Authorize, EventStream, SseBody, SseEndpoint, SseIncoming, SseRequest, SseServer,
-    SseServerConfig,
+    EventStream, SseBody, SseEndpoint, SseIncoming, SseRequest, SseServer, SseServerConfig,
 };
 pub use transport_core;

@@ -25,7 +25,7 @@ pub const HEADER_SEND: &str = "x-transport-send";
 pub const CONTENT_TEXT: &str = "text/plain; charset=utf-8";
 /// One binary message per POST.
 pub const CONTENT_BINARY: &str = "application/octet-stream";
-/// Several messages per POST (see [`encode_batch`]).
+/// Several messages per POST (see [`encode_batch_frame`]).
 pub const CONTENT_BATCH: &str = "application/vnd.transport.batch";
 /// Closing the session: `{"code":..,"reason":..}`.
 pub const CONTENT_CLOSE: &str = "application/vnd.transport.close+json";

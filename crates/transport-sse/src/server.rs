@@ -24,15 +24,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
 use transport_core::driver::{self, DriverIo, RunOutcome};
 use transport_core::{
-    CloseFrame, Command, Connection, ConnectionInfo, Message, TransportConfig, TransportError,
+    AcceptPolicy, CloseFrame, Command, Connection, ConnectionInfo, Message, TransportConfig,
+    TransportError,
 };
 
 use crate::protocol;
 
 const TRANSPORT: &str = "sse";
-
-/// Decides whether a stream request is allowed: `Err(status)` refuses it.
-pub type Authorize = Arc<dyn Fn(&Request<()>) -> Result<(), StatusCode> + Send + Sync>;
 
 /// SSE server settings.
 #[derive(Clone)]
@@ -45,8 +43,9 @@ pub struct SseServerConfig {
     pub transport: TransportConfig,
     /// Path of the event stream. Default: `/events`; send URLs are `{path}/send/{token}`.
     pub path: String,
-    /// Allowed `Origin` values; `None` allows any. Default: `None`.
-    pub allowed_origins: Option<Vec<String>>,
+    /// Which stream requests are accepted: origin allow-list and application check.
+    /// Default: all.
+    pub policy: AcceptPolicy,
     /// Most sessions at once; more streams are refused with 503. Default: 10,000.
     pub max_sessions: usize,
     /// How long a session waits for its client to reconnect after the stream drops.
@@ -67,8 +66,6 @@ pub struct SseServerConfig {
     pub accept_backlog: usize,
     /// Deadline for a client to send its request headers (slowloris). Default: 10 s.
     pub header_read_timeout: Duration,
-    /// Optional application check of each stream request.
-    pub authorize: Option<Authorize>,
 }
 
 impl Default for SseServerConfig {
@@ -78,7 +75,7 @@ impl Default for SseServerConfig {
         Self {
             transport,
             path: "/events".into(),
-            allowed_origins: None,
+            policy: AcceptPolicy::default(),
             max_sessions: 10_000,
             session_grace: Duration::from_secs(30),
             replay_buffer: 256,
@@ -88,7 +85,6 @@ impl Default for SseServerConfig {
             stream_queue: 64,
             accept_backlog: 128,
             header_read_timeout: Duration::from_secs(10),
-            authorize: None,
         }
     }
 }
@@ -98,11 +94,10 @@ impl std::fmt::Debug for SseServerConfig {
         f.debug_struct("SseServerConfig")
             .field("transport", &self.transport)
             .field("path", &self.path)
-            .field("allowed_origins", &self.allowed_origins)
+            .field("policy", &self.policy)
             .field("max_sessions", &self.max_sessions)
             .field("session_grace", &self.session_grace)
             .field("replay_buffer", &self.replay_buffer)
-            .field("authorize", &self.authorize.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +109,7 @@ impl SseServerConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.policy.allow_origins(origins);
         self
     }
 
@@ -123,7 +118,7 @@ impl SseServerConfig {
         &mut self,
         check: impl Fn(&Request<()>) -> Result<(), StatusCode> + Send + Sync + 'static,
     ) -> &mut Self {
-        self.authorize = Some(Arc::new(check));
+        self.policy.authorize(check);
         self
     }
 
@@ -343,23 +338,6 @@ impl SseEndpoint {
         })
     }
 
-    fn check_request(&self, head: &Request<()>) -> Result<(), StatusCode> {
-        let config = &self.shared.config;
-        if let Some(allowed) = &config.allowed_origins {
-            let origin = head
-                .headers()
-                .get(header::ORIGIN)
-                .and_then(|v| v.to_str().ok());
-            if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
-                return Err(StatusCode::FORBIDDEN);
-            }
-        }
-        if let Some(authorize) = &config.authorize {
-            authorize(head)?;
-        }
-        Ok(())
-    }
-
     async fn open_stream<B>(
         &self,
         request: &Request<B>,
@@ -368,11 +346,8 @@ impl SseEndpoint {
         if self.shared.shutdown.is_cancelled() {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
         }
-        let mut head = Request::new(());
-        *head.method_mut() = request.method().clone();
-        *head.uri_mut() = request.uri().clone();
-        *head.headers_mut() = request.headers().clone();
-        if let Err(status) = self.check_request(&head) {
+        let head = transport_core::request_head(request);
+        if let Err(status) = self.shared.config.policy.check(&head) {
             return plain(status, "refused\n");
         }
         let (stream_tx, stream_rx) = mpsc::channel(self.shared.config.stream_queue);

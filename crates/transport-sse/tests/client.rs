@@ -202,12 +202,13 @@ async fn send_on_a_plain_sse_stream_is_unsupported() {
     let mut conn = transport_sse::connect(&server.url("/events"), no_reconnect())
         .await
         .unwrap();
-    recv(&mut conn).await;
+    // Refused at once, even before any event has arrived: nothing is queued and dropped.
     let err = conn.send(Message::text("up")).await.unwrap_err();
     assert!(
         matches!(&err, TransportError::Unsupported(reason) if reason.contains("no send URL")),
         "{err:?}"
     );
+    recv(&mut conn).await;
     assert!(conn.try_send(Message::text("up")).is_err());
     conn.close(1000, "").await.unwrap();
     assert!(server.posts().is_empty());

@@ -1,10 +1,9 @@
 //! WebSocket client and server configuration.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use transport_core::{TransportConfig, TransportError};
+use transport_core::{AcceptPolicy, TransportConfig, TransportError};
 
 use crate::proxy::ProxyConfig;
 
@@ -116,10 +115,6 @@ pub(crate) fn tungstenite_config(
         .max_frame_size(Some(max_frame_size.min(max_message)))
 }
 
-/// Decides whether a handshake request is allowed, after origin and path checks: return
-/// `Err(status)` to refuse it with that HTTP status (e.g. 401 for a missing token).
-pub type Authorize = Arc<dyn Fn(&http::Request<()>) -> Result<(), http::StatusCode> + Send + Sync>;
-
 /// WebSocket server settings.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -127,9 +122,8 @@ pub struct WsServerConfig {
     /// Per-connection settings (limits, buffers, keepalive, close timeout). Its `reconnect`,
     /// `headers` and `tls` fields do not apply to accepted connections.
     pub transport: TransportConfig,
-    /// Allowed `Origin` values (exact match, e.g. `https://app.example.com`). `None` allows any
-    /// origin, including requests without one (non-browser clients). Default: `None`.
-    pub allowed_origins: Option<Vec<String>>,
+    /// Which handshakes are accepted: origin allow-list and application check. Default: all.
+    pub policy: AcceptPolicy,
     /// Most connections open at once (handshakes in progress included); more are refused with
     /// HTTP 503. Default: 10,000.
     pub max_connections: usize,
@@ -148,15 +142,13 @@ pub struct WsServerConfig {
     pub write_buffer_size: usize,
     /// Largest incoming frame, bytes. Default: [`DEFAULT_MAX_FRAME`].
     pub max_frame_size: usize,
-    /// Optional application check of each handshake request.
-    pub authorize: Option<Authorize>,
 }
 
 impl Default for WsServerConfig {
     fn default() -> Self {
         Self {
             transport: TransportConfig::default(),
-            allowed_origins: None,
+            policy: AcceptPolicy::default(),
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             subprotocols: Vec::new(),
@@ -164,7 +156,6 @@ impl Default for WsServerConfig {
             read_buffer_size: DEFAULT_READ_BUFFER,
             write_buffer_size: DEFAULT_WRITE_BUFFER,
             max_frame_size: DEFAULT_MAX_FRAME,
-            authorize: None,
         }
     }
 }
@@ -173,12 +164,11 @@ impl std::fmt::Debug for WsServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsServerConfig")
             .field("transport", &self.transport)
-            .field("allowed_origins", &self.allowed_origins)
+            .field("policy", &self.policy)
             .field("max_connections", &self.max_connections)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("subprotocols", &self.subprotocols)
             .field("accept_backlog", &self.accept_backlog)
-            .field("authorize", &self.authorize.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -190,7 +180,7 @@ impl WsServerConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.policy.allow_origins(origins);
         self
     }
 
@@ -199,7 +189,7 @@ impl WsServerConfig {
         &mut self,
         check: impl Fn(&http::Request<()>) -> Result<(), http::StatusCode> + Send + Sync + 'static,
     ) -> &mut Self {
-        self.authorize = Some(Arc::new(check));
+        self.policy.authorize(check);
         self
     }
 

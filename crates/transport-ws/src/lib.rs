@@ -67,8 +67,7 @@ mod url;
 
 pub use client::{WsConnector, connect};
 pub use config::{
-    Authorize, DEFAULT_MAX_FRAME, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER, WsConfig,
-    WsServerConfig,
+    DEFAULT_MAX_FRAME, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER, WsConfig, WsServerConfig,
 };
 pub use proxy::{ProxyConfig, ResolvedProxy};
 pub use server::{

@@ -46,19 +46,7 @@ pub struct WsRequest {
 
 /// Checks a handshake request against the server's rules. Returns the chosen subprotocol.
 fn check_request(request: &Request, config: &WsServerConfig) -> Result<Option<String>, StatusCode> {
-    if let Some(allowed) = &config.allowed_origins {
-        let origin = request
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
-            debug!(?origin, "handshake refused: origin not allowed");
-            return Err(StatusCode::FORBIDDEN);
-        }
-    }
-    if let Some(authorize) = &config.authorize {
-        authorize(request)?;
-    }
+    config.policy.check(request)?;
     let offered: Vec<&str> = request
         .headers()
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -518,10 +506,7 @@ pub fn upgrade<B>(
         return Err(status_response(StatusCode::BAD_REQUEST));
     };
     let accept = derive_accept_key(key.as_bytes());
-    let mut head = Request::new(());
-    *head.method_mut() = request.method().clone();
-    *head.uri_mut() = request.uri().clone();
-    *head.headers_mut() = request.headers().clone();
+    let head = transport_core::request_head(request);
     let subprotocol = check_request(&head, &config).map_err(status_response)?;
     let info = request_info(&head, peer_addr, subprotocol.clone());
 

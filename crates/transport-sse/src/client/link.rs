@@ -35,7 +35,7 @@ const BUDGET: usize = 64;
 const MAX_BATCH: usize = 1024;
 
 /// Why `send` fails against a server that announced no send URL.
-const NO_SEND_URL: &str = "the server offers no send URL (a plain SSE stream): \
+pub(crate) const NO_SEND_URL: &str = "the server offers no send URL (a plain SSE stream): \
                            messages cannot be sent on this connection";
 
 /// What the stream produced, in order.
