@@ -7,12 +7,12 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
+use transport_core::tls::ClientStream;
 use transport_core::{Connection, ConnectionInfo, Connector, TransportError};
 
 use crate::WsConfig;
 use crate::error::handshake_error;
 use crate::link::{self, LinkOptions};
-use crate::stream::ClientStream;
 use crate::url::WsUrl;
 
 pub(crate) const TRANSPORT: &str = "ws";
@@ -94,12 +94,7 @@ impl WsConnector {
         let peer_addr = tcp.peer_addr().ok();
         let stream = match &self.tls {
             Some(connector) => {
-                let name = transport_core::tls::server_name(url.bare_host())?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| tls_error(&e))?;
-                ClientStream::Tls(Box::new(tls))
+                transport_core::tls::connect(connector, url.bare_host(), tcp).await?
             }
             None => ClientStream::Plain(tcp),
         };
@@ -140,17 +135,6 @@ impl WsConnector {
             .with_peer_addr(peer_addr)
             .with_subprotocol(subprotocol);
         Ok((ws, info))
-    }
-}
-
-fn tls_error(e: &std::io::Error) -> TransportError {
-    // rustls reports certificate and handshake failures as InvalidData I/O errors.
-    match e.kind() {
-        std::io::ErrorKind::InvalidData => TransportError::tls(e.to_string()),
-        _ => TransportError::ConnectionFailed {
-            reason: format!("TLS handshake: {e}"),
-            source: None,
-        },
     }
 }
 

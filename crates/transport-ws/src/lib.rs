@@ -62,7 +62,6 @@ mod error;
 mod link;
 mod proxy;
 mod server;
-mod stream;
 mod url;
 
 pub use client::{WsConnector, connect};

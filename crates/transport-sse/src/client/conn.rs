@@ -1,10 +1,7 @@
 //! HTTP connections of the client: TCP, TLS with ALPN, then hyper's HTTP/1.1 or HTTP/2
 //! connection API. Each connection's hyper task is aborted when the connection is dropped.
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -13,12 +10,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_rustls::client::TlsStream;
 use tracing::debug;
 use transport_core::TransportError;
+use transport_core::tls::ClientStream;
 
 use super::Inner;
 use super::url::Target;
@@ -31,71 +27,6 @@ pub(crate) type Body = Full<Bytes>;
 pub(crate) enum Version {
     Http1,
     Http2,
-}
-
-/// A TCP stream, possibly wrapped in TLS.
-#[derive(Debug)]
-pub(crate) enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }
 
 /// Why a request failed.
@@ -205,14 +136,9 @@ impl HttpConn {
         let _ = tcp.set_nodelay(true);
         let peer_addr = tcp.peer_addr().ok();
         let (stream, version) = if target.tls {
-            let name = transport_core::tls::server_name(target.bare_host())?;
-            let tls = inner
-                .tls()?
-                .connect(name, tcp)
-                .await
-                .map_err(|e| tls_error(&e))?;
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let stream = ClientStream::Tls(Box::new(tls));
+            let stream =
+                transport_core::tls::connect(&inner.tls()?, target.bare_host(), tcp).await?;
+            let h2 = stream.alpn_protocol() == Some(b"h2");
             (stream, if h2 { Version::Http2 } else { Version::Http1 })
         } else if inner.config.http2_prior_knowledge {
             (ClientStream::Plain(tcp), Version::Http2)
@@ -320,16 +246,5 @@ fn handshake_failed(e: &hyper::Error) -> TransportError {
     TransportError::ConnectionFailed {
         reason: format!("HTTP handshake: {e}"),
         source: None,
-    }
-}
-
-/// rustls reports certificate and handshake failures as `InvalidData` I/O errors.
-fn tls_error(e: &io::Error) -> TransportError {
-    match e.kind() {
-        io::ErrorKind::InvalidData => TransportError::tls(e.to_string()),
-        _ => TransportError::ConnectionFailed {
-            reason: format!("TLS handshake: {e}"),
-            source: None,
-        },
     }
 }
