@@ -16,11 +16,16 @@ use crate::proc::{self, project_root};
 /// - `tinyproxy`: HTTP CONNECT proxy for the transport-ws proxy tests.
 const APT_PACKAGES: &[(&str, &str)] = &[("tinyproxy", "tinyproxy")];
 
-/// Python packages for the Python peers in the tcat end-to-end tests, pinned.
-const PYTHON_PACKAGES: &[&str] = &["websockets==15.0.1"];
+/// Python packages for the Python peers of the interop tests, pinned:
+/// - `websockets`: tcat end-to-end tests (`TRANSPORT_PYTHON`);
+/// - `aiohttp`, `aiohttp-sse`: transport-sse client interop test (`TRANSPORT_PYTHON_SSE`).
+const PYTHON_PACKAGES: &[&str] = &["websockets==15.0.1", "aiohttp==3.14.5", "aiohttp-sse==3.0"];
 
 /// Environment variable naming the Python interpreter the tests use for Python peers.
 pub(crate) const TRANSPORT_PYTHON: &str = "TRANSPORT_PYTHON";
+
+/// The same, for the transport-sse tests; xtask points both at the `.tools/py` venv.
+pub(crate) const TRANSPORT_PYTHON_SSE: &str = "TRANSPORT_PYTHON_SSE";
 
 const APT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const PIP_TIMEOUT: Duration = Duration::from_secs(10 * 60);

@@ -42,8 +42,8 @@ enum Command {
     Autobahn(autobahn::Args),
     /// Start an echo server and a few clients; print messages and round-trip times.
     Demo(demo::Args),
-    /// Install what the tests need (tinyproxy, Python `websockets` in `.tools/py`) and
-    /// print the `TRANSPORT_PYTHON` to export for running tests by hand.
+    /// Install what the tests need (tinyproxy; Python `websockets`, `aiohttp-sse` in
+    /// `.tools/py`) and print the variables to export for running tests by hand.
     InstallDeps,
 }
 
@@ -56,7 +56,9 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::InstallDeps => install::apt_packages().and_then(|()| {
             let python = install::python_peers()?;
-            println!("export {}={}", install::TRANSPORT_PYTHON, python.display());
+            for var in [install::TRANSPORT_PYTHON, install::TRANSPORT_PYTHON_SSE] {
+                println!("export {var}={}", python.display());
+            }
             Ok(())
         }),
     };

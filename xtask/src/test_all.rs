@@ -3,7 +3,8 @@
 //! 1. `cargo fmt --all -- --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`
 //! 3. Debian packages the tests need (tinyproxy), installed only if missing
-//! 4. Python peers (`websockets`) in `.tools/py`, exported as `TRANSPORT_PYTHON`
+//! 4. Python peers (`websockets`, `aiohttp-sse`) in `.tools/py`, exported as
+//!    `TRANSPORT_PYTHON` and `TRANSPORT_PYTHON_SSE`
 //! 5. `cargo nextest run --workspace` (or `cargo test --workspace` without nextest)
 //! 6. `cargo test --workspace --doc` (nextest does not run doctests)
 //! 7. `cargo xtask autobahn`, when Python 2.7 is present
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::install::{self, TRANSPORT_PYTHON};
+use crate::install::{self, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE};
 use crate::{autobahn, proc};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
@@ -154,12 +155,16 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     }
     let with_env = |mut cmd: Command| {
         if let Some(python) = &python {
-            cmd.env(TRANSPORT_PYTHON, python);
+            cmd.env(TRANSPORT_PYTHON, python)
+                .env(TRANSPORT_PYTHON_SSE, python);
         }
         cmd
     };
     match &python {
-        Some(p) => eprintln!("{TRANSPORT_PYTHON}={}", p.display()),
+        Some(p) => eprintln!(
+            "{TRANSPORT_PYTHON}={0} {TRANSPORT_PYTHON_SSE}={0}",
+            p.display()
+        ),
         None => eprintln!("{TRANSPORT_PYTHON} not set by xtask (no .tools/py venv)"),
     }
 
