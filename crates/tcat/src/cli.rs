@@ -11,6 +11,8 @@ Examples:
   printf 'a\\nb\\n' | tcat connect ws://127.0.0.1:9000/      # prints a and b, exits 0
   tcat connect --format json --count 1 wss://example.com/feed
   tcat connect -H 'Authorization: Bearer t0k3n' --ca-cert ca.pem wss://localhost:8443/
+  tcat serve --sse 127.0.0.1:9001                         # SSE at http://127.0.0.1:9001/events
+  tcat connect --format json https://example.com/events   # Server-Sent Events
 
 Exit codes: 0 ok, 1 connection or protocol error, 2 usage, 3 timeout.";
 
@@ -21,26 +23,36 @@ been quiet for --linger seconds (replies may still be on their way), then closes
 (code 1000), printing messages until the peer completes the close, and exits 0. With --count,
 stdin EOF does not close: tcat waits for N messages.
 
+SSE (http://, https://): each event's data is printed (several lines if it has several);
+json adds the event type and id. The stream is reconnected when it drops (Last-Event-ID,
+retry:); HTTP 204 ends the run with exit 0. stdin lines are POSTed to the server's send URL;
+a plain SSE server offers none: stdin is then ignored (with a warning) and its end does not
+end the stream.
+
 Examples:
   printf 'a\\nb\\n' | tcat connect ws://127.0.0.1:9000/
   tcat connect --count 3 --timeout 10 ws://127.0.0.1:9000/ < /dev/null
   tcat connect --binary --format json ws://127.0.0.1:9000/ < lines.txt
   tcat connect --subprotocol chat.v1 -H 'Origin: https://app.example' wss://example.com/chat
+  tcat connect --format json --count 10 https://example.com/events < /dev/null
 
 Exit codes: 0 ok, 1 connection or protocol error (also a peer close other than 1000),
 2 usage, 3 timeout (--timeout or --connect-timeout), 130/143 interrupted by SIGINT/SIGTERM.";
 
 const SERVE_EXAMPLES: &str = "\
-Prints `listening ws://ADDR` (or `listening wss://ADDR`) on stdout per listener once ready, with
-the real port when ADDR ends in :0. SIGINT or SIGTERM closes every client with code 1001 and
-exits 0.
+Prints `listening ws://ADDR` (or `listening wss://ADDR`, `listening sse http://ADDR/events`,
+`listening sse https://ADDR/events`) on stdout per listener once ready, with the real port when
+ADDR ends in :0. SSE clients send through the send URL of their session (see
+docs/protocols/sse.md). SIGINT or SIGTERM closes every client with code 1001 and exits 0.
 
 Examples:
   tcat serve --ws 127.0.0.1:0
   tcat serve --ws '[::1]:9000' --mode broadcast
-  tcat serve --ws 0.0.0.0:80 --wss 0.0.0.0:443 --cert cert.pem --key key.pem";
+  tcat serve --ws 0.0.0.0:80 --wss 0.0.0.0:443 --cert cert.pem --key key.pem
+  tcat serve --ws 127.0.0.1:9000 --sse 127.0.0.1:9001 --mode broadcast";
 
-/// netcat for real-time transports: connect to or serve WebSocket (WebTransport and SSE to come).
+/// netcat for real-time transports: connect to or serve WebSocket and Server-Sent Events
+/// (WebTransport to come).
 #[derive(Debug, Parser)]
 #[command(name = "tcat", version, after_help = EXAMPLES)]
 pub(crate) struct Cli {
@@ -60,12 +72,14 @@ pub(crate) enum Command {
     Serve(ServeArgs),
 }
 
-/// The transports `tcat` speaks. Only WebSocket for now; SSE (`http://`, `https://`) and
-/// WebTransport (`https://` over HTTP/3) slot in here.
+/// The transports `tcat` speaks. WebTransport (`https://` over HTTP/3) slots in here; it will
+/// need `--transport wt`, as `https://` alone selects SSE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum TransportKind {
     /// WebSocket (`ws://`, `wss://`).
     Ws,
+    /// Server-Sent Events (`http://`, `https://`), with the send URL back channel.
+    Sse,
 }
 
 impl TransportKind {
@@ -73,6 +87,7 @@ impl TransportKind {
     pub(crate) fn for_scheme(scheme: &str) -> Option<Self> {
         match scheme.to_ascii_lowercase().as_str() {
             "ws" | "wss" => Some(Self::Ws),
+            "http" | "https" => Some(Self::Sse),
             _ => None,
         }
     }
@@ -81,6 +96,7 @@ impl TransportKind {
     pub(crate) fn schemes(self) -> &'static [&'static str] {
         match self {
             Self::Ws => &["ws", "wss"],
+            Self::Sse => &["http", "https"],
         }
     }
 
@@ -88,6 +104,7 @@ impl TransportKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Ws => "ws",
+            Self::Sse => "sse",
         }
     }
 }
@@ -113,7 +130,8 @@ pub(crate) enum Mode {
 /// Options of `tcat connect`.
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
-    /// Transport to use; inferred from the URL scheme when absent (ws://, wss:// -> ws).
+    /// Transport to use; inferred from the URL scheme when absent (ws://, wss:// -> ws;
+    /// http://, https:// -> sse).
     #[arg(long, value_enum)]
     pub(crate) transport: Option<TransportKind>,
 
@@ -158,6 +176,7 @@ pub(crate) struct ConnectArgs {
     pub(crate) connect_timeout: Duration,
 
     /// Subprotocol to offer in Sec-WebSocket-Protocol (repeatable, in preference order).
+    /// WebSocket only.
     #[arg(long = "subprotocol", value_name = "P")]
     pub(crate) subprotocols: Vec<String>,
 
@@ -165,12 +184,13 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "16MiB")]
     pub(crate) max_message_size: usize,
 
-    /// Keepalive ping interval in seconds; 0 turns pings and dead-peer detection off.
+    /// Keepalive ping interval in seconds; 0 turns pings and dead-peer detection off. SSE: a
+    /// stream silent for max(30, 1.5 x SECS) seconds is reconnected (0: never).
     #[arg(long, value_name = "SECS", value_parser = parse_secs_or_zero, default_value = "20")]
     pub(crate) keepalive: Duration,
 
     /// HTTP CONNECT proxy, http://[user:pass@]host[:port]. Default: HTTPS_PROXY / HTTP_PROXY /
-    /// ALL_PROXY / NO_PROXY from the environment.
+    /// ALL_PROXY / NO_PROXY from the environment. WebSocket only.
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
     pub(crate) proxy: Option<String>,
 
@@ -178,14 +198,16 @@ pub(crate) struct ConnectArgs {
     #[arg(long)]
     pub(crate) no_proxy: bool,
 
-    /// ws:// or wss:// URL to connect to.
+    /// URL to connect to: ws:// or wss:// (WebSocket), http:// or https:// (SSE).
     #[arg(value_name = "URL")]
     pub(crate) url: String,
 }
 
 /// Options of `tcat serve`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("listeners").required(true).multiple(true).args(["ws", "wss"])))]
+#[command(group(ArgGroup::new("listeners").required(true).multiple(true)
+    .args(["ws", "wss", "sse", "sses"])))]
+#[command(group(ArgGroup::new("tls_listeners").multiple(true).args(["wss", "sses"])))]
 pub(crate) struct ServeArgs {
     /// Plain WebSocket listener address, HOST:PORT (port 0 picks a free port; repeatable).
     #[arg(long = "ws", value_name = "ADDR", value_parser = parse_listen_addr)]
@@ -196,19 +218,30 @@ pub(crate) struct ServeArgs {
           requires_all = ["cert", "key"])]
     pub(crate) wss: Vec<String>,
 
-    /// PEM certificate chain for --wss.
-    #[arg(long, value_name = "PEM", requires = "wss")]
+    /// Server-Sent Events listener address, HOST:PORT: the stream is http://ADDR/events, with
+    /// a send URL per session for the way back (port 0 picks a free port; repeatable).
+    #[arg(long = "sse", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub(crate) sse: Vec<String>,
+
+    /// TLS Server-Sent Events listener address (https://ADDR/events; needs --cert and --key;
+    /// repeatable).
+    #[arg(long = "sses", value_name = "ADDR", value_parser = parse_listen_addr,
+          requires_all = ["cert", "key"])]
+    pub(crate) sses: Vec<String>,
+
+    /// PEM certificate chain for --wss and --sses.
+    #[arg(long, value_name = "PEM", requires = "tls_listeners")]
     pub(crate) cert: Option<PathBuf>,
 
-    /// PEM private key for --wss.
-    #[arg(long, value_name = "PEM", requires = "wss")]
+    /// PEM private key for --wss and --sses.
+    #[arg(long, value_name = "PEM", requires = "tls_listeners")]
     pub(crate) key: Option<PathBuf>,
 
     /// What to do with each message.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub(crate) mode: Mode,
 
-    /// Subprotocol the server accepts (repeatable, in preference order).
+    /// Subprotocol the server accepts (repeatable, in preference order). WebSocket only.
     #[arg(long = "subprotocol", value_name = "P")]
     pub(crate) subprotocols: Vec<String>,
 
@@ -216,7 +249,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "64MiB")]
     pub(crate) max_message_size: usize,
 
-    /// Most connections open at once; more are refused with HTTP 503.
+    /// Most connections (SSE: sessions) open at once, per listener; more are refused with
+    /// HTTP 503.
     #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = parse_positive)]
     pub(crate) max_connections: usize,
 
@@ -225,7 +259,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_queue)]
     pub(crate) queue: usize,
 
-    /// Keepalive ping interval in seconds; 0 turns pings and dead-peer detection off.
+    /// Keepalive ping interval in seconds; 0 turns pings and dead-peer detection off. SSE: a
+    /// keepalive comment every SECS on an idle stream.
     #[arg(long, value_name = "SECS", value_parser = parse_secs_or_zero, default_value = "20")]
     pub(crate) keepalive: Duration,
 }
@@ -385,8 +420,11 @@ mod tests {
     fn schemes_select_transports() {
         assert_eq!(TransportKind::for_scheme("ws"), Some(TransportKind::Ws));
         assert_eq!(TransportKind::for_scheme("WSS"), Some(TransportKind::Ws));
-        assert_eq!(TransportKind::for_scheme("http"), None);
+        assert_eq!(TransportKind::for_scheme("http"), Some(TransportKind::Sse));
+        assert_eq!(TransportKind::for_scheme("HTTPS"), Some(TransportKind::Sse));
+        assert_eq!(TransportKind::for_scheme("ftp"), None);
         assert!(TransportKind::Ws.schemes().contains(&"wss"));
+        assert!(TransportKind::Sse.schemes().contains(&"https"));
     }
 
     #[test]
@@ -410,6 +448,42 @@ mod tests {
             .is_ok()
         );
         assert!(parse(&["tcat", "connect", "--count", "0", "ws://x"]).is_err());
+        assert!(parse(&["tcat", "serve", "--sse", "127.0.0.1:0"]).is_ok());
+        assert!(
+            parse(&[
+                "tcat", "serve", "--sse", "a:1", "--sse", "b:2", "--ws", "c:3"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["tcat", "serve", "--sses", "127.0.0.1:0"]).is_err());
+        assert!(
+            parse(&[
+                "tcat",
+                "serve",
+                "--sses",
+                "127.0.0.1:0",
+                "--cert",
+                "c",
+                "--key",
+                "k"
+            ])
+            .is_ok()
+        );
+        // --cert and --key belong to a TLS listener.
+        assert!(
+            parse(&[
+                "tcat",
+                "serve",
+                "--sse",
+                "127.0.0.1:0",
+                "--cert",
+                "c",
+                "--key",
+                "k"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["tcat", "connect", "--transport", "sse", "http://x/"]).is_ok());
         assert!(
             parse(&[
                 "tcat",

@@ -14,6 +14,11 @@
 //! times that after EOF), then closes with 1000 and prints what still arrives until the peer
 //! completes the close.
 //!
+//! SSE differs in three ways (see [`crate::sse`]): the stream is reconnected when it drops
+//! (the reconnect policy is on), a 204 answer ends the run like a normal close, and stdin EOF
+//! only closes when the server offers a send URL: a plain SSE stream has no way back, so
+//! nothing can be closed gracefully and its end would be the only reason to stop reading.
+//!
 //! The whole run sits under the `--timeout` deadline.
 
 use std::io;
@@ -23,14 +28,19 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use transport_core::{CloseFrame, Message, Receiver, Sender, TransportConfig, TransportError};
+use transport_core::{
+    CloseFrame, Connection, Message, Receiver, ReconnectPolicy, Sender, TransportConfig,
+    TransportError,
+};
+use transport_sse::SseConfig;
 use transport_ws::{ProxyConfig, WsConfig};
 
 use crate::cli::{ConnectArgs, Format, TransportKind};
 use crate::exit::{Done, Failure};
 use crate::input;
-use crate::output::Output;
+use crate::output::{Fields, Output};
 use crate::signal::Signals;
+use crate::sse;
 
 /// How long a close started by tcat itself (after `--count`, on an error or a signal) may take
 /// before tcat exits anyway.
@@ -56,7 +66,8 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<Done, Failure> {
 fn transport_for(explicit: Option<TransportKind>, url: &str) -> Result<TransportKind, Failure> {
     let scheme = url.split_once("://").map(|(s, _)| s).ok_or_else(|| {
         Failure::usage(format!(
-            "{url:?} is not a URL: expected ws://HOST[:PORT][/PATH] or wss://..."
+            "{url:?} is not a URL: expected ws://HOST[:PORT][/PATH], wss://..., http://... \
+             or https://..."
         ))
     })?;
     match explicit {
@@ -77,22 +88,35 @@ fn transport_for(explicit: Option<TransportKind>, url: &str) -> Result<Transport
         }
         None => TransportKind::for_scheme(scheme).ok_or_else(|| {
             Failure::usage(format!(
-                "unsupported URL scheme {scheme:?}: tcat speaks ws:// and wss:// (WebSocket)"
+                "unsupported URL scheme {scheme:?}: tcat speaks ws:// and wss:// (WebSocket), \
+                 http:// and https:// (Server-Sent Events)"
             ))
         }),
     }
 }
 
 /// The settings shared by every transport, from the command line.
-fn transport_config(args: &ConnectArgs) -> Result<TransportConfig, Failure> {
+fn transport_config(kind: TransportKind, args: &ConnectArgs) -> Result<TransportConfig, Failure> {
     let mut config = TransportConfig::default();
     config.connect_timeout(args.connect_timeout);
     config.max_message_size(args.max_message_size);
-    config.reconnect(transport_core::ReconnectPolicy::disabled());
-    config.keepalive(
-        keepalive_interval(args.keepalive),
-        dead_peer_timeout(args.keepalive),
-    );
+    match kind {
+        TransportKind::Ws => {
+            // One run is one connection.
+            config.reconnect(ReconnectPolicy::disabled());
+            config.keepalive(
+                keepalive_interval(args.keepalive),
+                dead_peer_timeout(args.keepalive),
+            );
+        }
+        TransportKind::Sse => {
+            // An event stream is meant to be reconnected (WHATWG HTML 9.2): the library's
+            // policy, with the server's retry: as the lower bound of each delay.
+            config.reconnect(ReconnectPolicy::default());
+            // The server sends the keepalives; the client only notices silence.
+            config.keepalive(None, sse::silence_timeout(args.keepalive));
+        }
+    }
     for (name, value) in &args.headers {
         config
             .header(name, value)
@@ -125,23 +149,17 @@ pub(crate) fn dead_peer_timeout(interval: Duration) -> Duration {
     Duration::from_secs(30).max(interval + interval / 2)
 }
 
-/// A connection about to be made.
+/// The transport-specific settings of a connection about to be made.
 #[derive(Debug)]
-struct Session {
-    kind: TransportKind,
-    url: String,
-    ws: WsConfig,
-    binary: bool,
-    format: Format,
-    plan: Plan,
-    max_message_size: usize,
+enum Dialer {
+    Ws(WsConfig),
+    Sse(SseConfig),
 }
 
-impl Session {
-    fn prepare(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
-        let transport = transport_config(args)?;
-        let send_buffer = transport.send_buffer;
-        let ws = match kind {
+impl Dialer {
+    fn new(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
+        let transport = transport_config(kind, args)?;
+        match kind {
             TransportKind::Ws => {
                 let mut ws = WsConfig::default();
                 ws.transport = transport;
@@ -156,19 +174,64 @@ impl Session {
                     ws.proxy(proxy);
                 }
                 ws.validate().map_err(|e| Failure::usage(e.to_string()))?;
-                ws
+                Ok(Self::Ws(ws))
             }
+            TransportKind::Sse => sse::client_config(transport, args).map(Self::Sse),
+        }
+    }
+
+    fn transport(&self) -> &TransportConfig {
+        match self {
+            Self::Ws(ws) => &ws.transport,
+            Self::Sse(sse) => &sse.transport,
+        }
+    }
+
+    /// Connects; `Ok(None)` when an SSE server answered 204 No Content ("stop, on purpose").
+    async fn connect(self, url: &str) -> Result<Option<Connection>, Failure> {
+        let (result, is_sse) = match self {
+            Self::Ws(config) => (transport_ws::connect(url, config).await, false),
+            Self::Sse(config) => (transport_sse::connect(url, config).await, true),
         };
+        match result {
+            Ok(connection) => Ok(Some(connection)),
+            Err(e) if is_sse && sse::is_stop(&e) => {
+                info!("the server answered 204 No Content: nothing to stream");
+                Ok(None)
+            }
+            Err(e) => Err(Failure::transport(&format!("cannot connect to {url}"), &e)),
+        }
+    }
+}
+
+/// A connection about to be made.
+#[derive(Debug)]
+struct Session {
+    kind: TransportKind,
+    url: String,
+    dialer: Dialer,
+    binary: bool,
+    format: Format,
+    plan: Plan,
+    max_message_size: usize,
+}
+
+impl Session {
+    fn prepare(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
+        let dialer = Dialer::new(kind, args)?;
+        let send_buffer = dialer.transport().send_buffer;
         Ok(Self {
             kind,
             url: args.url.clone(),
-            ws,
+            dialer,
             binary: args.binary,
             format: args.format,
             plan: Plan {
                 count: args.count,
                 linger: args.linger,
                 send_buffer,
+                sse: kind == TransportKind::Sse,
+                max_message_size: args.max_message_size,
             },
             max_message_size: args.max_message_size,
         })
@@ -177,8 +240,11 @@ impl Session {
     async fn run(self, signals: &mut Signals) -> Result<Done, Failure> {
         info!(url = %self.url, transport = self.kind.name(), "connecting");
         let connection = tokio::select! {
-            result = connect(self.kind, &self.url, self.ws) => result?,
+            result = self.dialer.connect(&self.url) => result?,
             signal = signals.recv() => return Ok(Done::Interrupted(signal)),
+        };
+        let Some(connection) = connection else {
+            return ended(self.plan.count, 0, "the server answered 204 No Content");
         };
         let info = connection.info();
         info!(peer = ?info.peer_addr, subprotocol = ?info.subprotocol, "connected");
@@ -186,11 +252,15 @@ impl Session {
         let lines = input::spawn_stdin(self.max_message_size)
             .map_err(|e| Failure::error(format!("starting the stdin reader: {e}")))?;
         let pump = tokio::spawn(pump(lines, sender.clone(), self.binary));
+        let fields = match self.kind {
+            TransportKind::Ws => Fields::Plain,
+            TransportKind::Sse => Fields::Sse,
+        };
         let result = receive(
             receiver,
             &sender,
             pump,
-            Output::new(self.format, tokio::io::stdout()),
+            Output::new(self.format, fields, tokio::io::stdout()),
             self.plan,
             signals,
         )
@@ -202,26 +272,28 @@ impl Session {
     }
 }
 
-async fn connect(
-    kind: TransportKind,
-    url: &str,
-    config: WsConfig,
-) -> Result<transport_core::Connection, Failure> {
-    match kind {
-        TransportKind::Ws => transport_ws::connect(url, config)
-            .await
-            .map_err(|e| Failure::transport(&format!("cannot connect to {url}"), &e)),
+/// The run's result when the connection ended cleanly after `printed` messages: exit 0, unless
+/// `--count` asked for more.
+fn ended(count: Option<u64>, printed: u64, why: &str) -> Result<Done, Failure> {
+    debug!(printed, why, "connection ended");
+    match count {
+        Some(n) if printed < n => Err(Failure::error(format!(
+            "{why} after {printed} of {n} messages"
+        ))),
+        _ => Ok(Done::Finished),
     }
 }
 
 /// Sends stdin lines until EOF. A send that fails because the connection ended ends the pump
-/// quietly: the receiving side reports why.
+/// quietly: the receiving side reports why. Against a plain SSE stream, which offers no way
+/// back, lines are read and dropped, with one warning on stderr.
 async fn pump(
     mut lines: mpsc::Receiver<io::Result<Vec<u8>>>,
     sender: Sender,
     binary: bool,
 ) -> Result<(), Failure> {
     let mut number: u64 = 0;
+    let mut ignored: u64 = 0;
     while let Some(line) = lines.recv().await {
         number += 1;
         let line = line.map_err(|e| Failure::error(format!("reading stdin: {e}")))?;
@@ -234,15 +306,24 @@ async fn pump(
                 ))
             })?
         };
-        if let Err(e) = sender.send(message).await {
-            if let TransportError::MessageTooLarge { .. } = e {
+        match sender.send(message).await {
+            Ok(()) => {}
+            Err(e @ TransportError::MessageTooLarge { .. }) => {
                 return Err(Failure::error(format!("stdin line {number}: {e}")));
             }
-            debug!(error = %e, "send failed; the connection is ending");
-            return Ok(());
+            Err(TransportError::Unsupported(reason)) => {
+                if ignored == 0 {
+                    sse::warn_stdin_ignored(&reason);
+                }
+                ignored += 1;
+            }
+            Err(e) => {
+                debug!(error = %e, "send failed; the connection is ending");
+                return Ok(());
+            }
         }
     }
-    debug!(lines = number, "stdin closed");
+    debug!(lines = number, ignored, "stdin closed");
     Ok(())
 }
 
@@ -255,6 +336,10 @@ struct Plan {
     linger: Duration,
     /// Capacity of the connection's send queue (to tell when it has drained).
     send_buffer: usize,
+    /// SSE: stdin EOF closes only when there is a send URL, 204 is a clean end.
+    sse: bool,
+    /// The message size limit (for [`sse::send_offered`]).
+    max_message_size: usize,
 }
 
 /// Where the run is with respect to stdin EOF and the close.
@@ -290,6 +375,9 @@ async fn receive(
     let mut printed: u64 = 0;
     let mut pumping = true;
     let mut phase = Phase::Open;
+    // Reconnects (SSE only) are worth a word on stderr: the stream goes quiet meanwhile.
+    let mut state = sender.watch_state();
+    let mut watching = plan.sse;
     // Ends when the connection ends (lingering and closing are bounded), on a signal, or when
     // the pump fails.
     loop {
@@ -323,14 +411,10 @@ async fn receive(
                         *last_activity = Instant::now();
                     }
                 }
-                Ok(None) => {
-                    debug!(printed, "connection closed");
-                    return match plan.count {
-                        Some(n) if printed < n => Err(Failure::error(format!(
-                            "connection closed after {printed} of {n} messages"
-                        ))),
-                        _ => Ok(Done::Finished),
-                    };
+                Ok(None) => return ended(plan.count, printed, "connection closed"),
+                Err(e) if plan.sse && sse::is_stop(&e) => {
+                    // A reconnect was answered with 204: the server wants no more.
+                    return ended(plan.count, printed, "the server answered 204 No Content");
                 }
                 Err(e) => {
                     return Err(Failure::transport("connection closed", &e));
@@ -339,6 +423,13 @@ async fn receive(
             joined = &mut pump, if pumping => {
                 pumping = false;
                 match joined {
+                    Ok(Ok(())) if plan.sse
+                        && plan.count.is_none()
+                        && !sse::send_offered(sender, plan.max_message_size) =>
+                    {
+                        // Nothing to close gracefully, and the stream is what was asked for.
+                        debug!("stdin ended; a plain SSE stream goes on");
+                    }
                     Ok(Ok(())) if plan.count.is_none() => {
                         let now = Instant::now();
                         phase = if plan.linger.is_zero() {
@@ -359,6 +450,10 @@ async fn receive(
             },
             () = sleep_until_some(check_at), if check_at.is_some() => {
                 phase = linger_check(phase, plan, sender);
+            },
+            changed = state.changed(), if watching => match changed {
+                Ok(()) => sse::log_state(*state.borrow_and_update()),
+                Err(_) => watching = false,
             },
             signal = signals.recv() => {
                 debug!(signal, "interrupted; closing");
@@ -448,7 +543,13 @@ mod tests {
             transport_for(Some(TransportKind::Ws), "wss://h/"),
             Ok(TransportKind::Ws)
         );
-        for bad in ["http://h/", "h:80", "ftp://h/"] {
+        assert_eq!(transport_for(None, "http://h/"), Ok(TransportKind::Sse));
+        assert_eq!(transport_for(None, "HTTPS://h/"), Ok(TransportKind::Sse));
+        assert_eq!(
+            transport_for(Some(TransportKind::Sse), "https://h/e"),
+            Ok(TransportKind::Sse)
+        );
+        for bad in ["h:80", "ftp://h/", "wt://h/"] {
             assert_eq!(
                 transport_for(None, bad).unwrap_err().code,
                 Code::Usage,
@@ -458,6 +559,9 @@ mod tests {
         let err = transport_for(Some(TransportKind::Ws), "https://h/").unwrap_err();
         assert_eq!(err.code, Code::Usage);
         assert!(err.message.contains("ws:// or wss://"), "{err}");
+        let err = transport_for(Some(TransportKind::Sse), "ws://h/").unwrap_err();
+        assert_eq!(err.code, Code::Usage);
+        assert!(err.message.contains("http:// or https://"), "{err}");
     }
 
     #[test]

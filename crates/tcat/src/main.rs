@@ -2,7 +2,8 @@
 //!
 //! netcat for real-time transports: `tcat connect URL` turns stdin lines into messages and
 //! received messages into stdout lines; `tcat serve` runs an echo or broadcast server. WebSocket
-//! (`ws://`, `wss://`) today; the `--transport` enum is where SSE and WebTransport will go.
+//! (`ws://`, `wss://`) and Server-Sent Events (`http://`, `https://`, with the send URL back
+//! channel of `docs/protocols/sse.md`); the `--transport` enum is where WebTransport will go.
 //!
 //! ```text
 //!  stdin ─lines─▶ pump task ─send─▶ Connection ─▶ peer
@@ -20,6 +21,7 @@ mod input;
 mod output;
 mod serve;
 mod signal;
+mod sse;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,7 +1,9 @@
-//! `tcat serve`: an echo or broadcast WebSocket server on one or more listeners.
+//! `tcat serve`: an echo or broadcast server on one or more WebSocket and Server-Sent Events
+//! listeners. Every listener hands out `transport_core::Connection`s (an SSE one is a session:
+//! events out, POSTs to its send URL in), so echo and broadcast are the same for both.
 //!
 //! ```text
-//!  listener task (per --ws/--wss) ──accept──▶ client task (per connection)
+//!  listener task (per --ws/--wss/--sse/--sses) ──accept──▶ client task (per connection)
 //!                                               echo:      recv ─▶ send back (waits: backpressure)
 //!                                               broadcast: recv ─▶ Hub ─try_send─▶ every client
 //! ```
@@ -12,7 +14,8 @@
 //! make memory grow.
 //!
 //! SIGINT/SIGTERM: every listener stops accepting and closes its connections with 1001
-//! (`WsServer::shutdown`), the client tasks finish, and the process exits 0.
+//! (`WsServer::shutdown`; `SseServer::shutdown` sends a `transport.close` event with 1001), the
+//! client tasks finish, and the process exits 0.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -26,6 +29,7 @@ use tracing::{debug, info, warn};
 use transport_core::{
     CloseFrame, Connection, Message, Sender, Transport as _, TransportConfig, TrySendError,
 };
+use transport_sse::{SseRequest, SseServer, SseServerConfig};
 use transport_ws::{WsRequest, WsServer, WsServerConfig};
 
 use crate::cli::{Mode, ServeArgs};
@@ -45,8 +49,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let mut signals = Signals::install()
         .map_err(|e| Failure::error(format!("installing signal handlers: {e}")))?;
     let config = server_config(&args);
+    let sse_config = sse_server_config(&args);
     let close_timeout = config.transport.close_timeout;
-    let servers = bind_all(&args, &config).await?;
+    let servers = bind_all(&args, &config, &sse_config).await?;
 
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -56,7 +61,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
         for server in &servers {
             // A closed stdout must not stop the server; the address is in the log too.
             if let Err(e) =
-                writeln!(stdout, "listening {}", server.url()).and_then(|()| stdout.flush())
+                writeln!(stdout, "listening {}", server.label()).and_then(|()| stdout.flush())
             {
                 warn!(error = %e, "cannot print the listening address");
             }
@@ -106,38 +111,146 @@ fn server_config(args: &ServeArgs) -> WsServerConfig {
     config
 }
 
-async fn bind_all(args: &ServeArgs, config: &WsServerConfig) -> Result<Vec<WsServer>, Failure> {
-    let mut servers = Vec::with_capacity(args.ws.len() + args.wss.len());
+/// The SSE server settings: the same limits, queue and keepalive as WebSocket, sessions
+/// bounded like connections.
+fn sse_server_config(args: &ServeArgs) -> SseServerConfig {
+    let mut transport = TransportConfig::default();
+    transport.max_message_size(args.max_message_size);
+    transport.buffers(args.queue, TransportConfig::default().recv_buffer);
+    // The interval of the keepalive comments; the timeout is how long a stream may stay
+    // blocked by a client that does not read before it is dropped.
+    transport.keepalive(
+        keepalive_interval(args.keepalive),
+        dead_peer_timeout(args.keepalive),
+    );
+    let mut config = SseServerConfig::default();
+    config.transport = transport;
+    config.max_sessions = args.max_connections;
+    config
+}
+
+/// A bound listener of any transport.
+#[derive(Debug)]
+enum Listener {
+    Ws(WsServer),
+    Sse(SseServer),
+}
+
+impl Listener {
+    /// The URL clients connect to.
+    fn url(&self) -> String {
+        match self {
+            Self::Ws(server) => server.url(),
+            Self::Sse(server) => server.url(),
+        }
+    }
+
+    /// What follows `listening ` on stdout: the URL, after `sse ` for SSE (an `http://` URL
+    /// alone does not say which protocol it speaks).
+    fn label(&self) -> String {
+        match self {
+            Self::Ws(server) => server.url(),
+            Self::Sse(server) => format!("sse {}", server.url()),
+        }
+    }
+
+    /// The next connection; `None` when the listener stops accepting.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: both servers' `accept` are.
+    async fn accept(&mut self) -> Option<Connection> {
+        match self {
+            Self::Ws(server) => {
+                let (connection, request) = server.accept().await?;
+                log_ws_accept(&request);
+                Some(connection)
+            }
+            Self::Sse(server) => {
+                let (connection, request) = server.accept().await?;
+                log_sse_accept(&request);
+                Some(connection)
+            }
+        }
+    }
+
+    /// Stops accepting and closes every connection with 1001.
+    async fn shutdown(self) {
+        match self {
+            Self::Ws(server) => server.shutdown().await,
+            Self::Sse(server) => server.shutdown().await,
+        }
+    }
+}
+
+async fn bind_all(
+    args: &ServeArgs,
+    config: &WsServerConfig,
+    sse_config: &SseServerConfig,
+) -> Result<Vec<Listener>, Failure> {
+    let listen_error = |addr: &str, e: &transport_core::TransportError| {
+        Failure::transport(&format!("cannot listen on {addr}"), e)
+    };
+    // The certificate files are read once, and only when a TLS listener needs them.
+    let mut pem: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut tls = |flag: &str, alpn: &[&[u8]]| {
+        if pem.is_none() {
+            pem = Some(read_cert_and_key(args, flag)?);
+        }
+        let (cert, key) = pem
+            .as_ref()
+            .ok_or_else(|| Failure::usage("no --cert/--key"))?;
+        transport_core::tls::server_config(cert, key, alpn)
+            .map_err(|e| Failure::usage(format!("--cert/--key: {e}")))
+    };
+    let mut servers = Vec::new();
     for addr in &args.ws {
         let server = WsServer::bind(addr.as_str(), config.clone())
             .await
-            .map_err(|e| Failure::transport(&format!("cannot listen on {addr}"), &e))?;
-        servers.push(server);
+            .map_err(|e| listen_error(addr, &e))?;
+        servers.push(Listener::Ws(server));
     }
     if !args.wss.is_empty() {
-        let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
-            return Err(Failure::usage("--wss needs --cert and --key"));
-        };
-        let read = |flag: &str, path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
-        };
-        let (cert, key) = (read("--cert", cert)?, read("--key", key)?);
-        let tls = transport_core::tls::server_config(&cert, &key, &[b"http/1.1"])
-            .map_err(|e| Failure::usage(format!("--cert/--key: {e}")))?;
+        let tls = tls("--wss", &[b"http/1.1"])?;
         for addr in &args.wss {
             let server = WsServer::bind_tls(addr.as_str(), config.clone(), tls.clone())
                 .await
-                .map_err(|e| Failure::transport(&format!("cannot listen on {addr}"), &e))?;
-            servers.push(server);
+                .map_err(|e| listen_error(addr, &e))?;
+            servers.push(Listener::Ws(server));
+        }
+    }
+    for addr in &args.sse {
+        let server = SseServer::bind(addr.as_str(), sse_config.clone())
+            .await
+            .map_err(|e| listen_error(addr, &e))?;
+        servers.push(Listener::Sse(server));
+    }
+    if !args.sses.is_empty() {
+        // SseServer::bind_tls sets the ALPN list itself (h2, http/1.1).
+        let tls = tls("--sses", &[b"h2", b"http/1.1"])?;
+        for addr in &args.sses {
+            let server = SseServer::bind_tls(addr.as_str(), sse_config.clone(), tls.clone())
+                .await
+                .map_err(|e| listen_error(addr, &e))?;
+            servers.push(Listener::Sse(server));
         }
     }
     Ok(servers)
 }
 
+/// The PEM files of `--cert` and `--key`, for the listener `flag`.
+fn read_cert_and_key(args: &ServeArgs, flag: &str) -> Result<(Vec<u8>, Vec<u8>), Failure> {
+    let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+        return Err(Failure::usage(format!("{flag} needs --cert and --key")));
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{flag} {}: {e}", path.display())))
+    };
+    Ok((read("--cert", cert)?, read("--key", key)?))
+}
+
 /// Accepts connections until `stop`, then shuts the listener down (1001 to every client).
 async fn accept_loop(
-    mut server: WsServer,
+    mut server: Listener,
     mode: Mode,
     hub: Arc<Hub>,
     stop: CancellationToken,
@@ -149,10 +262,9 @@ async fn accept_loop(
             () = stop.cancelled() => break,
             accepted = server.accept() => accepted,
         };
-        let Some((connection, request)) = accepted else {
+        let Some(connection) = accepted else {
             break;
         };
-        log_accept(&request);
         match mode {
             Mode::Echo => tracker.spawn(echo(connection)),
             Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone())),
@@ -161,12 +273,21 @@ async fn accept_loop(
     server.shutdown().await;
 }
 
-fn log_accept(request: &WsRequest) {
+fn log_ws_accept(request: &WsRequest) {
     debug!(
         peer = ?request.peer_addr,
         path = %request.path,
         subprotocol = ?request.subprotocol,
         "accepted"
+    );
+}
+
+fn log_sse_accept(request: &SseRequest) {
+    debug!(
+        peer = ?request.peer_addr,
+        path = %request.path,
+        session = %request.session,
+        "accepted an SSE session"
     );
 }
 

@@ -127,7 +127,15 @@ fn usage_errors_exit_2() {
     let cases: &[&[&str]] = &[
         &[],
         &["connect"],
-        &["connect", "http://127.0.0.1:1/"],
+        &["connect", "ftp://127.0.0.1:1/"],
+        &["connect", "--transport", "sse", "ws://127.0.0.1:1/"],
+        &["connect", "--subprotocol", "chat", "http://127.0.0.1:1/"],
+        &[
+            "connect",
+            "--proxy",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:1/",
+        ],
         &["connect", "127.0.0.1:80"],
         &["connect", "--transport", "ws", "https://127.0.0.1:1/"],
         &[
@@ -151,6 +159,17 @@ fn usage_errors_exit_2() {
         &["serve", "--mode", "echo"],
         &["serve", "--ws", "nonsense"],
         &["serve", "--wss", "127.0.0.1:0"],
+        &["serve", "--sse", "nonsense"],
+        &["serve", "--sses", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--sse",
+            "127.0.0.1:0",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ],
         &["serve", "--ws", "127.0.0.1:0", "--mode", "shout"],
         &["frobnicate"],
     ];

@@ -2,21 +2,7 @@
 
 mod common;
 
-use common::{run, scratch, serve};
-
-/// Writes a self-signed certificate for 127.0.0.1 and localhost; returns (cert, key) paths.
-fn self_signed(dir: &std::path::Path) -> (String, String) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let cert_path = dir.join("cert.pem");
-    let key_path = dir.join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    (
-        cert_path.to_str().unwrap().to_owned(),
-        key_path.to_str().unwrap().to_owned(),
-    )
-}
+use common::{run, scratch, self_signed, serve};
 
 #[test]
 fn wss_with_the_ca_cert_works_and_without_it_is_a_tls_error() {

@@ -42,6 +42,20 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes a self-signed certificate for 127.0.0.1 and localhost; returns (cert, key) paths.
+pub(crate) fn self_signed(dir: &std::path::Path) -> (String, String) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (
+        cert_path.to_str().unwrap().to_owned(),
+        key_path.to_str().unwrap().to_owned(),
+    )
+}
+
 /// A child process killed and reaped when dropped, with its stdout (and optionally stderr)
 /// read line by line on threads.
 pub(crate) struct Proc {
@@ -220,7 +234,8 @@ impl Server {
     }
 }
 
-/// Starts `tcat serve ARGS` and waits for its `listening` lines (one per listener expected).
+/// Starts `tcat serve ARGS` and waits for its `listening` lines (one per listener expected):
+/// `listening URL`, or `listening sse URL` for SSE; the URL is the last word.
 pub(crate) fn serve(args: &[&str], listeners: usize) -> Server {
     let mut cmd = tcat();
     cmd.arg("serve").args(args);
@@ -228,7 +243,8 @@ pub(crate) fn serve(args: &[&str], listeners: usize) -> Server {
     let mut urls = Vec::new();
     for _ in 0..listeners {
         let line = proc.wait_line(WAIT, |l| l.starts_with("listening "));
-        urls.push(line.trim_start_matches("listening ").trim().to_owned());
+        let url = line.split_whitespace().last().unwrap_or_default();
+        urls.push(url.to_owned());
     }
     Server { proc, urls }
 }
