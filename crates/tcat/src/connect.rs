@@ -231,7 +231,6 @@ impl Session {
                 linger: args.linger,
                 send_buffer,
                 sse: kind == TransportKind::Sse,
-                max_message_size: args.max_message_size,
             },
             max_message_size: args.max_message_size,
         })
@@ -338,8 +337,6 @@ struct Plan {
     send_buffer: usize,
     /// SSE: stdin EOF closes only when there is a send URL, 204 is a clean end.
     sse: bool,
-    /// The message size limit (for [`sse::send_offered`]).
-    max_message_size: usize,
 }
 
 /// Where the run is with respect to stdin EOF and the close.
@@ -425,7 +422,7 @@ async fn receive(
                 match joined {
                     Ok(Ok(())) if plan.sse
                         && plan.count.is_none()
-                        && !sse::send_offered(sender, plan.max_message_size) =>
+                        && !sse::send_offered(sender) =>
                     {
                         // Nothing to close gracefully, and the stream is what was asked for.
                         debug!("stdin ended; a plain SSE stream goes on");

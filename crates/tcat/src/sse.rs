@@ -10,9 +10,7 @@
 use std::time::Duration;
 
 use tracing::{info, warn};
-use transport_core::{
-    ConnectionState, Message, Sender, TransportConfig, TransportError, TrySendError,
-};
+use transport_core::{ConnectionState, Sender, TransportConfig, TransportError};
 use transport_sse::{DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_LENGTH, ParserLimits, SseConfig};
 
 use crate::cli::ConnectArgs;
@@ -98,32 +96,14 @@ pub(crate) fn warn_stdin_ignored(reason: &str) {
 }
 
 /// Whether the connection can carry messages to the server: `false` for a plain SSE stream
-/// (no send URL), `true` otherwise (and whenever it cannot be told).
-///
-/// transport-core keeps this fact private (`send` fails with `Unsupported` once it is known,
-/// which for SSE is before `connect` returns), so this asks `try_send` with a message one byte
-/// over the size limit: "sending unsupported" is checked before the size, and the message is
-/// refused either way, never queued. The probe's zeroed pages are not touched.
-pub(crate) fn send_offered(sender: &Sender, max_message_size: usize) -> bool {
-    let Some(len) = max_message_size.checked_add(1) else {
-        return true;
-    };
-    // Fail softly where the allocation would not succeed (a huge --max-message-size).
-    let mut room: Vec<u8> = Vec::new();
-    if room.try_reserve_exact(len).is_err() {
-        return true;
-    }
-    drop(room);
-    let probe = Message::binary(vec![0u8; len]);
-    !matches!(
-        sender.try_send(probe),
-        Err(TrySendError::Failed(TransportError::Unsupported(_)))
-    )
+/// (no send URL).
+pub(crate) fn send_offered(sender: &Sender) -> bool {
+    sender.send_unsupported().is_none()
 }
 
 #[cfg(test)]
 mod tests {
-    use transport_core::memory;
+    use transport_core::{Message, memory};
 
     use super::*;
 
@@ -166,7 +146,7 @@ mod tests {
         config.max_message_size(64);
         let (a, mut b) = memory::pair(&config);
         let (sender, _receiver) = a.split();
-        assert!(send_offered(&sender, 64));
+        assert!(send_offered(&sender));
         assert_eq!(sender.capacity(), config.send_buffer, "nothing was queued");
         sender.send(Message::text("real")).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), b.receiver().recv())

@@ -118,15 +118,22 @@ impl Shared {
         *lock(&self.send_unsupported) = reason;
     }
 
+    /// Why the current link cannot carry messages to the peer, if it cannot.
+    fn send_unsupported(&self) -> Option<String> {
+        if self.has_send_restriction.load(Ordering::Acquire) {
+            lock(&self.send_unsupported).clone()
+        } else {
+            None
+        }
+    }
+
     /// Whether a message may be queued now: not closing, sending supported, within the size
     /// limit. The sending-supported check takes no lock on the common path.
     fn check_sendable(&self, message: &Message) -> Result<(), TransportError> {
         if self.is_closing() {
             return Err(TransportError::Closed);
         }
-        if self.has_send_restriction.load(Ordering::Acquire)
-            && let Some(reason) = lock(&self.send_unsupported).clone()
-        {
+        if let Some(reason) = self.send_unsupported() {
             return Err(TransportError::Unsupported(reason));
         }
         if message.len() > self.max_message_size {
@@ -348,6 +355,12 @@ impl Sender {
     /// Facts about the current link.
     pub fn info(&self) -> ConnectionInfo {
         lock(&self.shared.info).clone()
+    }
+
+    /// Why the current link cannot carry messages to the peer (a plain SSE stream without a
+    /// send URL), if it cannot; `send` then fails with [`TransportError::Unsupported`].
+    pub fn send_unsupported(&self) -> Option<String> {
+        self.shared.send_unsupported()
     }
 
     /// Room left in the send queue.
