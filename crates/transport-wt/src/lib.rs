@@ -9,3 +9,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cert;
+mod server;
+
+pub use server::{
+    H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest, WtSendStream, WtServer,
+    WtServerConfig, WtServerSession, echo,
+};
