@@ -27,6 +27,15 @@ pub(crate) const TRANSPORT_PYTHON: &str = "TRANSPORT_PYTHON";
 /// The same, for the transport-sse tests; xtask points both at the `.tools/py` venv.
 pub(crate) const TRANSPORT_PYTHON_SSE: &str = "TRANSPORT_PYTHON_SSE";
 
+/// Node packages for the Node peers of the interop tests, pinned: `eventsource` (a WHATWG
+/// EventSource; 4.x is the last line that runs on Node 20) for the transport-sse interop test.
+const NODE_PACKAGES: &[(&str, &str)] = &[("eventsource", "4.1.1")];
+
+/// Environment variable naming the directory whose `node_modules` holds [`NODE_PACKAGES`].
+pub(crate) const TRANSPORT_NODE_MODULES: &str = "TRANSPORT_NODE_MODULES";
+
+const NPM_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
 const APT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const PIP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -147,4 +156,57 @@ fn pins_satisfied(python: &PathBuf) -> bool {
         Duration::from_secs(30),
     )
     .is_ok()
+}
+
+/// The prefix holding the Node peers: `.tools/node`.
+fn node_dir() -> PathBuf {
+    project_root().join(".tools").join("node")
+}
+
+/// `.tools/node` if it already holds every pinned Node package.
+pub(crate) fn existing_node_peers() -> Option<PathBuf> {
+    node_pins_satisfied().then(node_dir)
+}
+
+fn node_pins_satisfied() -> bool {
+    NODE_PACKAGES.iter().all(|(name, version)| {
+        let manifest = node_dir()
+            .join("node_modules")
+            .join(name)
+            .join("package.json");
+        std::fs::read_to_string(manifest)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|json| json["version"] == *version)
+    })
+}
+
+/// Installs [`NODE_PACKAGES`] into `.tools/node` with npm unless already there; returns the
+/// prefix (to be exported as [`TRANSPORT_NODE_MODULES`]).
+pub(crate) fn node_peers() -> Result<PathBuf> {
+    if node_pins_satisfied() {
+        eprintln!("node: peers already in {}", node_dir().display());
+        return Ok(node_dir());
+    }
+    let npm = proc::on_path("npm")
+        .context("npm not found on PATH (Node.js is needed for the SSE interop test)")?;
+    std::fs::create_dir_all(node_dir()).context("creating .tools/node")?;
+    let mut cmd = Command::new(npm);
+    cmd.args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(node_dir())
+        .args(
+            NODE_PACKAGES
+                .iter()
+                .map(|(name, version)| format!("{name}@{version}")),
+        )
+        .stdin(Stdio::null());
+    eprintln!("$ {}", proc::display(&cmd));
+    proc::run(&mut cmd, NPM_TIMEOUT).context("npm install of the Node peers")?;
+    if !node_pins_satisfied() {
+        bail!(
+            "Node peers missing from {} after npm install",
+            node_dir().display()
+        );
+    }
+    Ok(node_dir())
 }

@@ -4,7 +4,8 @@
 //! cargo xtask test-all [--skip-autobahn] [--no-install]   what CI runs (.ci/run)
 //! cargo xtask autobahn [--only server|client]             WebSocket conformance
 //! cargo xtask demo                                        echo server + clients, round trips
-//! cargo xtask install-deps                                tinyproxy, Python peers for tests
+//! cargo xtask install-deps                                tinyproxy, Python/Node peers for tests
+//! cargo xtask fuzz [--seconds N] [--target T]             the cargo-fuzz targets of fuzz/
 //! ```
 //!
 //! Rules every command follows:
@@ -15,6 +16,7 @@
 
 mod autobahn;
 mod demo;
+mod fuzz;
 mod install;
 mod proc;
 mod test_all;
@@ -42,6 +44,8 @@ enum Command {
     Autobahn(autobahn::Args),
     /// Start an echo server and a few clients; print messages and round-trip times.
     Demo(demo::Args),
+    /// Run the cargo-fuzz targets (fuzz/fuzz_targets) for a bounded time each.
+    Fuzz(fuzz::Args),
     /// Install what the tests need (tinyproxy; Python `websockets`, `aiohttp-sse` in
     /// `.tools/py`) and print the variables to export for running tests by hand.
     InstallDeps,
@@ -54,11 +58,18 @@ fn main() -> ExitCode {
         Command::TestAll(args) => return test_all::run(&args),
         Command::Autobahn(args) => autobahn::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::InstallDeps => install::apt_packages().and_then(|()| {
             let python = install::python_peers()?;
             for var in [install::TRANSPORT_PYTHON, install::TRANSPORT_PYTHON_SSE] {
                 println!("export {var}={}", python.display());
             }
+            let node = install::node_peers()?;
+            println!(
+                "export {}={}",
+                install::TRANSPORT_NODE_MODULES,
+                node.display()
+            );
             Ok(())
         }),
     };

@@ -5,9 +5,11 @@
 //! 3. Debian packages the tests need (tinyproxy), installed only if missing
 //! 4. Python peers (`websockets`, `aiohttp-sse`) in `.tools/py`, exported as
 //!    `TRANSPORT_PYTHON` and `TRANSPORT_PYTHON_SSE`
+//!    and Node peers (`eventsource`) in `.tools/node`, exported as `TRANSPORT_NODE_MODULES`
 //! 5. `cargo nextest run --workspace` (or `cargo test --workspace` without nextest)
 //! 6. `cargo test --workspace --doc` (nextest does not run doctests)
-//! 7. `cargo xtask autobahn`, when Python 2.7 is present
+//! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
+//! 8. `cargo xtask autobahn`, when Python 2.7 is present
 //!
 //! A failing step does not stop the later ones. The last line printed is
 //! `N passed, N failed`; the exit code is non-zero if any step failed.
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::install::{self, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE};
-use crate::{autobahn, proc};
+use crate::install::{self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE};
+use crate::{autobahn, fuzz, proc};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
 const BUDGET: Duration = Duration::from_secs(75 * 60);
@@ -30,6 +32,9 @@ pub(crate) struct Args {
     /// Do not run the Autobahn|Testsuite.
     #[arg(long)]
     skip_autobahn: bool,
+    /// Do not run the fuzz targets' 30-second smoke runs.
+    #[arg(long)]
+    skip_fuzz: bool,
     /// Install nothing; use the Debian packages and Python venv already present.
     #[arg(long)]
     no_install: bool,
@@ -140,10 +145,13 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     });
 
     let mut python: Option<PathBuf> = None;
+    let mut node: Option<PathBuf> = None;
     if args.no_install {
         runner.skip("install Debian packages", "--no-install");
         runner.skip("install Python peers", "--no-install");
+        runner.skip("install Node peers", "--no-install");
         python = install::existing_python_peer();
+        node = install::existing_node_peers();
     } else {
         runner.step("install Debian packages", minutes(15), |_| {
             install::apt_packages()
@@ -152,11 +160,18 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             python = Some(install::python_peers()?);
             Ok(())
         });
+        runner.step("install Node peers", minutes(10), |_| {
+            node = Some(install::node_peers()?);
+            Ok(())
+        });
     }
     let with_env = |mut cmd: Command| {
         if let Some(python) = &python {
             cmd.env(TRANSPORT_PYTHON, python)
                 .env(TRANSPORT_PYTHON_SSE, python);
+        }
+        if let Some(node) = &node {
+            cmd.env(TRANSPORT_NODE_MODULES, node);
         }
         cmd
     };
@@ -198,6 +213,23 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         proc::run(&mut cmd, limit)
     });
 
+    extra_checks(&mut runner, args);
+    runner.finish()
+}
+
+/// The slower conformance checks after the tests: fuzz smoke runs and Autobahn.
+fn extra_checks(runner: &mut Runner, args: &Args) {
+    if args.skip_fuzz {
+        runner.skip("fuzz (smoke)", "--skip-fuzz");
+    } else {
+        runner.step("fuzz (smoke)", minutes(30), |_| {
+            fuzz::run(&fuzz::Args {
+                seconds: 30,
+                target: None,
+            })
+        });
+    }
+
     if args.skip_autobahn {
         runner.skip("autobahn", "--skip-autobahn");
     } else if autobahn::find_python27().is_none() {
@@ -211,6 +243,4 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             autobahn::run(&autobahn::Args::default())
         });
     }
-
-    runner.finish()
 }
