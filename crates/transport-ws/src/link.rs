@@ -3,6 +3,12 @@
 //! pings, detects a dead peer, and runs the close handshake with a deadline.
 //!
 //! One task per connection, no locks: reading and writing are interleaved in one `poll`.
+//!
+//! Reading runs ahead of the application by up to `recv_buffer` messages. A consequence worth
+//! knowing: when the peer sends messages and then a close frame, the close may be read (and
+//! answered, as RFC 6455 asks) before the application has taken the earlier messages, so replies
+//! to them can no longer be sent. Python `websockets` behaves the same; a peer that wants the
+//! replies waits for them before closing (as `tcat connect` does with `--linger`).
 
 use std::future::poll_fn;
 use std::pin::Pin;
