@@ -33,7 +33,7 @@ use crate::protocol;
 const TRANSPORT: &str = "sse";
 
 /// SSE server settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SseServerConfig {
     /// Per-session settings: `max_message_size` (POST bodies), `send_buffer` and `recv_buffer`
@@ -89,39 +89,7 @@ impl Default for SseServerConfig {
     }
 }
 
-impl std::fmt::Debug for SseServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SseServerConfig")
-            .field("transport", &self.transport)
-            .field("path", &self.path)
-            .field("policy", &self.policy)
-            .field("max_sessions", &self.max_sessions)
-            .field("session_grace", &self.session_grace)
-            .field("replay_buffer", &self.replay_buffer)
-            .finish_non_exhaustive()
-    }
-}
-
 impl SseServerConfig {
-    /// Restricts streams to these origins.
-    pub fn allow_origins<I, S>(&mut self, origins: I) -> &mut Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.policy.allow_origins(origins);
-        self
-    }
-
-    /// Sets the application's stream-request check.
-    pub fn authorize(
-        &mut self,
-        check: impl Fn(&Request<()>) -> Result<(), StatusCode> + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.policy.authorize(check);
-        self
-    }
-
     /// Checks the values.
     ///
     /// # Errors

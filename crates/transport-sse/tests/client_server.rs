@@ -204,10 +204,11 @@ async fn a_silent_stream_resumes_its_session() {
 #[tokio::test]
 async fn refusals_are_final() {
     let mut sc = server_config();
-    sc.authorize(|request| match request.headers().get("authorization") {
-        Some(v) if v == "Bearer ok" => Ok(()),
-        _ => Err(http::StatusCode::UNAUTHORIZED),
-    });
+    sc.policy
+        .authorize(|request| match request.headers().get("authorization") {
+            Some(v) if v == "Bearer ok" => Ok(()),
+            _ => Err(http::StatusCode::UNAUTHORIZED),
+        });
     let mut server = SseServer::bind("127.0.0.1:0", sc).await.unwrap();
     let error = transport_sse::connect(&server.url(), config())
         .await

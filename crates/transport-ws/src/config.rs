@@ -116,7 +116,7 @@ pub(crate) fn tungstenite_config(
 }
 
 /// WebSocket server settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WsServerConfig {
     /// Per-connection settings (limits, buffers, keepalive, close timeout). Its `reconnect`,
@@ -160,39 +160,7 @@ impl Default for WsServerConfig {
     }
 }
 
-impl std::fmt::Debug for WsServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsServerConfig")
-            .field("transport", &self.transport)
-            .field("policy", &self.policy)
-            .field("max_connections", &self.max_connections)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("subprotocols", &self.subprotocols)
-            .field("accept_backlog", &self.accept_backlog)
-            .finish_non_exhaustive()
-    }
-}
-
 impl WsServerConfig {
-    /// Restricts handshakes to these origins.
-    pub fn allow_origins<I, S>(&mut self, origins: I) -> &mut Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.policy.allow_origins(origins);
-        self
-    }
-
-    /// Sets the application's handshake check.
-    pub fn authorize(
-        &mut self,
-        check: impl Fn(&http::Request<()>) -> Result<(), http::StatusCode> + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.policy.authorize(check);
-        self
-    }
-
     pub(crate) fn tungstenite(&self) -> WebSocketConfig {
         tungstenite_config(
             &self.transport,

@@ -66,7 +66,7 @@ async fn upgrades_inside_a_hyper_service() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut cfg = WsServerConfig::default();
-    cfg.allow_origins(["https://ok.example"]);
+    cfg.policy.allow_origins(["https://ok.example"]);
     let server = tokio::spawn(serve(listener, Arc::new(cfg)));
 
     let mut c = client();

@@ -78,7 +78,7 @@ async fn accepts_and_exposes_the_request() {
 #[tokio::test]
 async fn origin_allow_list() {
     let mut cfg = WsServerConfig::default();
-    cfg.allow_origins(["https://app.example"]);
+    cfg.policy.allow_origins(["https://app.example"]);
     let server = WsServer::bind("127.0.0.1:0", cfg).await.unwrap();
     let url = server.url();
     let _srv = spawn_echo(server);
@@ -107,10 +107,11 @@ async fn origin_allow_list() {
 #[tokio::test]
 async fn authorize_hook_can_refuse() {
     let mut cfg = WsServerConfig::default();
-    cfg.authorize(|req| match req.headers().get("authorization") {
-        Some(v) if v == "Bearer good" => Ok(()),
-        _ => Err(http::StatusCode::UNAUTHORIZED),
-    });
+    cfg.policy
+        .authorize(|req| match req.headers().get("authorization") {
+            Some(v) if v == "Bearer good" => Ok(()),
+            _ => Err(http::StatusCode::UNAUTHORIZED),
+        });
     let server = WsServer::bind("127.0.0.1:0", cfg).await.unwrap();
     let url = server.url();
     let _srv = spawn_echo(server);
