@@ -1,0 +1,66 @@
+//! Limits: a QUIC client that never sends its CONNECT is dropped after `handshake_timeout`;
+//! connections beyond `max_sessions` are refused until a slot frees.
+
+mod server_common;
+
+use std::time::{Duration, Instant};
+
+use server_common::{LIMIT, bare_quic, bounded, connect, server};
+use transport_wt::{H3_NO_ERROR, WtServerConfig};
+
+#[tokio::test]
+async fn silent_quic_client_is_dropped_after_the_handshake_timeout() {
+    let mut config = WtServerConfig::default();
+    config.handshake_timeout(Duration::from_millis(300));
+    let (server, _cert) = server(config);
+    let started = Instant::now();
+    let quic = bounded(bare_quic(server.local_addr())).await;
+    assert_eq!(server.open_sessions(), 1);
+    let error = bounded(quic.closed()).await;
+    let elapsed = started.elapsed();
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(H3_NO_ERROR));
+        }
+        other => panic!("unexpected close: {other:?}"),
+    }
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(elapsed < LIMIT, "{elapsed:?}");
+    // The slot is free again.
+    let deadline = Instant::now() + LIMIT;
+    while server.open_sessions() != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn sessions_beyond_max_sessions_are_refused() {
+    let mut config = WtServerConfig::default();
+    config.max_sessions(1);
+    let (mut server, cert) = server(config);
+    let url = format!("{}/one", server.url());
+
+    let first = tokio::spawn({
+        let (cert, url) = (cert.clone(), url.clone());
+        async move { connect(&cert, &url, &[]).await }
+    });
+    let (session, _) =
+        bounded(async { server.accept().await.unwrap().accept().await.unwrap() }).await;
+    let first = bounded(first).await.unwrap().unwrap();
+    assert_eq!(server.open_sessions(), 1);
+
+    let second = bounded(connect(&cert, &url, &[])).await;
+    assert!(
+        second.is_err(),
+        "second session accepted beyond max_sessions"
+    );
+
+    // Closing the first session frees the slot.
+    drop(session);
+    bounded(first.closed()).await;
+    let third = tokio::spawn(async move { connect(&cert, &url, &[]).await });
+    let (_session, _) =
+        bounded(async { server.accept().await.unwrap().accept().await.unwrap() }).await;
+    bounded(third).await.unwrap().unwrap();
+}
