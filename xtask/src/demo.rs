@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: an echo server and a few clients, messages and round trips.
 //!
-//! Starts `tcat serve --ws 127.0.0.1:0 --mode echo`, then runs `--clients` concurrent
-//! `tcat connect` processes. Each says hello, then sends `--pings` numbered lines one at
+//! Starts `tcat serve --ws 127.0.0.1:0 --sse 127.0.0.1:0 --mode echo`, then runs `--clients`
+//! concurrent `tcat connect` processes, alternating WebSocket and Server-Sent Events (whose
+//! client sends through the POST back channel). Each says hello, then sends `--pings` numbered lines one at
 //! a time and times each echo, printing progress as it goes and min / median / p99 / max
 //! at the end. The round trip includes the pipes into and out of `tcat connect`.
 
@@ -63,30 +64,44 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
     let mut serve = Command::new(&tcat);
     serve
-        .args(["serve", "--ws", "127.0.0.1:0", "--mode", "echo"])
+        .args([
+            "serve",
+            "--ws",
+            "127.0.0.1:0",
+            "--sse",
+            "127.0.0.1:0",
+            "--mode",
+            "echo",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     println!("$ {}", proc::display(&serve));
     let mut server = ChildGuard::spawn(&mut serve)?;
     let stdout = server.child_mut().stdout.take().context("tcat stdout")?;
     let lines = proc::stdout_lines(stdout, Some("server"));
-    let ready = proc::wait_for_line(
+    let ws = proc::wait_for_line(
         &lines,
         Instant::now() + READY_TIMEOUT,
         "`tcat serve` to print `listening ws://...`",
         |line| line.starts_with("listening ws://"),
     )?;
-    let url = ready.trim_start_matches("listening ").trim().to_owned();
+    let sse = proc::wait_for_line(
+        &lines,
+        Instant::now() + READY_TIMEOUT,
+        "`tcat serve` to print `listening sse http://...`",
+        |line| line.starts_with("listening sse http://"),
+    )?;
+    let urls = [last_word(&ws), last_word(&sse)];
     println!(
-        "echo server ready at {url}; {} clients x {} pings",
-        args.clients, args.pings
+        "echo server ready at {} and {}; {} clients x {} pings",
+        urls[0], urls[1], args.clients, args.pings
     );
 
     let deadline = Instant::now() + DEMO_BUDGET;
     let results: Vec<Result<Stats>> = thread::scope(|scope| {
         let handles: Vec<_> = (1..=args.clients)
             .map(|client| {
-                let (tcat, url) = (&tcat, url.as_str());
+                let (tcat, url) = (&tcat, urls[(client - 1) % urls.len()].as_str());
                 scope.spawn(move || run_client(tcat, url, client, args.pings, deadline))
             })
             .collect();
@@ -103,7 +118,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
 
     println!();
-    println!("client  pings      min   median      p99      max   (round trip, ms)");
+    println!(
+        "client  pings      min   median      p99      max   (round trip, ms; odd clients WebSocket, even SSE)"
+    );
     let mut all = Vec::new();
     let mut errors = Vec::new();
     for result in results {
@@ -172,8 +189,13 @@ fn run_client(
 
     let hello = format!("hello from client {client}");
     let (rtt, echo) = send_and_wait(&hello)?;
+    let transport = if url.starts_with("http") {
+        "SSE"
+    } else {
+        "WebSocket"
+    };
     println!(
-        "client {client}: sent {hello:?}, got {echo:?} back in {:.3} ms",
+        "client {client} ({transport}): sent {hello:?}, got {echo:?} back in {:.3} ms",
         rtt.as_secs_f64() * 1e3
     );
 
@@ -201,6 +223,14 @@ fn run_client(
     );
     rtts.sort_unstable();
     Ok(Stats { client, rtts })
+}
+
+/// The last word of a `listening ...` line: the URL.
+fn last_word(line: &str) -> String {
+    line.split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Waits for the echo of `text` (a line containing it) until `deadline`; returns the line.
