@@ -75,6 +75,7 @@ pub(crate) struct Shared {
     send_unsupported: Mutex<Option<String>>,
     has_send_restriction: AtomicBool,
     pub(crate) max_message_size: usize,
+    pub(crate) counters: crate::stats::Counters,
     close_timeout: Duration,
     pub(crate) close_requested: Notify,
 }
@@ -99,6 +100,7 @@ impl Shared {
             send_unsupported: Mutex::new(None),
             has_send_restriction: AtomicBool::new(false),
             max_message_size,
+            counters: crate::stats::Counters::new(initial == ConnectionState::Connected),
             close_timeout,
             close_requested: Notify::new(),
         }
@@ -217,6 +219,11 @@ impl Connection {
     /// Facts about the current link.
     pub fn info(&self) -> ConnectionInfo {
         self.sender.info()
+    }
+
+    /// Statistics of this connection (cheap: a few atomic loads).
+    pub fn stats(&self) -> crate::ConnectionStats {
+        self.sender.stats()
     }
 
     /// The close frame the peer sent, once it has sent one.
@@ -361,6 +368,11 @@ impl Sender {
     /// send URL), if it cannot; `send` then fails with [`TransportError::Unsupported`].
     pub fn send_unsupported(&self) -> Option<String> {
         self.shared.send_unsupported()
+    }
+
+    /// Statistics of this connection (cheap: a few atomic loads).
+    pub fn stats(&self) -> crate::ConnectionStats {
+        self.shared.counters.snapshot()
     }
 
     /// Room left in the send queue.

@@ -68,11 +68,12 @@ impl DriverIo {
     /// yields a normal close: a connection nobody can use any more closes itself.
     pub fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
         if let Some(cmd) = self.held.take() {
+            // Counted when it was first taken.
             return Poll::Ready(cmd);
         }
         if !self.commands_closed {
             match self.commands.poll_recv(cx) {
-                Poll::Ready(Some(cmd)) => return Poll::Ready(cmd),
+                Poll::Ready(Some(cmd)) => return Poll::Ready(self.count(cmd)),
                 Poll::Ready(None) => self.commands_closed = true,
                 Poll::Pending => return Poll::Pending,
             }
@@ -109,7 +110,25 @@ impl DriverIo {
     /// [`poll_reserve`](Self::poll_reserve). Returns `false` (dropping the message) when no slot
     /// was reserved or the receiver is gone.
     pub fn send_reserved(&mut self, message: Message) -> bool {
-        self.inbound.send_item(Ok(message)).is_ok()
+        let len = message.len();
+        let sent = self.inbound.send_item(Ok(message)).is_ok();
+        if sent {
+            self.shared.counters.received(len);
+        }
+        sent
+    }
+
+    /// Counts a message leaving for the link.
+    fn count(&self, cmd: Command) -> Command {
+        if let Command::Send(m) = &cmd {
+            self.shared.counters.sent(m.len());
+        }
+        cmd
+    }
+
+    /// Records a keepalive round trip measured by the link (ping to pong).
+    pub fn record_rtt(&self, rtt: Duration) {
+        self.shared.counters.rtt(rtt);
     }
 
     /// Hands a received message to the application, waiting while its queue is full
@@ -314,6 +333,7 @@ async fn drive<D: Dial>(
     loop {
         backoff.connected(Instant::now().into_std());
         let outcome = dialer.run(link, &mut io).await;
+        io.shared.counters.link_down();
         let error = io.outcome_error(outcome);
         let Some(error) = error else {
             let _ = io.shared.state.transition(ConnectionState::Disconnected);
@@ -332,6 +352,7 @@ async fn drive<D: Dial>(
             Reconnected::Link(new_link) => {
                 io.set_info(dialer.info(&new_link));
                 io.set_send_unsupported(dialer.send_unsupported(&new_link));
+                io.shared.counters.link_up(true);
                 let _ = io.shared.state.transition(ConnectionState::Connected);
                 link = new_link;
             }
@@ -399,6 +420,7 @@ where
     let (connection, io) = new_io(config, info, ConnectionState::Connected);
     tokio::spawn(async move {
         let (outcome, mut io) = run(io).await;
+        io.shared.counters.link_down();
         let error = io.outcome_error(outcome);
         if let Some(e) = error {
             io.finish_with_error(e).await;

@@ -37,6 +37,7 @@ pub mod memory;
 mod message;
 mod reconnect;
 mod state;
+mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod transport;
@@ -52,4 +53,5 @@ pub use error::{SharedIoError, TransportError, close_code_is_retryable};
 pub use message::{CloseFrame, Message, MessageMetadata, MessageType};
 pub use reconnect::{Backoff, ReconnectPolicy};
 pub use state::{ConnectionState, IllegalTransition, StateCell};
+pub use stats::ConnectionStats;
 pub use transport::{Connector, Transport};

@@ -287,3 +287,37 @@ fn handles_are_send_and_sync() {
     is_send_sync::<TransportError>();
     is_send_sync::<memory::MemoryConnector>();
 }
+
+#[tokio::test]
+async fn stats_count_messages_bytes_and_reconnects() {
+    let mut c = config();
+    c.reconnect(fast_reconnect());
+    let (connector, mut listener) = memory::endpoint(&c);
+    let (conn, server) = tokio::join!(connector.connect(), listener.accept());
+    let mut conn = conn.unwrap();
+    let mut server = server.unwrap();
+    conn.send(Message::text("four")).await.unwrap();
+    conn.send(Message::binary(vec![0; 10])).await.unwrap();
+    server.recv().await.unwrap();
+    server.recv().await.unwrap();
+    server.send(Message::text("abc")).await.unwrap();
+    conn.recv().await.unwrap();
+    let s = conn.stats();
+    assert_eq!((s.messages_sent, s.bytes_sent), (2, 14));
+    assert_eq!((s.messages_received, s.bytes_received), (1, 3));
+    assert_eq!(server.stats().messages_received, 2);
+    assert_eq!(s.reconnects, 0);
+    listener.sever_all();
+    let _server = tokio::time::timeout(LIMIT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_state(&conn, ConnectionState::Connected).await;
+    let mut tries = 0;
+    while conn.stats().reconnects == 0 && tries < 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tries += 1;
+    }
+    assert_eq!(conn.stats().reconnects, 1);
+    assert!(conn.stats().connected_for > Duration::ZERO);
+}

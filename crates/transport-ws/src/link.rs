@@ -67,6 +67,8 @@ struct Link<S> {
     needs_flush: bool,
     last_rx: Instant,
     next_ping: Option<Instant>,
+    /// When our latest keepalive ping went out, until its pong comes back (for the RTT).
+    ping_sent: Option<Instant>,
     /// Deadline of the current closing phase.
     deadline: Option<Instant>,
     timer: Pin<Box<Sleep>>,
@@ -91,6 +93,7 @@ where
         needs_flush: false,
         last_rx: now,
         next_ping,
+        ping_sent: None,
         deadline: None,
         timer: Box::pin(tokio::time::sleep_until(now + options.dead_peer_timeout)),
         shutdown: options
@@ -249,6 +252,7 @@ where
                 .is_ok()
             {
                 self.needs_flush = true;
+                self.ping_sent = Some(now);
             }
             self.next_ping = Some(now + interval);
         }
@@ -333,7 +337,12 @@ where
                     }
                 }
                 Ok(WsMessage::Ping(_)) => self.needs_flush = true, // tungstenite queued the pong
-                Ok(WsMessage::Pong(_) | WsMessage::Frame(_)) => {}
+                Ok(WsMessage::Pong(_)) => {
+                    if let Some(sent) = self.ping_sent.take() {
+                        io.record_rtt(self.last_rx.saturating_duration_since(sent));
+                    }
+                }
+                Ok(WsMessage::Frame(_)) => {}
                 Ok(WsMessage::Close(frame)) => {
                     let frame = from_ws_close(frame.as_ref());
                     io.set_peer_close(frame.clone());

@@ -365,3 +365,44 @@ async fn many_concurrent_senders_share_one_connection() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn stats_count_traffic_and_measure_keepalive_rtt() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsServerConfig::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let mut cfg = client_config();
+    cfg.transport
+        .keepalive(Some(Duration::from_millis(50)), Duration::from_secs(5));
+    let (client, accepted) = tokio::join!(transport_ws::connect(&url, cfg), server.accept());
+    let mut client = client.unwrap();
+    let (conn, _) = accepted.unwrap();
+    tokio::spawn(echo(conn));
+    client.send(Message::text("12345")).await.unwrap();
+    assert_eq!(
+        recv(&mut client).await.unwrap(),
+        Some(Message::text("12345"))
+    );
+    let s = client.stats();
+    assert_eq!(
+        (
+            s.messages_sent,
+            s.bytes_sent,
+            s.messages_received,
+            s.bytes_received
+        ),
+        (1, 5, 1, 5)
+    );
+    let mut rtt = None;
+    for _ in 0..100 {
+        rtt = client.stats().rtt;
+        if rtt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rtt = rtt.expect("a keepalive pong measured the round trip");
+    assert!(rtt < Duration::from_secs(1), "{rtt:?}");
+    assert!(client.stats().connected_for > Duration::ZERO);
+}
