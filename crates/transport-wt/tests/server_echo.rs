@@ -41,7 +41,7 @@ async fn request_visible_then_bidi_uni_datagram_echo() {
 
     // Bidirectional: small, then larger than any window, echoed on the same stream.
     for size in [5usize, 300_000] {
-        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let payload: Vec<u8> = (0..size).map(|i| u8::try_from(i % 251).unwrap()).collect();
         let (mut send, mut recv) =
             bounded(async { conn.open_bi().await.unwrap().await.unwrap() }).await;
         let writer = {

@@ -300,7 +300,7 @@ impl Acceptor {
     async fn connect_request(
         &self,
         quic: &quinn::Connection,
-    ) -> Option<(H3Conn, http::Request<()>, session::H3Request)> {
+    ) -> Option<(Box<H3Conn>, http::Request<()>, session::H3Request)> {
         let built = h3::server::builder()
             .enable_webtransport(true)
             .enable_extended_connect(true)
@@ -310,7 +310,7 @@ impl Acceptor {
             .build::<_, Bytes>(h3_quinn::Connection::new(quic.clone()))
             .await;
         let mut h3 = match built {
-            Ok(h3) => h3,
+            Ok(h3) => Box::new(h3),
             Err(e) => {
                 debug!(error = %e, "HTTP/3 set-up failed");
                 return None;

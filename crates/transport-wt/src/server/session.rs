@@ -78,7 +78,7 @@ pub(crate) fn is_webtransport_connect(request: &Request<()>) -> bool {
 /// short grace ends, so the answer is not lost to an immediate close.
 pub(crate) async fn refuse(
     quic: &quinn::Connection,
-    h3: Option<H3Conn>,
+    h3: Option<Box<H3Conn>>,
     mut stream: H3Request,
     status: StatusCode,
 ) {
@@ -106,13 +106,13 @@ pub(crate) async fn refuse(
 /// [`AcceptPolicy`]: transport_core::AcceptPolicy
 pub struct WtIncomingSession {
     request: WtRequest,
-    parts: Option<Parts>,
+    parts: Option<Box<Parts>>,
     guard: Option<super::SessionGuard>,
 }
 
 struct Parts {
     quic: quinn::Connection,
-    h3: H3Conn,
+    h3: Box<H3Conn>,
     connect: Request<()>,
     stream: H3Request,
 }
@@ -129,19 +129,19 @@ impl WtIncomingSession {
     pub(crate) fn new(
         request: WtRequest,
         quic: quinn::Connection,
-        h3: H3Conn,
+        h3: Box<H3Conn>,
         connect: Request<()>,
         stream: H3Request,
         guard: super::SessionGuard,
     ) -> Self {
         Self {
             request,
-            parts: Some(Parts {
+            parts: Some(Box::new(Parts {
                 quic,
                 h3,
                 connect,
                 stream,
-            }),
+            })),
             guard: Some(guard),
         }
     }
@@ -166,10 +166,10 @@ impl WtIncomingSession {
             h3,
             connect,
             stream,
-        } = self.parts.take().ok_or(TransportError::Closed)?;
+        } = *self.parts.take().ok_or(TransportError::Closed)?;
         let guard = self.guard.take();
         let connect_id = stream.send_id().into_inner();
-        let session = match Session::accept(connect, stream, h3).await {
+        let session = match Box::pin(Session::accept(connect, stream, *h3)).await {
             Ok(session) => session,
             Err(e) => {
                 let error = close_error(&quic)
@@ -181,7 +181,7 @@ impl WtIncomingSession {
         let request = std::mem::replace(&mut self.request, placeholder_request());
         let session = WtServerSession {
             datagram_prefix: encode_varint(connect_id / 4),
-            session,
+            session: Box::new(session),
             quic,
             _guard: guard,
         };
@@ -233,7 +233,7 @@ fn placeholder_request() -> WtRequest {
 /// `join!`) or, behind an `Arc`, from several. Dropping the session closes the connection
 /// with [`H3_NO_ERROR`].
 pub struct WtServerSession {
-    session: Session,
+    session: Box<Session>,
     quic: quinn::Connection,
     /// The datagram prefix: the quarter stream ID of the CONNECT stream, as a varint.
     datagram_prefix: Bytes,
