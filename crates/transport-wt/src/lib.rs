@@ -9,8 +9,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cert;
+mod client;
+pub mod proto;
 mod server;
 
+pub use client::{SessionClose, WtClientConfig, WtSession, connect};
+pub use quinn;
 pub use server::{
     H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest, WtSendStream, WtServer,
     WtServerConfig, WtServerSession, echo,
