@@ -22,48 +22,67 @@ use super::WtServerSession;
 /// # Cancel safety
 /// Cancelling stops echoing; streams being echoed are dropped (reset).
 pub async fn echo(session: WtServerSession) -> Result<(), TransportError> {
-    let mut streams = JoinSet::new();
-    let end = loop {
-        tokio::select! {
-            bi = session.accept_bi() => match bi {
-                Ok(stream) => {
-                    streams.spawn(async move {
-                        let (mut recv, mut send) = split(stream);
-                        copy(&mut recv, &mut send).await?;
-                        send.shutdown().await
-                    });
-                }
+    // Three loops polled side by side; each keeps its accept future alive between streams
+    // (`accept_bi` is not cancel safe), and the first to end ends them all.
+    let bidi = async {
+        let mut streams = JoinSet::new();
+        loop {
+            let stream = match session.accept_bi().await {
+                Ok(stream) => stream,
                 Err(e) => break e,
-            },
-            uni = session.accept_uni() => match uni {
-                Ok(mut recv) => match session.open_uni().await {
-                    Ok(mut send) => {
-                        streams.spawn(async move {
-                            copy(&mut recv, &mut send).await?;
-                            send.shutdown().await
-                        });
-                    }
+            };
+            reap(&mut streams);
+            streams.spawn(async move {
+                let (mut recv, mut send) = split(stream);
+                copy(&mut recv, &mut send).await?;
+                send.shutdown().await
+            });
+        }
+    };
+    let uni = async {
+        let mut streams = JoinSet::new();
+        loop {
+            let (mut recv, mut send) = match session.accept_uni().await {
+                Ok(recv) => match session.open_uni().await {
+                    Ok(send) => (recv, send),
                     Err(e) => break e,
                 },
                 Err(e) => break e,
-            },
-            datagram = session.read_datagram() => match datagram {
-                Ok(datagram) => {
-                    if let Err(e) = session.send_datagram(datagram) {
-                        debug!(error = %e, "echoing a datagram failed");
-                    }
-                }
+            };
+            reap(&mut streams);
+            streams.spawn(async move {
+                copy(&mut recv, &mut send).await?;
+                send.shutdown().await
+            });
+        }
+    };
+    let datagrams = async {
+        loop {
+            let datagram = match session.read_datagram().await {
+                Ok(datagram) => datagram,
                 Err(e) => break e,
-            },
-            Some(done) = streams.join_next(), if !streams.is_empty() => {
-                if let Ok(Err(e)) = done {
-                    debug!(error = %e, "echoing a stream failed");
-                }
+            };
+            if let Err(e) = session.send_datagram(datagram) {
+                debug!(error = %e, "echoing a datagram failed");
             }
         }
+    };
+    let end = tokio::select! {
+        e = bidi => e,
+        e = uni => e,
+        e = datagrams => e,
     };
     match end {
         TransportError::ClosedByPeer { .. } | TransportError::Closed => Ok(()),
         other => Err(other),
+    }
+}
+
+/// Collects finished stream echoes so the set does not grow with the session's age.
+fn reap(streams: &mut JoinSet<std::io::Result<()>>) {
+    while let Some(done) = streams.try_join_next() {
+        if let Ok(Err(e)) = done {
+            debug!(error = %e, "echoing a stream failed");
+        }
     }
 }

@@ -267,7 +267,10 @@ impl WtServerSession {
     /// [`TransportError::ConnectionLost`], [`TransportError::Closed`]).
     ///
     /// # Cancel safety
-    /// Cancel safe: a stream that arrives after cancellation is returned by the next call.
+    /// Not cancel safe: h3-webtransport takes the stream from QUIC, then reads its header; a
+    /// call cancelled in between loses that stream. Keep one `accept_bi` future alive in a
+    /// loop of its own (as [`echo`](super::echo) does) rather than re-creating it in a
+    /// `select!`.
     pub async fn accept_bi(&self) -> Result<WtBiStream, TransportError> {
         loop {
             match self.session.accept_bi().await {
