@@ -4,7 +4,7 @@
 mod server_common;
 
 use http::StatusCode;
-use server_common::{bounded, connect, connect_status, server};
+use server_common::{bounded, connect, connect_status, request_status, server};
 use transport_core::AcceptPolicy;
 use transport_wt::WtServerConfig;
 use wtransport::error::ConnectingError;
@@ -104,4 +104,28 @@ async fn application_rejects_with_a_status() {
         "{refused:?}"
     );
     assert_eq!(server.open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn plain_http3_requests_are_answered_and_not_queued() {
+    let (mut server, cert) = server(WtServerConfig::default());
+    let addr = server.local_addr();
+    let get = http::Request::get(format!("https://{addr}/index.html"))
+        .body(())
+        .unwrap();
+    let (status, _quic) = bounded(request_status(addr, get)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let plain_connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("https://{addr}/"))
+        .body(())
+        .unwrap();
+    let (status, _quic) = bounded(request_status(addr, plain_connect)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // Then a WebTransport session on a fresh connection still works.
+    let url = format!("{}/after", server.url());
+    let client = tokio::spawn(async move { connect(&cert, &url, &[]).await });
+    let (_session, request) = bounded(server.accept_session()).await.unwrap();
+    assert_eq!(request.path, "/after");
+    bounded(client).await.unwrap().unwrap();
 }

@@ -83,6 +83,23 @@ pub async fn connect_status(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (http::StatusCode, quinn::Connection) {
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("https://{addr}{path}"))
+        .extension(h3::ext::Protocol::WEB_TRANSPORT);
+    let request = headers
+        .iter()
+        .fold(request, |r, (k, v)| r.header(*k, *v))
+        .body(())
+        .unwrap();
+    request_status(addr, request).await
+}
+
+/// Sends any request over raw HTTP/3 and returns the response status.
+pub async fn request_status(
+    addr: SocketAddr,
+    request: http::Request<()>,
+) -> (http::StatusCode, quinn::Connection) {
     let quic = bare_quic(addr).await;
     let (mut driver, mut send) = h3::client::builder()
         .enable_extended_connect(true)
@@ -93,14 +110,7 @@ pub async fn connect_status(
     tokio::spawn(async move {
         let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
     });
-    let mut request = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(format!("https://{addr}{path}"))
-        .extension(h3::ext::Protocol::WEB_TRANSPORT);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let mut stream = send.send_request(request.body(()).unwrap()).await.unwrap();
+    let mut stream = send.send_request(request).await.unwrap();
     let response = stream.recv_response().await.unwrap();
     (response.status(), quic)
 }
