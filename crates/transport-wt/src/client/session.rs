@@ -446,7 +446,8 @@ pub(crate) async fn handshake(
         .await
         .map_err(|e| write_error(&e))?;
     let mut reader = FrameReader::new(frame::DEFAULT_MAX_PAYLOAD);
-    let (status, response_headers) = read_response(&mut recv, &mut reader).await?;
+    let (status, response_headers) =
+        read_response(&mut recv, &mut reader, t.dead_peer_timeout).await?;
     if !(200..300).contains(&status) {
         tracing::debug!(status, "CONNECT refused");
         return Err(TransportError::HandshakeRejected { status });
@@ -506,6 +507,7 @@ fn connect_request(target: &Target, config: &WtClientConfig) -> Bytes {
 async fn read_response(
     recv: &mut RecvStream,
     reader: &mut FrameReader,
+    idle: Duration,
 ) -> Result<(u16, http::HeaderMap), TransportError> {
     loop {
         while let Some(f) = reader.next_frame()? {
@@ -549,6 +551,7 @@ async fn read_response(
                     source: None,
                 });
             }
+            Err(quinn::ReadError::ConnectionLost(e)) => return Err(setup_error(&e, idle)),
             Err(e) => return Err(read_error(&e)),
         }
     }
