@@ -5,6 +5,13 @@
 //! * [`proto`]: the HTTP/3 + WebTransport framing the client needs, sans-IO (varints, SETTINGS,
 //!   HEADERS with QPACK static-table + literal coding, capsules, stream headers, datagram
 //!   prefixes).
+//! * [`connect`] → [`WtSession`]: the client, written on quinn directly (h3's client cannot
+//!   announce WebTransport). Raw bidirectional and unidirectional streams (quinn's
+//!   [`SendStream`](quinn::SendStream) / [`RecvStream`](quinn::RecvStream)), datagrams,
+//!   `close(code, reason)` with CLOSE_WEBTRANSPORT_SESSION, [`closed`](WtSession::closed) with
+//!   the peer's code ([`SessionClose`]). [`WtClientConfig`] trusts the CA roots of
+//!   `transport.tls` or, like a browser's `serverCertificateHashes`, pinned SHA-256 hashes of
+//!   short-lived ECDSA P-256 certificates.
 //! * [`WtServer`]: the server, h3 + h3-webtransport on quinn. [`WtServer::accept`] hands out
 //!   each CONNECT request ([`WtRequest`]: path, query, headers, origin, peer) that passed the
 //!   [`AcceptPolicy`](transport_core::AcceptPolicy), for the application to accept or reject
