@@ -64,3 +64,50 @@ async fn sessions_beyond_max_sessions_are_refused() {
         bounded(async { server.accept().await.unwrap().accept().await.unwrap() }).await;
     bounded(third).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn dead_peer_timeout_is_the_quic_idle_timeout() {
+    let mut config = WtServerConfig::default();
+    config
+        .handshake_timeout(LIMIT)
+        .transport
+        .keepalive(None, Duration::from_millis(300));
+    let (server, _cert) = server(config);
+    let started = Instant::now();
+    // The bare client sends nothing after the handshake and has no keep-alive either.
+    let quic = bounded(bare_quic(server.local_addr())).await;
+    let error = bounded(quic.closed()).await;
+    assert!(
+        matches!(error, quinn::ConnectionError::TimedOut),
+        "unexpected close: {error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn streams_beyond_max_streams_per_session_wait() {
+    let mut config = WtServerConfig::default();
+    config.max_streams_per_session(2);
+    let (mut server, cert) = server(config);
+    let url = format!("{}/streams", server.url());
+    let client = tokio::spawn(async move { connect(&cert, &url, &[]).await });
+    let (session, _) = bounded(server.accept_session()).await.unwrap();
+    let conn = bounded(client).await.unwrap().unwrap();
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (mut send, recv) =
+            bounded(async { conn.open_bi().await.unwrap().await.unwrap() }).await;
+        send.write_all(b"x").await.unwrap();
+        open.push((send, recv));
+    }
+    let third = tokio::time::timeout(Duration::from_millis(300), async {
+        conn.open_bi().await.unwrap().await
+    })
+    .await;
+    assert!(third.is_err(), "a third concurrent stream was allowed");
+    drop(session);
+}

@@ -25,8 +25,9 @@ pub struct WtServerConfig {
     /// included. Further connection attempts are refused at the QUIC level. Default: 1024.
     pub max_sessions: usize,
     /// Most concurrent streams the client may open in each direction (QUIC
-    /// `initial_max_streams_bidi` / `_uni`; three more unidirectional streams are granted for
-    /// HTTP/3's control and QPACK streams). Default: 100, as HTTP/3 recommends.
+    /// `initial_max_streams_bidi` / `_uni`, plus the streams HTTP/3 itself needs: one
+    /// bidirectional for the CONNECT request, three unidirectional for the control and QPACK
+    /// streams). Default: 100, as HTTP/3 recommends.
     pub max_streams_per_session: u32,
     /// Bytes of received datagrams buffered while the application does not read them; beyond,
     /// the oldest are dropped (datagrams are unreliable by design). The same bound applies to
@@ -125,7 +126,8 @@ impl WtServerConfig {
         let mut quic = quinn::TransportConfig::default();
         quic.max_idle_timeout(Some(idle))
             .keep_alive_interval(self.transport.keepalive_interval)
-            .max_concurrent_bidi_streams(self.max_streams_per_session.into())
+            // The CONNECT request stream takes one bidirectional stream.
+            .max_concurrent_bidi_streams((self.max_streams_per_session + 1).into())
             // HTTP/3 control, QPACK encoder and QPACK decoder streams come on top.
             .max_concurrent_uni_streams((self.max_streams_per_session + 3).into())
             .datagram_receive_buffer_size(Some(self.datagram_queue))
