@@ -188,8 +188,9 @@ impl WtIncomingSession {
         Ok((session, request))
     }
 
-    /// Refuses the request with `status` (e.g. 401, 403, 404, 429). The client sees the status;
-    /// the connection closes once it has been delivered, or after a short grace.
+    /// Refuses the request with `status` (e.g. 401, 403, 404, 429; a 2xx status is replaced by
+    /// 403). The client sees the status; the connection closes once the client has read it and
+    /// gone, or after a grace of two seconds.
     ///
     /// # Cancel safety
     /// Cancelling stops waiting; the connection is closed.
