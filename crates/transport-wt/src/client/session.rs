@@ -104,7 +104,8 @@ fn fail(conn: &quinn::Connection, cell: &CloseCell, code: u32, error: TransportE
 /// [`SendStream`]/[`RecvStream`], already past the WebTransport stream header. Dropping the
 /// session closes the connection (code 0).
 pub struct WtSession {
-    endpoint: quinn::Endpoint,
+    /// Keeps the UDP socket's endpoint for the session's lifetime.
+    _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     session_id: u64,
     response_headers: http::HeaderMap,
@@ -341,8 +342,9 @@ impl WtSession {
             .await;
             tracing::debug!(acknowledged = ?acked, "close capsule sent");
         }
+        // quinn's endpoint driver outlives its handles until every connection has drained, so
+        // the CONNECTION_CLOSE goes out even if the session is dropped right away.
         self.conn.close(VarInt::from_u32(code), reason.as_bytes());
-        let _ = tokio::time::timeout(self.close_timeout, self.endpoint.wait_idle()).await;
         Ok(())
     }
 
@@ -470,7 +472,7 @@ pub(crate) async fn handshake(
     tokio::spawn(watch_connection(conn.clone(), close.clone()));
     guard.0 = None;
     Ok(WtSession {
-        endpoint,
+        _endpoint: endpoint,
         conn,
         session_id,
         response_headers,
