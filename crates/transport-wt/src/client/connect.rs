@@ -8,7 +8,8 @@ use transport_core::TransportError;
 
 use super::config::WtClientConfig;
 use super::error::setup_error;
-use super::session::{self, WtSession};
+use super::handshake;
+use super::session::WtSession;
 
 /// ALPN of HTTP/3.
 pub(crate) const ALPN_H3: &[u8] = b"h3";
@@ -157,7 +158,7 @@ async fn establish(target: Target, config: WtClientConfig) -> Result<WtSession, 
         .await
         .map_err(|e| setup_error(&e, config.transport.dead_peer_timeout))?;
     tracing::debug!(%addr, "QUIC connection up");
-    session::handshake(endpoint, conn, &target, config).await
+    handshake::handshake(endpoint, conn, &target, config).await
 }
 
 #[cfg(test)]

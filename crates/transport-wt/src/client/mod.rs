@@ -14,7 +14,9 @@ mod cert_hash;
 mod config;
 mod connect;
 mod error;
+mod handshake;
 mod session;
+mod tasks;
 
 pub use config::WtClientConfig;
 pub use connect::connect;

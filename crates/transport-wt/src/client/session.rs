@@ -1,22 +1,18 @@
-//! [`WtSession`]: the HTTP/3 handshake of a WebTransport session and its raw API.
+//! [`WtSession`]: an established session's raw API, and how it ended ([`SessionClose`]).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use quinn::{ConnectionError, RecvStream, SendStream, VarInt};
-use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use transport_core::TransportError;
 
-use super::config::WtClientConfig;
-use super::connect::Target;
-use super::error::{connection_error, h3_code, read_error, setup_error, write_error};
+use super::error::{connection_error, h3_code, write_error};
 use crate::proto::capsule::{self, Capsule};
-use crate::proto::frame::{self, Frame, FrameReader};
-use crate::proto::settings::{self, Settings};
-use crate::proto::stream::{self, BidiStream, UniStream};
-use crate::proto::{Decoded, ProtoError, datagram, qpack, varint};
+use crate::proto::frame::Frame;
+use crate::proto::{datagram, stream};
 
 /// How a session ended, as [`WtSession::closed`] reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +53,7 @@ impl SessionClose {
         }
     }
 
-    fn from_connection(e: &ConnectionError) -> Self {
+    pub(super) fn from_connection(e: &ConnectionError) -> Self {
         match e {
             ConnectionError::ApplicationClosed(c) => match u32::try_from(c.error_code.into_inner())
             {
@@ -76,10 +72,10 @@ impl SessionClose {
     }
 }
 
-type CloseCell = Arc<watch::Sender<Option<SessionClose>>>;
+pub(super) type CloseCell = Arc<watch::Sender<Option<SessionClose>>>;
 
 /// Records how the session ended; the first record wins.
-fn set_close(cell: &CloseCell, close: SessionClose) -> bool {
+pub(super) fn set_close(cell: &CloseCell, close: SessionClose) -> bool {
     cell.send_if_modified(|current| {
         if current.is_none() {
             *current = Some(close);
@@ -91,7 +87,7 @@ fn set_close(cell: &CloseCell, close: SessionClose) -> bool {
 }
 
 /// Fails the connection with an HTTP/3 error code, recording why.
-fn fail(conn: &quinn::Connection, cell: &CloseCell, code: u32, error: TransportError) {
+pub(super) fn fail(conn: &quinn::Connection, cell: &CloseCell, code: u32, error: TransportError) {
     tracing::debug!(%error, code, "closing the connection");
     let text = error.to_string();
     set_close(cell, SessionClose::Lost(error));
@@ -105,17 +101,17 @@ fn fail(conn: &quinn::Connection, cell: &CloseCell, code: u32, error: TransportE
 /// session closes the connection (code 0).
 pub struct WtSession {
     /// Keeps the UDP socket's endpoint for the session's lifetime.
-    _endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    session_id: u64,
-    response_headers: http::HeaderMap,
+    pub(super) _endpoint: quinn::Endpoint,
+    pub(super) conn: quinn::Connection,
+    pub(super) session_id: u64,
+    pub(super) response_headers: http::HeaderMap,
     /// Our control stream: it must stay open for the whole connection.
-    _control: SendStream,
-    connect_send: Mutex<Option<SendStream>>,
-    bi: Mutex<mpsc::Receiver<(SendStream, RecvStream)>>,
-    uni: Mutex<mpsc::Receiver<(u64, RecvStream)>>,
-    close: CloseCell,
-    close_timeout: Duration,
+    pub(super) _control: SendStream,
+    pub(super) connect_send: Mutex<Option<SendStream>>,
+    pub(super) bi: Mutex<mpsc::Receiver<(SendStream, RecvStream)>>,
+    pub(super) uni: Mutex<mpsc::Receiver<(u64, RecvStream)>>,
+    pub(super) close: CloseCell,
+    pub(super) close_timeout: Duration,
 }
 
 impl std::fmt::Debug for WtSession {
@@ -376,469 +372,4 @@ impl Drop for WtSession {
         );
         self.conn.close(VarInt::from_u32(0), b"");
     }
-}
-
-/// Closes the connection when dropped, unless disarmed: a failed or cancelled set-up leaves
-/// nothing behind (the background tasks would otherwise keep it open).
-struct CloseGuard(Option<quinn::Connection>);
-
-impl Drop for CloseGuard {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            conn.close(VarInt::from_u32(h3_code::REQUEST_CANCELLED), b"");
-        }
-    }
-}
-
-/// The HTTP/3 part of the set-up, on an established QUIC connection.
-pub(crate) async fn handshake(
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    target: &Target,
-    config: WtClientConfig,
-) -> Result<WtSession, TransportError> {
-    let mut guard = CloseGuard(Some(conn.clone()));
-    let close: CloseCell = Arc::new(watch::channel(None).0);
-    let t = &config.transport;
-
-    // Our control stream with SETTINGS.
-    let mut control = conn
-        .open_uni()
-        .await
-        .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
-    let mut buf = BytesMut::new();
-    varint::put(stream::CONTROL, &mut buf);
-    Frame::Settings(Settings::webtransport_client(1)).encode(&mut buf);
-    control.write_all(&buf).await.map_err(|e| write_error(&e))?;
-
-    // The server's unidirectional streams; its SETTINGS come back through `settings_rx`.
-    let (settings_tx, settings_rx) = oneshot::channel();
-    let (uni_tx, uni_rx) = mpsc::channel(t.recv_buffer);
-    tokio::spawn(accept_uni_loop(
-        conn.clone(),
-        Arc::new(StdMutex::new(Some(settings_tx))),
-        uni_tx,
-        close.clone(),
-    ));
-    let Ok(peer) = settings_rx.await else {
-        return Err(conn.close_reason().map_or(
-            TransportError::lost("connection ended before SETTINGS"),
-            |e| setup_error(&e, t.dead_peer_timeout),
-        ));
-    };
-    // A client must not send a WebTransport CONNECT before the server announced support.
-    if !peer.supports_webtransport() {
-        return Err(TransportError::Unsupported(
-            "the server's HTTP/3 SETTINGS do not enable WebTransport".into(),
-        ));
-    }
-    if !peer.enabled(settings::H3_DATAGRAM) {
-        return Err(TransportError::Unsupported(
-            "the server's HTTP/3 SETTINGS do not enable HTTP datagrams".into(),
-        ));
-    }
-
-    // The extended CONNECT.
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
-    let session_id = u64::from(send.id());
-    send.write_all(&connect_request(target, &config))
-        .await
-        .map_err(|e| write_error(&e))?;
-    let mut reader = FrameReader::new(frame::DEFAULT_MAX_PAYLOAD);
-    let (status, response_headers) =
-        read_response(&mut recv, &mut reader, t.dead_peer_timeout).await?;
-    if !(200..300).contains(&status) {
-        tracing::debug!(status, "CONNECT refused");
-        return Err(TransportError::HandshakeRejected { status });
-    }
-    tracing::debug!(session_id, "WebTransport session up");
-
-    let (bi_tx, bi_rx) = mpsc::channel(t.recv_buffer);
-    tokio::spawn(accept_bi_loop(
-        conn.clone(),
-        session_id,
-        bi_tx,
-        close.clone(),
-    ));
-    tokio::spawn(connect_stream_loop(
-        conn.clone(),
-        recv,
-        reader,
-        close.clone(),
-    ));
-    tokio::spawn(watch_connection(conn.clone(), close.clone()));
-    guard.0 = None;
-    Ok(WtSession {
-        _endpoint: endpoint,
-        conn,
-        session_id,
-        response_headers,
-        _control: control,
-        connect_send: Mutex::new(Some(send)),
-        bi: Mutex::new(bi_rx),
-        uni: Mutex::new(uni_rx),
-        close,
-        close_timeout: t.close_timeout,
-    })
-}
-
-/// The HEADERS frame of the extended CONNECT.
-fn connect_request(target: &Target, config: &WtClientConfig) -> Bytes {
-    let mut fields: Vec<(&[u8], &[u8])> = vec![
-        (b":method", b"CONNECT"),
-        (b":protocol", b"webtransport"),
-        (b":scheme", b"https"),
-        (b":authority", target.authority.as_bytes()),
-        (b":path", target.path.as_bytes()),
-    ];
-    if let Some(origin) = &config.origin {
-        fields.push((b"origin", origin.as_bytes()));
-    }
-    for (name, value) in &config.transport.headers {
-        fields.push((name.as_str().as_bytes(), value.as_bytes()));
-    }
-    let mut block = BytesMut::new();
-    qpack::encode_field_section(fields, &mut block);
-    Frame::Headers(block.freeze()).to_bytes()
-}
-
-/// Reads the final response to the CONNECT: its status and headers.
-async fn read_response(
-    recv: &mut RecvStream,
-    reader: &mut FrameReader,
-    idle: Duration,
-) -> Result<(u16, http::HeaderMap), TransportError> {
-    loop {
-        while let Some(f) = reader.next_frame()? {
-            let Frame::Headers(block) = f else {
-                return Err(TransportError::protocol(format!(
-                    "frame type {:#x} before the response headers",
-                    f.frame_type()
-                )));
-            };
-            let fields =
-                qpack::decode_field_section(&block, qpack::DEFAULT_MAX_FIELD_SECTION_SIZE)?;
-            let status = qpack::response_status(&fields)?;
-            if (100..200).contains(&status) {
-                continue;
-            }
-            let mut headers = http::HeaderMap::new();
-            for field in fields.iter().filter(|f| !f.name.starts_with(b":")) {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::from_bytes(&field.name),
-                    http::HeaderValue::from_bytes(&field.value),
-                ) {
-                    headers.append(name, value);
-                }
-            }
-            return Ok((status, headers));
-        }
-        match recv.read_chunk(frame::DEFAULT_MAX_PAYLOAD, true).await {
-            Ok(Some(chunk)) => reader.push(&chunk.bytes),
-            Ok(None) => {
-                return Err(TransportError::protocol(
-                    "the server ended the CONNECT stream without a response",
-                ));
-            }
-            Err(quinn::ReadError::Reset(code)) => {
-                let code = code.into_inner();
-                return Err(TransportError::ConnectionFailed {
-                    reason: format!(
-                        "the server reset the CONNECT stream with {} ({code:#x})",
-                        h3_code::name(code)
-                    ),
-                    source: None,
-                });
-            }
-            Err(quinn::ReadError::ConnectionLost(e)) => return Err(setup_error(&e, idle)),
-            Err(e) => return Err(read_error(&e)),
-        }
-    }
-}
-
-/// Reads a stream header one byte at a time (it is at most 16 bytes), so no stream data is
-/// consumed. `Ok(None)` when the stream ends first.
-async fn read_header<T>(
-    recv: &mut RecvStream,
-    decode: fn(&[u8]) -> Decoded<T>,
-) -> Result<Option<T>, TransportError> {
-    let mut buf = [0u8; 16];
-    let mut len = 0;
-    loop {
-        if let Some((header, _)) = decode(&buf[..len])? {
-            return Ok(Some(header));
-        }
-        if len == buf.len() {
-            return Err(ProtoError::Truncated("stream header").into());
-        }
-        match recv.read(&mut buf[len..=len]).await {
-            Ok(Some(n)) => len += n,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(read_error(&e)),
-        }
-    }
-}
-
-type SettingsSlot = Arc<StdMutex<Option<oneshot::Sender<Settings>>>>;
-
-async fn accept_uni_loop(
-    conn: quinn::Connection,
-    settings: SettingsSlot,
-    uni_tx: mpsc::Sender<(u64, RecvStream)>,
-    close: CloseCell,
-) {
-    while let Ok(recv) = conn.accept_uni().await {
-        tokio::spawn(handle_uni(
-            conn.clone(),
-            recv,
-            settings.clone(),
-            uni_tx.clone(),
-            close.clone(),
-        ));
-    }
-}
-
-async fn handle_uni(
-    conn: quinn::Connection,
-    mut recv: RecvStream,
-    settings: SettingsSlot,
-    uni_tx: mpsc::Sender<(u64, RecvStream)>,
-    close: CloseCell,
-) {
-    let kind = match read_header(&mut recv, stream::decode_uni).await {
-        Ok(Some(kind)) => kind,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::debug!(error = %e, "unreadable stream header");
-            return;
-        }
-    };
-    match kind {
-        UniStream::Control => {
-            let sender = settings
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            match sender {
-                Some(sender) => control_loop(&conn, recv, sender, &close).await,
-                None => fail(
-                    &conn,
-                    &close,
-                    h3_code::STREAM_CREATION_ERROR,
-                    TransportError::protocol("the server opened a second control stream"),
-                ),
-            }
-        }
-        UniStream::QpackEncoder | UniStream::QpackDecoder => {
-            // With a zero-capacity dynamic table there is nothing to learn here; the stream must
-            // simply stay open.
-            loop {
-                match recv.read_chunk(4096, true).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        fail(
-                            &conn,
-                            &close,
-                            h3_code::CLOSED_CRITICAL_STREAM,
-                            TransportError::protocol("the server closed a QPACK stream"),
-                        );
-                        return;
-                    }
-                    Err(_) => return,
-                }
-            }
-        }
-        UniStream::WebTransport { session_id } => {
-            let _ = uni_tx.send((session_id, recv)).await;
-        }
-        other => {
-            tracing::debug!(?other, "ignoring a unidirectional stream");
-            let _ = recv.stop(VarInt::from_u32(h3_code::STREAM_CREATION_ERROR));
-        }
-    }
-}
-
-async fn control_loop(
-    conn: &quinn::Connection,
-    mut recv: RecvStream,
-    settings: oneshot::Sender<Settings>,
-    close: &CloseCell,
-) {
-    let mut reader = FrameReader::new(frame::DEFAULT_MAX_PAYLOAD);
-    let mut settings = Some(settings);
-    loop {
-        loop {
-            let f = match reader.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    let code = match e {
-                        ProtoError::ReservedFrameType(_) => h3_code::FRAME_UNEXPECTED,
-                        ProtoError::DuplicateSetting(_) | ProtoError::ReservedSetting(_) => {
-                            h3_code::SETTINGS_ERROR
-                        }
-                        _ => h3_code::FRAME_ERROR,
-                    };
-                    return fail(conn, close, code, e.into());
-                }
-            };
-            match (f, settings.take()) {
-                (Frame::Settings(s), Some(tx)) => {
-                    tracing::debug!(?s, "server SETTINGS");
-                    let _ = tx.send(s);
-                }
-                (_, Some(_)) => {
-                    return fail(
-                        conn,
-                        close,
-                        h3_code::MISSING_SETTINGS,
-                        TransportError::protocol(
-                            "the server's control stream began without SETTINGS",
-                        ),
-                    );
-                }
-                (Frame::Goaway(id), None) => {
-                    tracing::debug!(id, "server sent GOAWAY");
-                }
-                (other, None) => {
-                    return fail(
-                        conn,
-                        close,
-                        h3_code::FRAME_UNEXPECTED,
-                        TransportError::protocol(format!(
-                            "frame type {:#x} on the control stream",
-                            other.frame_type()
-                        )),
-                    );
-                }
-            }
-        }
-        match recv.read_chunk(frame::DEFAULT_MAX_PAYLOAD, true).await {
-            Ok(Some(chunk)) => reader.push(&chunk.bytes),
-            Ok(None) => {
-                return fail(
-                    conn,
-                    close,
-                    h3_code::CLOSED_CRITICAL_STREAM,
-                    TransportError::protocol("the server closed its control stream"),
-                );
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-async fn accept_bi_loop(
-    conn: quinn::Connection,
-    session_id: u64,
-    bi_tx: mpsc::Sender<(SendStream, RecvStream)>,
-    close: CloseCell,
-) {
-    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-        let (conn, bi_tx, close) = (conn.clone(), bi_tx.clone(), close.clone());
-        tokio::spawn(async move {
-            match read_header(&mut recv, stream::decode_bidi).await {
-                Ok(Some(BidiStream::WebTransport { session_id: id })) if id == session_id => {
-                    let _ = bi_tx.send((send, recv)).await;
-                }
-                Ok(Some(BidiStream::WebTransport { session_id: id })) => {
-                    tracing::debug!(id, "refusing a stream of another session");
-                    let _ = recv.stop(VarInt::from_u32(h3_code::ID_ERROR));
-                    let _ = send.reset(VarInt::from_u32(h3_code::ID_ERROR));
-                }
-                // RFC 9114 §6.1: a server-initiated request stream is a connection error.
-                Ok(Some(BidiStream::Other(_))) => fail(
-                    &conn,
-                    &close,
-                    h3_code::STREAM_CREATION_ERROR,
-                    TransportError::protocol("the server opened a bidirectional HTTP/3 stream"),
-                ),
-                Ok(None) | Err(_) => {}
-            }
-        });
-    }
-}
-
-/// Reads the CONNECT stream after the response: capsules in DATA frames, and its end.
-async fn connect_stream_loop(
-    conn: quinn::Connection,
-    mut recv: RecvStream,
-    mut reader: FrameReader,
-    close: CloseCell,
-) {
-    let mut capsules = BytesMut::new();
-    loop {
-        loop {
-            match reader.next_frame() {
-                Ok(Some(Frame::Data(payload))) => capsules.extend_from_slice(&payload),
-                // Trailers or interim headers mean nothing to a session.
-                Ok(Some(Frame::Headers(_))) => {}
-                Ok(Some(other)) => {
-                    return fail(
-                        &conn,
-                        &close,
-                        h3_code::FRAME_UNEXPECTED,
-                        TransportError::protocol(format!(
-                            "frame type {:#x} on the CONNECT stream",
-                            other.frame_type()
-                        )),
-                    );
-                }
-                Ok(None) => break,
-                Err(e) => return fail(&conn, &close, h3_code::FRAME_ERROR, e.into()),
-            }
-        }
-        loop {
-            match capsule::decode(&capsules, capsule::DEFAULT_MAX_CAPSULE) {
-                Ok(Some((c, n))) => {
-                    let _ = capsules.split_to(n);
-                    match c {
-                        Capsule::Close { code, reason } => {
-                            tracing::debug!(code, %reason, "server closed the session");
-                            set_close(&close, SessionClose::Peer { code, reason });
-                            conn.close(VarInt::from_u32(h3_code::NO_ERROR), b"");
-                            return;
-                        }
-                        Capsule::Drain => tracing::debug!("server asks to drain the session"),
-                        _ => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return fail(&conn, &close, h3_code::GENERAL_PROTOCOL_ERROR, e.into()),
-            }
-        }
-        match recv.read_chunk(frame::DEFAULT_MAX_PAYLOAD, true).await {
-            Ok(Some(chunk)) => reader.push(&chunk.bytes),
-            Ok(None) => {
-                // The end of the CONNECT stream ends the session (code 0, empty reason).
-                set_close(
-                    &close,
-                    SessionClose::Peer {
-                        code: 0,
-                        reason: String::new(),
-                    },
-                );
-                conn.close(VarInt::from_u32(h3_code::NO_ERROR), b"");
-                return;
-            }
-            Err(quinn::ReadError::Reset(code)) => {
-                let code = code.into_inner();
-                let error = TransportError::lost(format!(
-                    "the server reset the CONNECT stream with {} ({code:#x})",
-                    h3_code::name(code)
-                ));
-                return fail(&conn, &close, h3_code::NO_ERROR, error);
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-async fn watch_connection(conn: quinn::Connection, close: CloseCell) {
-    let e = conn.closed().await;
-    tracing::debug!(error = %e, "connection closed");
-    set_close(&close, SessionClose::from_connection(&e));
 }

@@ -1,0 +1,199 @@
+//! The HTTP/3 part of the set-up: SETTINGS both ways, the extended CONNECT, its response.
+
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use quinn::{RecvStream, VarInt};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use transport_core::TransportError;
+
+use super::config::WtClientConfig;
+use super::connect::Target;
+use super::error::{h3_code, read_error, setup_error, write_error};
+use super::session::{CloseCell, WtSession};
+use super::tasks;
+use crate::proto::frame::{self, Frame, FrameReader};
+use crate::proto::settings::{self, Settings};
+use crate::proto::{qpack, stream, varint};
+
+/// Closes the connection when dropped, unless disarmed: a failed or cancelled set-up leaves
+/// nothing behind (the background tasks would otherwise keep it open).
+struct CloseGuard(Option<quinn::Connection>);
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            conn.close(VarInt::from_u32(h3_code::REQUEST_CANCELLED), b"");
+        }
+    }
+}
+
+/// The HTTP/3 part of the set-up, on an established QUIC connection.
+pub(crate) async fn handshake(
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    target: &Target,
+    config: WtClientConfig,
+) -> Result<WtSession, TransportError> {
+    let mut guard = CloseGuard(Some(conn.clone()));
+    let close: CloseCell = Arc::new(watch::channel(None).0);
+    let t = &config.transport;
+
+    // Our control stream with SETTINGS.
+    let mut control = conn
+        .open_uni()
+        .await
+        .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
+    let mut buf = BytesMut::new();
+    varint::put(stream::CONTROL, &mut buf);
+    Frame::Settings(Settings::webtransport_client(1)).encode(&mut buf);
+    control.write_all(&buf).await.map_err(|e| write_error(&e))?;
+
+    // The server's unidirectional streams; its SETTINGS come back through `settings_rx`.
+    let (settings_tx, settings_rx) = oneshot::channel();
+    let (uni_tx, uni_rx) = mpsc::channel(t.recv_buffer);
+    tokio::spawn(tasks::accept_uni_loop(
+        conn.clone(),
+        Arc::new(StdMutex::new(Some(settings_tx))),
+        uni_tx,
+        close.clone(),
+    ));
+    let Ok(peer) = settings_rx.await else {
+        return Err(conn.close_reason().map_or(
+            TransportError::lost("connection ended before SETTINGS"),
+            |e| setup_error(&e, t.dead_peer_timeout),
+        ));
+    };
+    // A client must not send a WebTransport CONNECT before the server announced support.
+    if !peer.supports_webtransport() {
+        return Err(TransportError::Unsupported(
+            "the server's HTTP/3 SETTINGS do not enable WebTransport".into(),
+        ));
+    }
+    if !peer.enabled(settings::H3_DATAGRAM) {
+        return Err(TransportError::Unsupported(
+            "the server's HTTP/3 SETTINGS do not enable HTTP datagrams".into(),
+        ));
+    }
+
+    // The extended CONNECT.
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
+    let session_id = u64::from(send.id());
+    send.write_all(&connect_request(target, &config))
+        .await
+        .map_err(|e| write_error(&e))?;
+    let mut reader = FrameReader::new(frame::DEFAULT_MAX_PAYLOAD);
+    let (status, response_headers) =
+        read_response(&mut recv, &mut reader, t.dead_peer_timeout).await?;
+    if !(200..300).contains(&status) {
+        tracing::debug!(status, "CONNECT refused");
+        return Err(TransportError::HandshakeRejected { status });
+    }
+    tracing::debug!(session_id, "WebTransport session up");
+
+    let (bi_tx, bi_rx) = mpsc::channel(t.recv_buffer);
+    tokio::spawn(tasks::accept_bi_loop(
+        conn.clone(),
+        session_id,
+        bi_tx,
+        close.clone(),
+    ));
+    tokio::spawn(tasks::connect_stream_loop(
+        conn.clone(),
+        recv,
+        reader,
+        close.clone(),
+    ));
+    tokio::spawn(tasks::watch_connection(conn.clone(), close.clone()));
+    guard.0 = None;
+    Ok(WtSession {
+        _endpoint: endpoint,
+        conn,
+        session_id,
+        response_headers,
+        _control: control,
+        connect_send: Mutex::new(Some(send)),
+        bi: Mutex::new(bi_rx),
+        uni: Mutex::new(uni_rx),
+        close,
+        close_timeout: t.close_timeout,
+    })
+}
+
+/// The HEADERS frame of the extended CONNECT.
+fn connect_request(target: &Target, config: &WtClientConfig) -> Bytes {
+    let mut fields: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"CONNECT"),
+        (b":protocol", b"webtransport"),
+        (b":scheme", b"https"),
+        (b":authority", target.authority.as_bytes()),
+        (b":path", target.path.as_bytes()),
+    ];
+    if let Some(origin) = &config.origin {
+        fields.push((b"origin", origin.as_bytes()));
+    }
+    for (name, value) in &config.transport.headers {
+        fields.push((name.as_str().as_bytes(), value.as_bytes()));
+    }
+    let mut block = BytesMut::new();
+    qpack::encode_field_section(fields, &mut block);
+    Frame::Headers(block.freeze()).to_bytes()
+}
+
+/// Reads the final response to the CONNECT: its status and headers.
+async fn read_response(
+    recv: &mut RecvStream,
+    reader: &mut FrameReader,
+    idle: Duration,
+) -> Result<(u16, http::HeaderMap), TransportError> {
+    loop {
+        while let Some(f) = reader.next_frame()? {
+            let Frame::Headers(block) = f else {
+                return Err(TransportError::protocol(format!(
+                    "frame type {:#x} before the response headers",
+                    f.frame_type()
+                )));
+            };
+            let fields =
+                qpack::decode_field_section(&block, qpack::DEFAULT_MAX_FIELD_SECTION_SIZE)?;
+            let status = qpack::response_status(&fields)?;
+            if (100..200).contains(&status) {
+                continue;
+            }
+            let mut headers = http::HeaderMap::new();
+            for field in fields.iter().filter(|f| !f.name.starts_with(b":")) {
+                if let (Ok(name), Ok(value)) = (
+                    http::HeaderName::from_bytes(&field.name),
+                    http::HeaderValue::from_bytes(&field.value),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            return Ok((status, headers));
+        }
+        match recv.read_chunk(frame::DEFAULT_MAX_PAYLOAD, true).await {
+            Ok(Some(chunk)) => reader.push(&chunk.bytes),
+            Ok(None) => {
+                return Err(TransportError::protocol(
+                    "the server ended the CONNECT stream without a response",
+                ));
+            }
+            Err(quinn::ReadError::Reset(code)) => {
+                let code = code.into_inner();
+                return Err(TransportError::ConnectionFailed {
+                    reason: format!(
+                        "the server reset the CONNECT stream with {} ({code:#x})",
+                        h3_code::name(code)
+                    ),
+                    source: None,
+                });
+            }
+            Err(quinn::ReadError::ConnectionLost(e)) => return Err(setup_error(&e, idle)),
+            Err(e) => return Err(read_error(&e)),
+        }
+    }
+}
