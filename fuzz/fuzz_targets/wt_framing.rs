@@ -52,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(whole, chunked);
             if let Ok(Some((Some(f), _))) = frame::decode(input, MAX_PAYLOAD) {
                 let re = f.to_bytes();
-                assert_eq!(frame::decode(&re, MAX_PAYLOAD), Ok(Some((Some(f), re.len()))));
+                assert_eq!(
+                    frame::decode(&re, MAX_PAYLOAD),
+                    Ok(Some((Some(f), re.len())))
+                );
             }
         }
         2 => {
