@@ -103,7 +103,7 @@ pub fn decode_bidi(buf: &[u8]) -> Decoded<BidiStream> {
 /// # Errors
 /// [`ProtoError::InvalidSessionId`].
 pub fn check_session_id(session_id: u64) -> Result<(), ProtoError> {
-    if session_id % 4 == 0 && session_id <= varint::MAX {
+    if session_id.is_multiple_of(4) && session_id <= varint::MAX {
         Ok(())
     } else {
         Err(ProtoError::InvalidSessionId(session_id))
@@ -137,7 +137,7 @@ pub const fn error_to_http3(code: u32) -> u64 {
 /// The reverse of [`error_to_http3`]: `None` for codes outside the WebTransport range and for
 /// the reserved grease codepoints inside it.
 pub fn error_from_http3(h: u64) -> Option<u32> {
-    if !(WT_ERROR_FIRST..=WT_ERROR_LAST).contains(&h) || (h - 0x21) % 0x1f == 0 {
+    if !(WT_ERROR_FIRST..=WT_ERROR_LAST).contains(&h) || (h - 0x21).is_multiple_of(0x1f) {
         return None;
     }
     let shifted = h - WT_ERROR_FIRST;
@@ -182,14 +182,17 @@ mod tests {
         assert_eq!(error_to_http3(u32::MAX), WT_ERROR_LAST);
         for code in [0, 1, 0x1d, 0x1e, 0x1f, 1000, 0xffff, u32::MAX - 1, u32::MAX] {
             let h = error_to_http3(code);
-            assert_ne!((h - 0x21) % 0x1f, 0, "{code} maps onto a grease codepoint");
+            assert!(
+                !(h - 0x21).is_multiple_of(0x1f),
+                "{code} maps onto a grease codepoint"
+            );
             assert_eq!(error_from_http3(h), Some(code));
         }
         assert_eq!(error_from_http3(0x100), None);
         assert_eq!(error_from_http3(WT_ERROR_LAST + 1), None);
         // A grease codepoint inside the range.
         let grease = (WT_ERROR_FIRST..WT_ERROR_FIRST + 0x1f)
-            .find(|h| (h - 0x21) % 0x1f == 0)
+            .find(|h| (h - 0x21).is_multiple_of(0x1f))
             .unwrap();
         assert_eq!(error_from_http3(grease), None);
     }
