@@ -18,6 +18,10 @@
 //!   with a status; [`WtServerSession`] gives raw streams and datagrams; [`echo`] echoes them.
 //!   One session per QUIC connection; `max_sessions`, `handshake_timeout` and graceful
 //!   [`shutdown`](WtServer::shutdown) bound what a client can hold.
+//! * [`transport`]: messages as a [`transport_core::Connection`] ([`connect_transport`],
+//!   [`WtConnector`], [`WtServerSession::into_connection`], [`WtServer::accept_transport`]):
+//!   a framed message stream, or a unidirectional stream or datagram per message
+//!   ([`StreamConfig`]), close handshake, reconnect.
 //! * [`cert`]: self-signed ECDSA P-256 certificates valid under 14 days, whose SHA-256 browsers
 //!   accept through `serverCertificateHashes`.
 #![doc(test(attr(deny(warnings))))]
@@ -27,10 +31,15 @@ pub mod cert;
 mod client;
 pub mod proto;
 mod server;
+pub mod transport;
 
 pub use client::{SessionClose, WtClientConfig, WtSession, connect};
 pub use quinn;
 pub use server::{
     H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest, WtSendStream, WtServer,
     WtServerConfig, WtServerSession, echo,
+};
+pub use transport::{
+    CongestionControl, Ordering, Reliability, StreamConfig, WtConfig, WtConnector,
+    connect_transport,
 };

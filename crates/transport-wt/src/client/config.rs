@@ -22,6 +22,8 @@ pub struct WtClientConfig {
     /// The `origin` header of the CONNECT (browsers always send one; servers with an origin
     /// allow-list require it). Default: none.
     pub origin: Option<String>,
+    /// The QUIC congestion controller of the connection. Default: CUBIC.
+    pub congestion: crate::transport::CongestionControl,
 }
 
 impl WtClientConfig {

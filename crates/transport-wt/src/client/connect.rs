@@ -130,7 +130,8 @@ fn transport(config: &WtClientConfig) -> Result<quinn::TransportConfig, Transpor
         // open towards us.
         .datagram_receive_buffer_size(Some(1024 * 1024))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(100))
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(100));
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(100))
+        .congestion_controller_factory(config.congestion.factory());
     Ok(q)
 }
 

@@ -1,0 +1,410 @@
+//! The driver of one message link over a WebTransport session, for both sides: the message
+//! stream, unidirectional streams and datagrams in, the configured [`SendMode`] out, the close
+//! handshake, RTT samples.
+//!
+//! Reading runs in three background tasks (message stream, unidirectional streams, datagrams)
+//! that feed one bounded channel; they end with the link. Writing happens in the driver task,
+//! one message at a time, so the application's queue gives backpressure.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::debug;
+use transport_core::driver::{DriverIo, RunOutcome};
+use transport_core::{
+    CloseFrame, Command, ConnectionInfo, Message, TransportConfig, TransportError,
+};
+
+use super::codec::{self, Frame};
+use super::config::{SendMode, StreamConfig};
+use crate::proto::varint;
+use crate::{H3_NO_ERROR, SessionClose, WtServerSession, WtSession};
+
+/// The short name of this transport in [`ConnectionInfo`].
+pub(crate) const TRANSPORT: &str = "wt";
+/// How often quinn's RTT estimate is copied into the statistics.
+const RTT_INTERVAL: Duration = Duration::from_secs(1);
+/// Most time spent flushing a close frame after a protocol failure.
+const FAIL_GRACE: Duration = Duration::from_secs(1);
+/// Decoded frames waiting for the driver.
+const EVENT_QUEUE: usize = 16;
+
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Either side's session.
+#[derive(Clone)]
+pub(crate) enum Session {
+    Client(Arc<WtSession>),
+    Server(Arc<WtServerSession>),
+}
+
+impl Session {
+    pub(crate) fn quic(&self) -> &quinn::Connection {
+        match self {
+            Self::Client(s) => s.quic(),
+            Self::Server(s) => s.quic(),
+        }
+    }
+
+    async fn accept_uni(&self) -> Result<BoxRead, TransportError> {
+        Ok(match self {
+            Self::Client(s) => Box::new(s.accept_uni().await?),
+            Self::Server(s) => Box::new(s.accept_uni().await?),
+        })
+    }
+
+    async fn open_uni(&self, priority: i32) -> Result<BoxWrite, TransportError> {
+        Ok(match self {
+            Self::Client(s) => {
+                let send = s.open_uni().await?;
+                let _ = send.set_priority(priority);
+                Box::new(send)
+            }
+            Self::Server(s) => Box::new(s.open_uni().await?),
+        })
+    }
+
+    async fn read_datagram(&self) -> Result<Bytes, TransportError> {
+        match self {
+            Self::Client(s) => s.read_datagram().await,
+            Self::Server(s) => s.read_datagram().await,
+        }
+    }
+
+    fn send_datagram(&self, payload: Bytes) -> Result<(), TransportError> {
+        match self {
+            Self::Client(s) => s.send_datagram(payload),
+            Self::Server(s) => s.send_datagram(payload),
+        }
+    }
+
+    /// The largest message that fits in one datagram now, framing included; `None` when the
+    /// peer does not accept datagrams.
+    pub(crate) fn datagram_message_limit(&self) -> Option<usize> {
+        let size = match self {
+            Self::Client(s) => s.max_datagram_size(),
+            Self::Server(s) => s.max_datagram_size(),
+        }?;
+        Some(size.saturating_sub(1 + varint::encoded_len(size as u64)))
+    }
+
+    /// Waits until the session has ended; the reason as an error. A close of the session
+    /// itself (not of the message stream) is a [`TransportError::ConnectionLost`]: the peer
+    /// went away without the close handshake.
+    async fn ended(&self) -> TransportError {
+        let without_close = |code: u32, reason: &str| {
+            TransportError::lost(format!(
+                "the peer ended the session (code {code:#x}{}{reason}) without a close frame",
+                if reason.is_empty() { "" } else { ": " }
+            ))
+        };
+        match self {
+            Self::Client(s) => match s.closed().await {
+                SessionClose::Peer { code, reason } => without_close(code, &reason),
+                SessionClose::Local { .. } => TransportError::Closed,
+                SessionClose::Lost(e) => e,
+            },
+            Self::Server(s) => match s.closed().await {
+                TransportError::ClosedByPeer { code, reason } => {
+                    without_close(u32::from(code), &reason)
+                }
+                other => other,
+            },
+        }
+    }
+
+    /// Ends the session now (after the close handshake, or when the link failed).
+    fn close_now(&self) {
+        match self {
+            Self::Client(s) => s.quic().close(quinn::VarInt::from_u32(0), b""),
+            Self::Server(s) => s.close(H3_NO_ERROR, ""),
+        }
+    }
+
+    fn info(&self) -> ConnectionInfo {
+        ConnectionInfo::new(TRANSPORT).with_peer_addr(Some(self.quic().remote_address()))
+    }
+}
+
+/// One open link: the session and its message stream.
+pub(crate) struct Link {
+    pub(crate) session: Session,
+    send: BoxWrite,
+    recv: BoxRead,
+}
+
+impl Link {
+    pub(crate) fn new(session: Session, send: BoxWrite, recv: BoxRead) -> Self {
+        Self {
+            session,
+            send,
+            recv,
+        }
+    }
+
+    pub(crate) fn info(&self) -> ConnectionInfo {
+        self.session.info()
+    }
+}
+
+/// What a link needs from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkOptions {
+    mode: SendMode,
+    priority: i32,
+    close_timeout: Duration,
+}
+
+impl LinkOptions {
+    pub(crate) fn new(transport: &TransportConfig, stream: StreamConfig) -> Self {
+        Self {
+            mode: stream.mode(),
+            priority: stream.priority,
+            close_timeout: transport.close_timeout,
+        }
+    }
+}
+
+enum Event {
+    Frame(Frame),
+    /// The peer finished the message stream.
+    Fin,
+    Failed(TransportError),
+}
+
+enum Phase {
+    Open,
+    /// We sent a close frame; waiting for the peer's answer.
+    Closing,
+    /// A fatal error: our close frame is on its way, then the link is dropped.
+    Failing(TransportError),
+}
+
+impl Phase {
+    /// The outcome when the link ends in this phase.
+    fn finish(self, open: impl FnOnce() -> TransportError) -> RunOutcome {
+        match self {
+            Self::Open => RunOutcome::Failed(open()),
+            Self::Closing => RunOutcome::LocalClosed,
+            Self::Failing(e) => RunOutcome::Failed(e),
+        }
+    }
+}
+
+fn write_error(what: &str, e: std::io::Error) -> TransportError {
+    TransportError::send_failed(format!("writing {what}"), e)
+}
+
+async fn write_close(send: &mut BoxWrite, frame: &CloseFrame, within: Duration) {
+    let wrote = tokio::time::timeout(within, async {
+        send.write_all(&codec::encode_close(frame)).await?;
+        send.shutdown().await
+    })
+    .await;
+    if !matches!(wrote, Ok(Ok(()))) {
+        debug!(?wrote, "the close frame could not be written");
+    }
+}
+
+/// Runs a link until it ends, then ends its session.
+pub(crate) async fn run(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutcome {
+    let session = link.session.clone();
+    let outcome = drive(link, io, options).await;
+    session.close_now();
+    outcome
+}
+
+async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutcome {
+    let Link {
+        session,
+        mut send,
+        recv,
+    } = link;
+    let max = io.max_message_size();
+    let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+    let mut readers = JoinSet::new();
+    readers.spawn(read_message_stream(recv, max, tx.clone()));
+    readers.spawn(read_uni_streams(session.clone(), max, tx.clone()));
+    readers.spawn(read_datagrams(session.clone(), max, tx));
+    let mut ended = pin!(session.ended());
+    let mut deadline = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
+    let mut rtt = tokio::time::interval(RTT_INTERVAL);
+    rtt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut phase = Phase::Open;
+    loop {
+        let open = matches!(phase, Phase::Open);
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Frame(Frame::Message(message))) => {
+                    // Discarded when the application dropped its receiver.
+                    io.deliver(message).await;
+                }
+                Some(Event::Frame(Frame::Close(frame))) => {
+                    if !open {
+                        return phase.finish(|| TransportError::Closed);
+                    }
+                    // Answer with the same code, then let the side that started the close end
+                    // the session (so our answer is not cut off), bounded by the close timeout.
+                    io.set_peer_close(frame.clone());
+                    let answer = CloseFrame::new(frame.code, "");
+                    write_close(&mut send, &answer, options.close_timeout).await;
+                    let _ = tokio::time::timeout(options.close_timeout, ended.as_mut()).await;
+                    return RunOutcome::PeerClosed(frame);
+                }
+                Some(Event::Fin) | None => {
+                    return phase.finish(|| {
+                        TransportError::lost("the peer finished the message stream without a close frame")
+                    });
+                }
+                Some(Event::Failed(error)) => {
+                    if !open {
+                        return phase.finish(|| error);
+                    }
+                    debug!(%error, "closing the link");
+                    let frame = CloseFrame::new(codec::close_code_for(&error), "");
+                    let grace = options.close_timeout.min(FAIL_GRACE);
+                    deadline.as_mut().reset(Instant::now() + grace);
+                    write_close(&mut send, &frame, grace).await;
+                    phase = Phase::Failing(error);
+                }
+            },
+            command = io.next_command(), if open => match command {
+                Command::Send(message) => {
+                    if let Err(e) = send_message(&session, &mut send, &message, options).await {
+                        return RunOutcome::Failed(e);
+                    }
+                }
+                Command::Close(frame) => {
+                    deadline.as_mut().reset(Instant::now() + options.close_timeout);
+                    write_close(&mut send, &frame, options.close_timeout).await;
+                    phase = Phase::Closing;
+                }
+            },
+            error = ended.as_mut() => return phase.finish(|| error),
+            () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
+            _ = rtt.tick() => io.record_rtt(session.quic().rtt()),
+        }
+    }
+}
+
+async fn send_message(
+    session: &Session,
+    send: &mut BoxWrite,
+    message: &Message,
+    options: &LinkOptions,
+) -> Result<(), TransportError> {
+    match options.mode {
+        SendMode::MessageStream => {
+            let mut header = BytesMut::with_capacity(9);
+            codec::message_header(message, &mut header);
+            send.write_all(&header)
+                .await
+                .map_err(|e| write_error("the message stream", e))?;
+            send.write_all(message.as_bytes())
+                .await
+                .map_err(|e| write_error("the message stream", e))?;
+        }
+        SendMode::UniStream => {
+            let mut stream = session.open_uni(options.priority).await?;
+            stream
+                .write_all(&codec::encode_message(message))
+                .await
+                .map_err(|e| write_error("a message stream", e))?;
+            stream
+                .shutdown()
+                .await
+                .map_err(|e| write_error("a message stream", e))?;
+        }
+        SendMode::Datagram => match session.send_datagram(codec::encode_message(message)) {
+            Ok(()) => {}
+            // The path's datagram size shrank below the limit checked by `send`: datagrams
+            // are unreliable, this one is lost.
+            Err(TransportError::MessageTooLarge { size, limit }) => {
+                debug!(size, limit, "dropping a message too large for a datagram");
+            }
+            Err(e) => return Err(e),
+        },
+    }
+    Ok(())
+}
+
+async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Event>) {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        loop {
+            match codec::decode(&mut buf, max) {
+                Ok(Some(frame)) => {
+                    if tx.send(Event::Frame(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Event::Failed(e)).await;
+                    return;
+                }
+            }
+        }
+        buf.reserve(16 * 1024);
+        let event = match recv.read_buf(&mut buf).await {
+            Ok(0) if buf.is_empty() => Event::Fin,
+            Ok(0) => Event::Failed(TransportError::protocol(
+                "the message stream ended inside a frame",
+            )),
+            Ok(_) => continue,
+            Err(e) => Event::Failed(TransportError::lost(format!(
+                "reading the message stream: {e}"
+            ))),
+        };
+        let _ = tx.send(event).await;
+        return;
+    }
+}
+
+async fn read_uni_streams(session: Session, max: usize, tx: mpsc::Sender<Event>) {
+    let mut streams = JoinSet::new();
+    // Ends when the session does; the driver learns why from the session itself.
+    while let Ok(recv) = session.accept_uni().await {
+        while streams.try_join_next().is_some() {}
+        let tx = tx.clone();
+        streams.spawn(async move {
+            // Header (at most 9 bytes) and payload; one byte more shows an over-long stream.
+            let cap = max.saturating_add(10);
+            let mut data = Vec::new();
+            let read = recv
+                .take(u64::try_from(cap).unwrap_or(u64::MAX))
+                .read_to_end(&mut data)
+                .await;
+            let event = match read {
+                Ok(_) => match codec::decode_single(&data, max) {
+                    Ok(message) => Event::Frame(Frame::Message(message)),
+                    Err(e) => Event::Failed(e),
+                },
+                Err(e) => {
+                    debug!(error = %e, "a message stream broke; its message is lost");
+                    return;
+                }
+            };
+            let _ = tx.send(event).await;
+        });
+    }
+}
+
+async fn read_datagrams(session: Session, max: usize, tx: mpsc::Sender<Event>) {
+    while let Ok(datagram) = session.read_datagram().await {
+        let event = match codec::decode_single(&datagram, max) {
+            Ok(message) => Event::Frame(Frame::Message(message)),
+            Err(e) => Event::Failed(e),
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
