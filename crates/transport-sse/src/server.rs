@@ -733,7 +733,16 @@ impl Session {
                         }
                     }
                 }
-                Err(e) => warn!(error = %e, "message cannot be sent as an event; dropped"),
+                Err(e) => {
+                    // An application bug (an event type with a line break or the reserved
+                    // prefix): fail loudly rather than drop the message.
+                    warn!(error = %e, "message cannot be sent as an event; closing the session");
+                    self.send_close(&CloseFrame::new(
+                        CloseFrame::INTERNAL_ERROR,
+                        "unsendable event type",
+                    ));
+                    return Some(RunOutcome::Failed(e));
+                }
             },
             Step::Command(Command::Close(frame)) => {
                 self.send_close(&frame);

@@ -337,3 +337,23 @@ async fn a_client_that_stops_reading_is_dropped() {
     );
     drop(stream);
 }
+
+#[tokio::test]
+async fn an_unsendable_event_type_fails_loudly() {
+    let mut server = server(SseServerConfig::default()).await;
+    let addr = server.local_addr();
+    let mut stream = Stream::open(addr, None).await;
+    stream.next().await.unwrap();
+    let (mut conn, _) = server.accept().await.unwrap();
+    let bad = Message::text("x").with_metadata(MessageMetadata::new(Some("a\nb".into()), None));
+    conn.send(bad).await.unwrap();
+    assert!(matches!(
+        conn.recv().await,
+        Err(TransportError::InvalidConfig(_))
+    ));
+    let e = stream.next().await.unwrap();
+    assert_eq!(
+        protocol::parse_close_json(e.data.as_bytes()).unwrap().code,
+        1011
+    );
+}
