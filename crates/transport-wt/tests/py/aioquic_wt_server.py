@@ -11,8 +11,8 @@ WebTransport session (extended CONNECT with :protocol webtransport, answered 200
 * datagrams: each back as a datagram.
 
 A session closed by the client is reported on stdout as "CLOSED <code> <reason>" when the
-client sent a CLOSE_WEBTRANSPORT_SESSION capsule, "ENDED" when the CONNECT stream ended
-without one; a QUIC CONNECTION_CLOSE as "CONNECTION_CLOSED <code> <reason>".
+client sent a CLOSE_WEBTRANSPORT_SESSION capsule, "ENDED [other capsule types]" when the
+CONNECT stream ended without one; a QUIC CONNECTION_CLOSE as "CONNECTION_CLOSED <code> <reason>".
 
 Based on the logic of aioquic's examples/http3_server.py, reduced to WebTransport.
 """
@@ -116,19 +116,21 @@ class WebTransportEcho(QuicConnectionProtocol):
         data = self._capsules.pop(session_id, b"")
         self._sessions.discard(session_id)
         buf = Buffer(data=data)
-        try:
-            capsule_type = buf.pull_uint_var()
-            length = buf.pull_uint_var()
-            payload = buf.pull_bytes(length)
-        except BufferReadError:
-            say("ENDED")
-        else:
-            if capsule_type == CLOSE_WEBTRANSPORT_SESSION and length >= 4:
+        seen = []
+        closed = None
+        while closed is None and not buf.eof():
+            try:
+                capsule_type = buf.pull_uint_var()
+                payload = buf.pull_bytes(buf.pull_uint_var())
+            except BufferReadError:
+                seen.append("truncated")
+                break
+            if capsule_type == CLOSE_WEBTRANSPORT_SESSION and len(payload) >= 4:
                 code = int.from_bytes(payload[:4], "big")
-                reason = payload[4:].decode("utf-8", "replace")
-                say(f"CLOSED {code} {reason}")
+                closed = f"CLOSED {code} {payload[4:].decode('utf-8', 'replace')}"
             else:
-                say("ENDED")
+                seen.append(hex(capsule_type))
+        say(closed or " ".join(["ENDED", *seen]))
         # End our side of the CONNECT stream too, as the draft asks.
         self._quic.send_stream_data(session_id, b"", end_stream=True)
 
