@@ -75,9 +75,9 @@ async fn the_connector_makes_independent_connections() {
 #[test]
 fn public_types_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
     send_sync::<WtConnector>();
     send_sync::<transport_wt::WtConfig>();
-    fn send<T: Send>(_: &T) {}
     send(&connect_transport(
         "https://localhost/",
         transport_wt::WtConfig::default(),

@@ -214,7 +214,7 @@ mod tests {
         );
         let mut header = Vec::new();
         message_header(&big, &mut header);
-        assert_eq!(header, [TYPE_BINARY, 0x40 | 0x4e, 0x20]);
+        assert_eq!(header, [TYPE_BINARY, 0x80, 0, 0x4e, 0x20]);
     }
 
     #[test]
@@ -222,7 +222,7 @@ mod tests {
         let wire = encode_message(&Message::binary(vec![0u8; 100]));
         // The length alone fails, before the payload arrives.
         assert_eq!(
-            decode(&mut BytesMut::from(&wire[..2]), 99),
+            decode(&mut BytesMut::from(&wire[..3]), 99),
             Err(TransportError::MessageTooLarge {
                 size: 100,
                 limit: 99

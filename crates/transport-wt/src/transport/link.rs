@@ -347,7 +347,22 @@ async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Eve
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = tx.send(Event::Failed(e)).await;
+                    if tx.send(Event::Failed(e)).await.is_ok() {
+                        // The rest cannot be parsed; read on (discarding) so that the peer's
+                        // answer, the end of its stream, ends the link without a wait.
+                        loop {
+                            buf.clear();
+                            buf.reserve(16 * 1024);
+                            match recv.read_buf(&mut buf).await {
+                                Ok(0) => {
+                                    let _ = tx.send(Event::Fin).await;
+                                    return;
+                                }
+                                Ok(_) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    }
                     return;
                 }
             }
