@@ -1,6 +1,7 @@
 //! Our client against an independent WebTransport server, the `wtransport` crate's: session
 //! set-up with a pinned certificate hash and with a custom CA, bidirectional, unidirectional and
-//! datagram echo, and a session close in each direction with its code.
+//! datagram echo, streams the server opens, a refused CONNECT, and a session close in each
+//! direction with its code.
 //!
 //! (The other way round, a `wtransport` client against our server, is in `server_*.rs`.)
 
@@ -31,6 +32,11 @@ enum Mode {
     /// Close the session with code 42, reason "bye", when the client opens a bidirectional
     /// stream (closing at once could overtake the CONNECT response).
     CloseOnFirstStream,
+    /// Open a bidirectional stream (send "server bidi", then echo what comes back on it) and a
+    /// unidirectional one ("server uni"), then echo.
+    ServerOpens,
+    /// Answer the CONNECT with 403.
+    Forbid,
 }
 
 /// A `wtransport` server on 127.0.0.1, port 0, with a certificate from [`cert::generate`].
@@ -72,11 +78,20 @@ impl WtransportServer {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let Ok(request) = incoming.await else { return };
+                    if let Mode::Forbid = mode {
+                        request.forbidden().await;
+                        return;
+                    }
                     let Ok(conn) = request.accept().await else {
                         return;
                     };
                     let end = match mode {
                         Mode::Echo => echo(&conn).await,
+                        Mode::ServerOpens => {
+                            let _ = server_opens(&conn).await;
+                            echo(&conn).await
+                        }
+                        Mode::Forbid => unreachable!("refused above"),
                         Mode::CloseOnFirstStream => {
                             let _ = conn.accept_bi().await;
                             conn.close(VarInt::from_u32(42), b"bye");
@@ -156,6 +171,26 @@ async fn echo(conn: &Connection) -> ConnectionError {
         e = uni => e,
         e = datagrams => e,
     }
+}
+
+/// Opens a bidirectional stream that greets and then echoes, and a unidirectional stream with a
+/// greeting. `None` when opening failed (the session is gone; `echo` then says why).
+async fn server_opens(conn: &Connection) -> Option<()> {
+    let (mut send, mut recv) = conn.open_bi().await.ok()?.await.ok()?;
+    tokio::spawn(async move {
+        if send.write_all(b"server bidi").await.is_ok()
+            && tokio::io::copy(&mut recv, &mut send).await.is_ok()
+        {
+            let _ = send.finish().await;
+        }
+    });
+    let mut send = conn.open_uni().await.ok()?.await.ok()?;
+    tokio::spawn(async move {
+        if send.write_all(b"server uni").await.is_ok() {
+            let _ = send.finish().await;
+        }
+    });
+    Some(())
 }
 
 async fn bidi_round_trip(session: &WtSession, payload: &[u8]) -> Vec<u8> {
@@ -266,4 +301,39 @@ async fn server_close_reaches_the_client_with_its_code() {
         other => panic!("the client saw {other:?}"),
     }
     assert!(bounded(session.open_bi()).await.is_err());
+}
+
+#[tokio::test]
+async fn streams_the_server_opens() {
+    let server = WtransportServer::start(Mode::ServerOpens);
+    let session = bounded(connect(&server.url("/"), server.pinned()))
+        .await
+        .unwrap();
+
+    let (mut send, mut recv) = bounded(session.accept_bi()).await.unwrap();
+    let mut greeting = [0u8; 11];
+    bounded(recv.read_exact(&mut greeting)).await.unwrap();
+    assert_eq!(&greeting, b"server bidi");
+    send.write_all(b"reply").await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(bounded(recv.read_to_end(1024)).await.unwrap(), b"reply");
+
+    let mut uni = bounded(session.accept_uni()).await.unwrap();
+    assert_eq!(bounded(uni.read_to_end(1024)).await.unwrap(), b"server uni");
+
+    // Our own streams still echo alongside.
+    assert_eq!(bounded(bidi_round_trip(&session, b"mine")).await, b"mine");
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_handshake_rejected() {
+    let server = WtransportServer::start(Mode::Forbid);
+    let err = bounded(connect(&server.url("/"), server.pinned()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        transport_core::TransportError::HandshakeRejected { status: 403 }
+    );
+    assert!(!err.is_retryable());
 }
