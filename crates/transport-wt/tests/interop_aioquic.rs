@@ -1,7 +1,7 @@
 //! Our client against an independent WebTransport server written in Python on aioquic
 //! (`tests/py/aioquic_wt_server.py`): session set-up with a pinned certificate hash and with a
-//! custom CA, bidirectional, unidirectional and datagram echo, and our close capsule as the
-//! server reads it.
+//! custom CA, bidirectional, unidirectional and datagram echo, streams the server opens, a
+//! refused CONNECT, and the close capsule in each direction.
 //!
 //! The peer: a Python interpreter with `aioquic` 1.7.2, from `TRANSPORT_PYTHON_WT` or else
 //! `.tools/venv-wt/bin/python` at the workspace root. Without it the tests print SKIP, or fail
@@ -15,8 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use transport_core::TransportError;
 use transport_wt::cert::{self, SelfSignedCert};
-use transport_wt::{WtClientConfig, WtSession, connect};
+use transport_wt::{SessionClose, WtClientConfig, WtSession, connect};
 
 /// Upper bound for every wait.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -240,4 +241,52 @@ async fn custom_ca_instead_of_a_pin() {
             .as_deref(),
         Some(b"dg".as_slice())
     );
+}
+
+#[tokio::test]
+async fn streams_the_server_opens() {
+    let Some(python) = python() else { return };
+    let server = AioquicServer::start(&python).await;
+    let session = bounded(connect(&server.url("/server-streams"), server.pinned()))
+        .await
+        .unwrap();
+    let (mut send, mut recv) = bounded(session.accept_bi()).await.unwrap();
+    assert_eq!(
+        bounded(recv.read_to_end(1024)).await.unwrap(),
+        b"server bidi"
+    );
+    send.finish().unwrap();
+    let mut uni = bounded(session.accept_uni()).await.unwrap();
+    assert_eq!(bounded(uni.read_to_end(1024)).await.unwrap(), b"server uni");
+    // Our own streams still echo alongside.
+    assert_eq!(bounded(bidi_round_trip(&session, b"mine")).await, b"mine");
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_handshake_rejected() {
+    let Some(python) = python() else { return };
+    let server = AioquicServer::start(&python).await;
+    let err = bounded(connect(&server.url("/forbidden"), server.pinned()))
+        .await
+        .unwrap_err();
+    assert_eq!(err, TransportError::HandshakeRejected { status: 403 });
+}
+
+#[tokio::test]
+async fn the_servers_close_capsule_reaches_the_client() {
+    let Some(python) = python() else { return };
+    let server = AioquicServer::start(&python).await;
+    let session = bounded(connect(&server.url("/close-on-stream"), server.pinned()))
+        .await
+        .unwrap();
+    let (mut send, _recv) = bounded(session.open_bi()).await.unwrap();
+    send.write_all(b"close, please").await.unwrap();
+    match bounded(session.closed()).await {
+        SessionClose::Peer { code, reason } => {
+            assert_eq!(code, 42);
+            assert_eq!(reason, "bye");
+        }
+        other => panic!("the client saw {other:?}"),
+    }
+    assert!(bounded(session.open_bi()).await.is_err());
 }

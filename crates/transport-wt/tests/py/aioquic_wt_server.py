@@ -10,6 +10,14 @@ WebTransport session (extended CONNECT with :protocol webtransport, answered 200
 * unidirectional streams: the bytes back on a new unidirectional stream, FIN likewise;
 * datagrams: each back as a datagram.
 
+Some paths change that:
+
+* /forbidden: the CONNECT is answered 403;
+* /server-streams: the server opens a bidirectional stream with "server bidi" and a
+  unidirectional one with "server uni" (both finished) as soon as the session is up;
+* /close-on-stream: the first stream data of the client makes the server close the session with
+  a CLOSE_WEBTRANSPORT_SESSION capsule (code 42, reason "bye") and a FIN on the CONNECT stream.
+
 A session closed by the client is reported on stdout as "CLOSED <code> <reason>" when the
 client sent a CLOSE_WEBTRANSPORT_SESSION capsule, "ENDED [other capsule types]" when the
 CONNECT stream ended without one; a QUIC CONNECTION_CLOSE as "CONNECTION_CLOSED <code> <reason>".
@@ -53,6 +61,8 @@ class WebTransportEcho(QuicConnectionProtocol):
         self._uni_echo: dict[int, int] = {}
         # Bytes of each CONNECT stream, for the close capsule.
         self._capsules: dict[int, bytes] = {}
+        # The path of each session.
+        self._paths: dict[int, bytes] = {}
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
@@ -68,16 +78,28 @@ class WebTransportEcho(QuicConnectionProtocol):
         assert self._http is not None
         if isinstance(event, HeadersReceived):
             headers = dict(event.headers)
+            path = headers.get(b":path", b"/")
             if (
+                headers.get(b":method") == b"CONNECT"
+                and headers.get(b":protocol") == b"webtransport"
+                and path == b"/forbidden"
+            ):
+                self._http.send_headers(
+                    event.stream_id, [(b":status", b"403")], end_stream=True
+                )
+            elif (
                 headers.get(b":method") == b"CONNECT"
                 and headers.get(b":protocol") == b"webtransport"
             ):
                 self._sessions.add(event.stream_id)
                 self._capsules[event.stream_id] = b""
+                self._paths[event.stream_id] = path
                 self._http.send_headers(
                     event.stream_id,
                     [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")],
                 )
+                if path == b"/server-streams":
+                    self._server_streams(event.stream_id)
             else:
                 self._http.send_headers(
                     event.stream_id, [(b":status", b"404")], end_stream=True
@@ -93,9 +115,31 @@ class WebTransportEcho(QuicConnectionProtocol):
                 self._http.send_datagram(event.stream_id, event.data)
         self.transmit()
 
+    def _server_streams(self, session_id: int) -> None:
+        assert self._http is not None
+        # Only finished streams: aioquic does not route what the client would send back on a
+        # bidirectional stream the server opened (it parses it as HTTP/3 frames).
+        bidi = self._http.create_webtransport_stream(session_id)
+        self._quic.send_stream_data(bidi, b"server bidi", end_stream=True)
+        uni = self._http.create_webtransport_stream(session_id, is_unidirectional=True)
+        self._quic.send_stream_data(uni, b"server uni", end_stream=True)
+
+    def _close_session(self, session_id: int, code: int, reason: bytes) -> None:
+        assert self._http is not None
+        payload = code.to_bytes(4, "big") + reason
+        capsule = Buffer(capacity=16 + len(payload))
+        capsule.push_uint_var(CLOSE_WEBTRANSPORT_SESSION)
+        capsule.push_uint_var(len(payload))
+        capsule.push_bytes(payload)
+        self._sessions.discard(session_id)
+        self._http.send_data(session_id, capsule.data, end_stream=True)
+
     def _stream_data(self, event: WebTransportStreamDataReceived) -> None:
         assert self._http is not None
         if event.session_id not in self._sessions:
+            return
+        if self._paths.get(event.session_id) == b"/close-on-stream":
+            self._close_session(event.session_id, 42, b"bye")
             return
         if stream_is_unidirectional(event.stream_id):
             out = self._uni_echo.get(event.stream_id)
