@@ -1,23 +1,30 @@
 // Headless Chromium as a WebTransport client, for transport-wt's interop test
 // (interop_chromium.rs).
 //
-// Usage: node chromium_wt.mjs URL CERT_SHA256_HEX TOKEN
+// Usage: node chromium_wt.mjs URL CERT_SHA256_HEX TOKEN [SCENARIO]
 // Env:   TRANSPORT_CHROMIUM      the Chromium binary (default /usr/bin/chromium)
 //        TRANSPORT_NODE_MODULES  a directory whose node_modules holds playwright-core
 //
 // Serves a blank page on http://127.0.0.1:<port 0> (a secure context, as WebTransport needs),
 // opens it in Chromium, and there connects to URL trusting the certificate by its hash
-// (serverCertificateHashes), then: a bidirectional echo (small and 200 kB), a unidirectional
-// echo (the answer comes on a stream the server opens), a datagram echo, and a close with code
-// 7, reason "done". Prints one line "RESULT <flat JSON>" and exits 0; on a failure the JSON has
-// an "error" field with what had been done so far. Stops by itself after 45 s, or when stdin
+// (serverCertificateHashes), then, by SCENARIO:
+//   echo (default)  a bidirectional echo (small and 200 kB), a unidirectional echo (the answer
+//                   comes on a stream the server opens), a datagram echo, and a close with code
+//                   7, reason "done";
+//   server-streams  reads a bidirectional stream the server opens (then answers "reply" on it)
+//                   and a unidirectional one;
+//   server-close    opens a bidirectional stream with "close, please" and reports how `closed`
+//                   settles;
+//   refused         reports how `ready` fails.
+// Prints one line "RESULT <flat JSON>" and exits 0; on a failure the JSON has an "error" field
+// with what had been done so far. Stops by itself after 45 s, or when stdin
 // closes (the test that started it is gone), closing the browser first.
 
 import { createRequire } from 'node:module';
 import http from 'node:http';
 import path from 'node:path';
 
-const [url, hash, token] = process.argv.slice(2);
+const [url, hash, token, scenario = 'echo'] = process.argv.slice(2);
 if (!url || !hash || !token) {
   console.error('usage: node chromium_wt.mjs URL CERT_SHA256_HEX TOKEN');
   process.exit(2);
@@ -58,8 +65,8 @@ process.stdin.on('error', () => bail('stdin closed'));
 process.stdin.resume();
 
 // Runs in the page.
-async function runInPage({ url, hash, token }) {
-  const out = { origin: location.origin, secure: isSecureContext };
+async function runInPage({ url, hash, token, scenario }) {
+  const out = { origin: location.origin, secure: isSecureContext, scenario };
   const step = (what, promise, ms = 10_000) =>
     Promise.race([
       promise,
@@ -87,14 +94,57 @@ async function runInPage({ url, hash, token }) {
     }
     return all;
   }
+  const describe = (e) => `${e && e.name}: ${e && e.message}`;
   try {
     const value = new Uint8Array(hash.match(/../g).map((h) => parseInt(h, 16)));
     const wt = new WebTransport(url, {
       serverCertificateHashes: [{ algorithm: 'sha-256', value }],
     });
     wt.closed.catch(() => {});
+    if (scenario === 'refused') {
+      try {
+        await step('session', wt.ready);
+        out.ready = true;
+      } catch (e) {
+        out.ready = false;
+        out.readyError = describe(e);
+        out.readySource = e.source;
+      }
+      return out;
+    }
     await step('session', wt.ready);
     out.ready = true;
+
+    if (scenario === 'server-streams') {
+      const bidis = wt.incomingBidirectionalStreams.getReader();
+      const { value: bidi } = await step('incoming bidi stream', bidis.read());
+      out.serverBidi = dec.decode(await step('server bidi', readAll(bidi.readable)));
+      const replyWriter = bidi.writable.getWriter();
+      await replyWriter.write(enc.encode('reply'));
+      await replyWriter.close();
+      const unis = wt.incomingUnidirectionalStreams.getReader();
+      const { value: uni } = await step('incoming uni stream', unis.read());
+      out.serverUni = dec.decode(await step('server uni', readAll(uni)));
+      wt.close({ closeCode: 0, reason: '' });
+      return out;
+    }
+
+    if (scenario === 'server-close') {
+      const bidi = await step('createBidirectionalStream', wt.createBidirectionalStream());
+      const writer = bidi.writable.getWriter();
+      writer.write(enc.encode('close, please')).catch(() => {});
+      try {
+        const closed = await step('closed', wt.closed);
+        out.closedHow = 'resolved';
+        out.closedCode = closed.closeCode;
+        out.closedReason = closed.reason;
+      } catch (e) {
+        out.closedHow = 'rejected';
+        out.closedError = describe(e);
+        out.closedSource = e.source;
+      }
+      return out;
+    }
 
     // Bidirectional, small.
     const bidi = await step('createBidirectionalStream', wt.createBidirectionalStream());
@@ -140,7 +190,7 @@ async function runInPage({ url, hash, token }) {
     out.closedCode = closed.closeCode;
     out.closedReason = closed.reason;
   } catch (e) {
-    out.error = `${e && e.name}: ${e && e.message}`;
+    out.error = describe(e);
   }
   return out;
 }
@@ -169,7 +219,7 @@ try {
   const page = await browser.newPage();
   page.on('console', (m) => console.error(`page: ${m.text()}`));
   await page.goto(pageUrl, { timeout: 15_000 });
-  const result = await page.evaluate(runInPage, { url, hash, token });
+  const result = await page.evaluate(runInPage, { url, hash, token, scenario });
   result.browser = browser.version();
   console.log(`RESULT ${JSON.stringify(result)}`);
   finished = true;
