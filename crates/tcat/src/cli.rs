@@ -13,6 +13,8 @@ Examples:
   tcat connect -H 'Authorization: Bearer t0k3n' --ca-cert ca.pem wss://localhost:8443/
   tcat serve --sse 127.0.0.1:9001                         # SSE at http://127.0.0.1:9001/events
   tcat connect --format json https://example.com/events   # Server-Sent Events
+  tcat serve --wt 127.0.0.1:4433                          # prints cert-sha256 HEX first
+  tcat connect --transport wt --cert-hash HEX https://127.0.0.1:4433/   # WebTransport
 
 Exit codes: 0 ok, 1 connection or protocol error, 2 usage, 3 timeout.";
 
@@ -29,30 +31,47 @@ retry:); HTTP 204 ends the run with exit 0. stdin lines are POSTed to the server
 a plain SSE server offers none: stdin is then ignored (with a warning) and its end does not
 end the stream.
 
+WebTransport (--transport wt, https:// only; https:// alone means SSE): messages travel on one
+stream of the session (docs/protocols/wt.md), or as datagrams with --datagram. At stdin EOF
+tcat sends its close and finishes its stream at once (no --linger; with --datagram it
+lingers, as datagram echoes may still be on their way), prints every message that still
+arrives until the peer answers, ends the session and exits 0. The server certificate is
+verified against the CA roots (plus --ca-cert), or pinned with --cert-hash (the hash that
+`tcat serve --wt` prints); a certificate that fails verification exits 1.
+
 Examples:
   printf 'a\\nb\\n' | tcat connect ws://127.0.0.1:9000/
   tcat connect --count 3 --timeout 10 ws://127.0.0.1:9000/ < /dev/null
   tcat connect --binary --format json ws://127.0.0.1:9000/ < lines.txt
   tcat connect --subprotocol chat.v1 -H 'Origin: https://app.example' wss://example.com/chat
   tcat connect --format json --count 10 https://example.com/events < /dev/null
+  tcat connect --transport wt --cert-hash 3f2a... https://127.0.0.1:4433/ < lines.txt
+  tcat connect --transport wt --datagram --cert-hash 3f2a... https://127.0.0.1:4433/
 
 Exit codes: 0 ok, 1 connection or protocol error (also a peer close other than 1000),
 2 usage, 3 timeout (--timeout or --connect-timeout), 130/143 interrupted by SIGINT/SIGTERM.";
 
 const SERVE_EXAMPLES: &str = "\
 Prints `listening ws://ADDR` (or `listening wss://ADDR`, `listening sse http://ADDR/events`,
-`listening sse https://ADDR/events`) on stdout per listener once ready, with the real port when
-ADDR ends in :0. SSE clients send through the send URL of their session (see
-docs/protocols/sse.md). SIGINT or SIGTERM closes every client with code 1001 and exits 0.
+`listening sse https://ADDR/events`, `listening wt https://ADDR`) on stdout per listener once
+ready, with the real port when ADDR ends in :0. SSE clients send through the send URL of their
+session (see docs/protocols/sse.md). --wt without --cert/--key generates a self-signed
+certificate that browsers accept by hash (serverCertificateHashes) and prints
+`cert-sha256 HEX` before the listening lines. WebTransport echo mode echoes raw bytes (streams
+and datagrams), so any WebTransport client can test against it; broadcast mode speaks the
+message framing of docs/protocols/wt.md. SIGINT or SIGTERM closes every client with code 1001
+(WebTransport: the session is closed) and exits 0.
 
 Examples:
   tcat serve --ws 127.0.0.1:0
   tcat serve --ws '[::1]:9000' --mode broadcast
   tcat serve --ws 0.0.0.0:80 --wss 0.0.0.0:443 --cert cert.pem --key key.pem
-  tcat serve --ws 127.0.0.1:9000 --sse 127.0.0.1:9001 --mode broadcast";
+  tcat serve --ws 127.0.0.1:9000 --sse 127.0.0.1:9001 --mode broadcast
+  tcat serve --wt 127.0.0.1:4433
+  tcat serve --wt '[::]:443' --cert cert.pem --key key.pem --mode broadcast";
 
-/// netcat for real-time transports: connect to or serve WebSocket and Server-Sent Events
-/// (WebTransport to come).
+/// netcat for real-time transports: connect to or serve WebSocket, Server-Sent Events and
+/// WebTransport.
 #[derive(Debug, Parser)]
 #[command(name = "tcat", version, after_help = EXAMPLES)]
 pub(crate) struct Cli {
@@ -72,14 +91,16 @@ pub(crate) enum Command {
     Serve(ServeArgs),
 }
 
-/// The transports `tcat` speaks. WebTransport (`https://` over HTTP/3) slots in here; it will
-/// need `--transport wt`, as `https://` alone selects SSE.
+/// The transports `tcat` speaks. WebTransport (`https://` over HTTP/3) needs `--transport wt`,
+/// as `https://` alone selects SSE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum TransportKind {
     /// WebSocket (`ws://`, `wss://`).
     Ws,
     /// Server-Sent Events (`http://`, `https://`), with the send URL back channel.
     Sse,
+    /// WebTransport over HTTP/3 (`https://`; never chosen by the scheme alone).
+    Wt,
 }
 
 impl TransportKind {
@@ -97,6 +118,7 @@ impl TransportKind {
         match self {
             Self::Ws => &["ws", "wss"],
             Self::Sse => &["http", "https"],
+            Self::Wt => &["https"],
         }
     }
 
@@ -105,6 +127,7 @@ impl TransportKind {
         match self {
             Self::Ws => "ws",
             Self::Sse => "sse",
+            Self::Wt => "wt",
         }
     }
 }
@@ -128,10 +151,12 @@ pub(crate) enum Mode {
 }
 
 /// Options of `tcat connect`.
+// Independent on/off flags of a command line, not a state machine.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
     /// Transport to use; inferred from the URL scheme when absent (ws://, wss:// -> ws;
-    /// http://, https:// -> sse).
+    /// http://, https:// -> sse). WebTransport (https://) needs `--transport wt`.
     #[arg(long, value_enum)]
     pub(crate) transport: Option<TransportKind>,
 
@@ -143,6 +168,17 @@ pub(crate) struct ConnectArgs {
     /// Certificate verification stays on.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca_cert: Vec<PathBuf>,
+
+    /// WebTransport: trust the server certificate whose SHA-256 is HEX (64 hex digits, colons
+    /// allowed; repeatable), as a browser's serverCertificateHashes: the certificate must be
+    /// ECDSA P-256 and valid for at most 14 days; CA roots are then not consulted.
+    #[arg(long = "cert-hash", value_name = "SHA256HEX", value_parser = parse_cert_hash)]
+    pub(crate) cert_hashes: Vec<[u8; 32]>,
+
+    /// WebTransport: send and receive messages as datagrams (unreliable, unordered, each
+    /// message must fit one datagram, about 1,150 bytes) instead of on a stream.
+    #[arg(long)]
+    pub(crate) datagram: bool,
 
     /// Accept any server certificate. DANGEROUS: anyone on the path can impersonate the server.
     #[arg(long)]
@@ -198,7 +234,8 @@ pub(crate) struct ConnectArgs {
     #[arg(long)]
     pub(crate) no_proxy: bool,
 
-    /// URL to connect to: ws:// or wss:// (WebSocket), http:// or https:// (SSE).
+    /// URL to connect to: ws:// or wss:// (WebSocket), http:// or https:// (SSE), https://
+    /// with --transport wt (WebTransport).
     #[arg(value_name = "URL")]
     pub(crate) url: String,
 }
@@ -206,8 +243,8 @@ pub(crate) struct ConnectArgs {
 /// Options of `tcat serve`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("listeners").required(true).multiple(true)
-    .args(["ws", "wss", "sse", "sses"])))]
-#[command(group(ArgGroup::new("tls_listeners").multiple(true).args(["wss", "sses"])))]
+    .args(["ws", "wss", "sse", "sses", "wt"])))]
+#[command(group(ArgGroup::new("tls_listeners").multiple(true).args(["wss", "sses", "wt"])))]
 pub(crate) struct ServeArgs {
     /// Plain WebSocket listener address, HOST:PORT (port 0 picks a free port; repeatable).
     #[arg(long = "ws", value_name = "ADDR", value_parser = parse_listen_addr)]
@@ -229,12 +266,24 @@ pub(crate) struct ServeArgs {
           requires_all = ["cert", "key"])]
     pub(crate) sses: Vec<String>,
 
-    /// PEM certificate chain for --wss and --sses.
-    #[arg(long, value_name = "PEM", requires = "tls_listeners")]
+    /// WebTransport listener address, HOST:PORT (UDP): sessions at https://ADDR/ (any path).
+    /// Uses --cert and --key when given, else a generated self-signed certificate whose
+    /// SHA-256 is printed (`cert-sha256 HEX`) for --cert-hash or serverCertificateHashes
+    /// (repeatable).
+    #[arg(long = "wt", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub(crate) wt: Vec<String>,
+
+    /// PEM certificate chain for --wss, --sses and --wt.
+    #[arg(long, value_name = "PEM", requires = "tls_listeners", requires = "key")]
     pub(crate) cert: Option<PathBuf>,
 
-    /// PEM private key for --wss and --sses.
-    #[arg(long, value_name = "PEM", requires = "tls_listeners")]
+    /// PEM private key for --wss, --sses and --wt.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_listeners",
+        requires = "cert"
+    )]
     pub(crate) key: Option<PathBuf>,
 
     /// What to do with each message.
@@ -275,6 +324,21 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         return Err(format!("invalid header name {name:?}"));
     }
     Ok((name.to_owned(), value.trim().to_owned()))
+}
+
+/// Parses a SHA-256 hash: 64 hex digits, optionally separated by colons.
+fn parse_cert_hash(s: &str) -> Result<[u8; 32], String> {
+    let hex: Vec<u8> = s.trim().bytes().filter(|b| *b != b':').collect();
+    let bad = || format!("{s:?} is not a SHA-256 hash (64 hex digits)");
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut hash = [0u8; 32];
+    for (byte, pair) in hash.iter_mut().zip(hex.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(hash)
 }
 
 /// Parses a positive number of seconds (`1`, `0.5`).
@@ -384,6 +448,25 @@ mod tests {
     }
 
     #[test]
+    fn cert_hashes() {
+        let hex = "00".repeat(31) + "ff";
+        let mut expected = [0u8; 32];
+        expected[31] = 0xff;
+        assert_eq!(parse_cert_hash(&hex), Ok(expected));
+        assert_eq!(parse_cert_hash(&hex.to_uppercase()), Ok(expected));
+        let colons = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(parse_cert_hash(&colons), Ok(expected));
+        assert!(parse_cert_hash("abc").is_err());
+        assert!(parse_cert_hash(&"zz".repeat(32)).is_err());
+        assert!(parse_cert_hash(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
     fn seconds() {
         assert_eq!(parse_secs("1"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
@@ -484,6 +567,35 @@ mod tests {
             .is_err()
         );
         assert!(parse(&["tcat", "connect", "--transport", "sse", "http://x/"]).is_ok());
+        assert!(parse(&["tcat", "serve", "--wt", "127.0.0.1:0"]).is_ok());
+        assert!(
+            parse(&[
+                "tcat",
+                "serve",
+                "--wt",
+                "127.0.0.1:0",
+                "--cert",
+                "c",
+                "--key",
+                "k"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["tcat", "serve", "--wt", "127.0.0.1:0", "--cert", "c"]).is_err());
+        let hash = "ab".repeat(32);
+        assert!(
+            parse(&[
+                "tcat",
+                "connect",
+                "--transport",
+                "wt",
+                "--cert-hash",
+                &hash,
+                "--datagram",
+                "https://x/"
+            ])
+            .is_ok()
+        );
         assert!(
             parse(&[
                 "tcat",

@@ -19,6 +19,11 @@
 //! only closes when the server offers a send URL: a plain SSE stream has no way back, so
 //! nothing can be closed gracefully and its end would be the only reason to stop reading.
 //!
+//! WebTransport (`--transport wt`) is WebSocket-like, on `transport-wt`'s message framing: one
+//! connection per run, and stdin EOF closes at once (close frame, then FIN of the message
+//! stream: the peer's echoes arrive in order before its answer). With `--datagram` tcat
+//! lingers as for WebSocket, since datagram echoes are not ordered with the close.
+//!
 //! The whole run sits under the `--timeout` deadline.
 
 use std::io;
@@ -34,6 +39,7 @@ use transport_core::{
 };
 use transport_sse::SseConfig;
 use transport_ws::{ProxyConfig, WsConfig};
+use transport_wt::{Reliability, WtConfig};
 
 use crate::cli::{ConnectArgs, Format, TransportKind};
 use crate::exit::{Done, Failure};
@@ -101,7 +107,7 @@ fn transport_config(kind: TransportKind, args: &ConnectArgs) -> Result<Transport
     config.connect_timeout(args.connect_timeout);
     config.max_message_size(args.max_message_size);
     match kind {
-        TransportKind::Ws => {
+        TransportKind::Ws | TransportKind::Wt => {
             // One run is one connection.
             config.reconnect(ReconnectPolicy::disabled());
             config.keepalive(
@@ -154,11 +160,17 @@ pub(crate) fn dead_peer_timeout(interval: Duration) -> Duration {
 enum Dialer {
     Ws(WsConfig),
     Sse(SseConfig),
+    Wt(WtConfig),
 }
 
 impl Dialer {
     fn new(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
         let transport = transport_config(kind, args)?;
+        if kind != TransportKind::Wt && (!args.cert_hashes.is_empty() || args.datagram) {
+            return Err(Failure::usage(
+                "--cert-hash and --datagram are WebTransport options (--transport wt)",
+            ));
+        }
         match kind {
             TransportKind::Ws => {
                 let mut ws = WsConfig::default();
@@ -177,6 +189,21 @@ impl Dialer {
                 Ok(Self::Ws(ws))
             }
             TransportKind::Sse => sse::client_config(transport, args).map(Self::Sse),
+            TransportKind::Wt => {
+                if !args.subprotocols.is_empty() || args.proxy.is_some() {
+                    return Err(Failure::usage(
+                        "--subprotocol and --proxy are WebSocket options",
+                    ));
+                }
+                let mut wt = WtConfig::default();
+                wt.client.transport = transport;
+                wt.client.cert_hashes.clone_from(&args.cert_hashes);
+                if args.datagram {
+                    wt.stream.reliability(Reliability::Unreliable);
+                }
+                wt.validate().map_err(|e| Failure::usage(e.to_string()))?;
+                Ok(Self::Wt(wt))
+            }
         }
     }
 
@@ -184,6 +211,7 @@ impl Dialer {
         match self {
             Self::Ws(ws) => &ws.transport,
             Self::Sse(sse) => &sse.transport,
+            Self::Wt(wt) => &wt.client.transport,
         }
     }
 
@@ -192,6 +220,7 @@ impl Dialer {
         let (result, is_sse) = match self {
             Self::Ws(config) => (transport_ws::connect(url, config).await, false),
             Self::Sse(config) => (transport_sse::connect(url, config).await, true),
+            Self::Wt(config) => (transport_wt::connect_transport(url, config).await, false),
         };
         match result {
             Ok(connection) => Ok(Some(connection)),
@@ -220,6 +249,13 @@ impl Session {
     fn prepare(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
         let dialer = Dialer::new(kind, args)?;
         let send_buffer = dialer.transport().send_buffer;
+        // An ordered WebTransport stream needs no linger: the echoes of every line arrive
+        // before the peer's answer to the close.
+        let linger = if kind == TransportKind::Wt && !args.datagram {
+            Duration::ZERO
+        } else {
+            args.linger
+        };
         Ok(Self {
             kind,
             url: args.url.clone(),
@@ -228,7 +264,7 @@ impl Session {
             format: args.format,
             plan: Plan {
                 count: args.count,
-                linger: args.linger,
+                linger,
                 send_buffer,
                 sse: kind == TransportKind::Sse,
             },
@@ -252,7 +288,7 @@ impl Session {
             .map_err(|e| Failure::error(format!("starting the stdin reader: {e}")))?;
         let pump = tokio::spawn(pump(lines, sender.clone(), self.binary));
         let fields = match self.kind {
-            TransportKind::Ws => Fields::Plain,
+            TransportKind::Ws | TransportKind::Wt => Fields::Plain,
             TransportKind::Sse => Fields::Sse,
         };
         let result = receive(
@@ -556,6 +592,12 @@ mod tests {
         let err = transport_for(Some(TransportKind::Ws), "https://h/").unwrap_err();
         assert_eq!(err.code, Code::Usage);
         assert!(err.message.contains("ws:// or wss://"), "{err}");
+        assert_eq!(
+            transport_for(Some(TransportKind::Wt), "https://h:4433/"),
+            Ok(TransportKind::Wt)
+        );
+        let err = transport_for(Some(TransportKind::Wt), "http://h/").unwrap_err();
+        assert_eq!(err.code, Code::Usage);
         let err = transport_for(Some(TransportKind::Sse), "ws://h/").unwrap_err();
         assert_eq!(err.code, Code::Usage);
         assert!(err.message.contains("http:// or https://"), "{err}");

@@ -13,9 +13,18 @@
 //! it is removed from the hub and closed with 1008, so it can neither block the others nor
 //! make memory grow.
 //!
+//! WebTransport listeners (`--wt`) differ: in echo mode each session is echoed raw
+//! (`transport_wt::echo`: every stream's bytes back on a stream, every datagram back), so any
+//! WebTransport client can test against it, and `tcat connect --transport wt` works because
+//! its framing is symmetric; in broadcast mode each session becomes a message connection
+//! (`docs/protocols/wt.md`) and joins the same hub. Without `--cert`/`--key` a self-signed
+//! certificate fit for `serverCertificateHashes` is generated and its hash printed
+//! (`cert-sha256 HEX`) before the listening lines.
+//!
 //! SIGINT/SIGTERM: every listener stops accepting and closes its connections with 1001
-//! (`WsServer::shutdown`; `SseServer::shutdown` sends a `transport.close` event with 1001), the
-//! client tasks finish, and the process exits 0.
+//! (`WsServer::shutdown`; `SseServer::shutdown` sends a `transport.close` event with 1001;
+//! `WtServer::shutdown` closes every session with `H3_NO_ERROR`), the client tasks finish, and
+//! the process exits 0.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -31,6 +40,7 @@ use transport_core::{
 };
 use transport_sse::{SseRequest, SseServer, SseServerConfig};
 use transport_ws::{WsRequest, WsServer, WsServerConfig};
+use transport_wt::{StreamConfig, WtServer, WtServerConfig};
 
 use crate::cli::{Mode, ServeArgs};
 use crate::connect::{dead_peer_timeout, keepalive_interval};
@@ -52,21 +62,41 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let sse_config = sse_server_config(&args);
     let close_timeout = config.transport.close_timeout;
     let servers = bind_all(&args, &config, &sse_config).await?;
+    let (wt_servers, generated_hash) = bind_wt(&args, &config.transport)?;
 
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = Arc::new(Hub::new(tracker.clone()));
     {
         let mut stdout = std::io::stdout().lock();
-        for server in &servers {
+        let mut print = |line: String| {
             // A closed stdout must not stop the server; the address is in the log too.
-            if let Err(e) =
-                writeln!(stdout, "listening {}", server.label()).and_then(|()| stdout.flush())
-            {
-                warn!(error = %e, "cannot print the listening address");
+            if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                warn!(error = %e, "cannot print {line:?}");
             }
+        };
+        if let Some(hash) = generated_hash {
+            info!(sha256 = %hash, "WebTransport: generated a self-signed certificate");
+            print(format!("cert-sha256 {hash}"));
+        }
+        for server in &servers {
+            print(format!("listening {}", server.label()));
             info!(url = %server.url(), mode = ?args.mode, "listening");
         }
+        for server in &wt_servers {
+            print(format!("listening wt {}", server.url()));
+            info!(url = %server.url(), mode = ?args.mode, "listening (WebTransport)");
+        }
+    }
+    for server in wt_servers {
+        tracker.spawn(wt_accept_loop(
+            server,
+            args.mode,
+            config.transport.clone(),
+            hub.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
     }
     for server in servers {
         tracker.spawn(accept_loop(
@@ -235,6 +265,94 @@ async fn bind_all(
         }
     }
     Ok(servers)
+}
+
+/// Binds the `--wt` listeners, with `--cert`/`--key` or one generated certificate (whose
+/// SHA-256 is returned as hex).
+fn bind_wt(
+    args: &ServeArgs,
+    transport: &TransportConfig,
+) -> Result<(Vec<WtServer>, Option<String>), Failure> {
+    if args.wt.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let (cert, key, hash) = if args.cert.is_some() {
+        let (cert, key) = read_cert_and_key(args, "--wt")?;
+        (cert, key, None)
+    } else {
+        let generated = transport_wt::cert::generate(&[])
+            .map_err(|e| Failure::error(format!("generating a certificate: {e}")))?;
+        let hash = generated.sha256_hex();
+        (
+            generated.cert_pem.into_bytes(),
+            generated.key_pem.into_bytes(),
+            Some(hash),
+        )
+    };
+    let mut config = WtServerConfig::default();
+    config.transport = transport.clone();
+    config.max_sessions(args.max_connections);
+    let mut servers = Vec::new();
+    for addr in &args.wt {
+        let resolved = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| Failure::error(format!("cannot listen on {addr}: unresolvable")))?;
+        let server =
+            WtServer::bind(resolved, config.clone(), &cert, &key).map_err(|e| match e {
+                transport_core::TransportError::Tls { .. } => {
+                    Failure::usage(format!("--cert/--key: {e}"))
+                }
+                other => Failure::transport(&format!("cannot listen on {addr}"), &other),
+            })?;
+        servers.push(server);
+    }
+    Ok((servers, hash))
+}
+
+/// Accepts WebTransport sessions until `stop`, then shuts the listener down (every session
+/// closed). Echo: raw bytes back. Broadcast: a message connection in the hub.
+async fn wt_accept_loop(
+    mut server: WtServer,
+    mode: Mode,
+    transport: TransportConfig,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    // Ends on `stop` or when the server stops accepting. A session being accepted when `stop`
+    // fires is closed, as every other one is.
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = server.accept_session() => accepted,
+        };
+        let Some((session, request)) = accepted else {
+            break;
+        };
+        debug!(peer = %request.peer_addr, path = %request.path, "accepted a WebTransport session");
+        match mode {
+            Mode::Echo => tracker.spawn(async move {
+                if let Err(e) = transport_wt::echo(session).await {
+                    debug!(error = %e, "WebTransport echo ended");
+                }
+            }),
+            Mode::Broadcast => {
+                let hub = hub.clone();
+                let transport = transport.clone();
+                tracker.spawn(async move {
+                    match session
+                        .into_connection(&transport, StreamConfig::default())
+                        .await
+                    {
+                        Ok(connection) => broadcast(connection, hub).await,
+                        Err(e) => debug!(error = %e, "no message stream"),
+                    }
+                })
+            }
+        };
+    }
+    server.shutdown().await;
 }
 
 /// The PEM files of `--cert` and `--key`, for the listener `flag`.

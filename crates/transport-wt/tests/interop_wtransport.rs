@@ -1,10 +1,11 @@
 //! Our client against an independent WebTransport server, the `wtransport` crate's: session
 //! set-up with a pinned certificate hash and with a custom CA, bidirectional, unidirectional and
-//! datagram echo, streams the server opens, a refused CONNECT, and a session close in each
-//! direction with its code.
+//! datagram echo, streams the server opens, a refused CONNECT, a session close in each direction
+//! with its code, and IPv6 loopback.
 //!
 //! (The other way round, a `wtransport` client against our server, is in `server_*.rs`.)
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -56,6 +57,11 @@ impl Drop for WtransportServer {
 
 impl WtransportServer {
     fn start(mode: Mode) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), mode).unwrap()
+    }
+
+    /// As [`start`](Self::start) on another address; `None` when it cannot be bound.
+    fn start_on(bind: SocketAddr, mode: Mode) -> Option<Self> {
         let cert = cert::generate(&[]).unwrap();
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
         let identity = Identity::new(
@@ -65,11 +71,11 @@ impl WtransportServer {
             wtransport::tls::PrivateKey::from_der_pkcs8(key.secret_der().to_vec()),
         );
         let config = ServerConfig::builder()
-            .with_bind_address("127.0.0.1:0".parse().unwrap())
+            .with_bind_address(bind)
             .with_identity(identity)
             .keep_alive_interval(Some(Duration::from_secs(1)))
             .build();
-        let endpoint = Endpoint::server(config).unwrap();
+        let endpoint = Endpoint::server(config).ok()?;
         let addr = endpoint.local_addr().unwrap();
         let (tx, ended) = mpsc::channel(8);
         let task = tokio::spawn(async move {
@@ -102,14 +108,15 @@ impl WtransportServer {
                 });
             }
         });
-        Self {
+        Some(Self {
             addr,
             cert,
             ended,
             task,
-        }
+        })
     }
 
+    /// `https://ADDR` plus `path` (IPv6 addresses in brackets).
     fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
     }
@@ -336,4 +343,27 @@ async fn a_refused_connect_is_handshake_rejected() {
         transport_core::TransportError::HandshakeRejected { status: 403 }
     );
     assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn over_ipv6_loopback() {
+    let Some(server) = WtransportServer::start_on("[::1]:0".parse().unwrap(), Mode::Echo) else {
+        // Straight to stderr, past the test harness's capture, so the skip shows.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP over_ipv6_loopback: cannot bind [::1]"
+        );
+        return;
+    };
+    let url = server.url("/v6");
+    assert!(url.starts_with("https://[::1]:"), "{url}");
+    let session = bounded(connect(&url, server.pinned())).await.unwrap();
+    assert!(session.remote_addr().is_ipv6());
+    assert_eq!(bounded(bidi_round_trip(&session, b"six")).await, b"six");
+    assert_eq!(
+        bounded(datagram_round_trip(&session, b"v6"))
+            .await
+            .as_deref(),
+        Some(b"v6".as_slice())
+    );
 }
