@@ -5,6 +5,7 @@
 //! cargo xtask autobahn [--only server|client]             WebSocket conformance
 //! cargo xtask demo                                        echo server + clients, round trips
 //! cargo xtask install-deps                                tinyproxy, Python/Node peers for tests
+//! cargo xtask bench [--quick]                           criterion benches -> docs/benchmarks.md
 //! cargo xtask fuzz [--seconds N] [--target T]             the cargo-fuzz targets of fuzz/
 //! ```
 //!
@@ -15,6 +16,7 @@
 //! - every port is chosen by the OS and every connection goes to 127.0.0.1.
 
 mod autobahn;
+mod bench;
 mod demo;
 mod fuzz;
 mod install;
@@ -44,6 +46,8 @@ enum Command {
     Autobahn(autobahn::Args),
     /// Start an echo server and a few clients; print messages and round-trip times.
     Demo(demo::Args),
+    /// Run the criterion benches and write docs/benchmarks.md with SVG plots.
+    Bench(bench::Args),
     /// Run the cargo-fuzz targets (fuzz/fuzz_targets) for a bounded time each.
     Fuzz(fuzz::Args),
     /// Install what the tests need (tinyproxy; Python `websockets`, `aiohttp-sse` in
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Autobahn(args) => autobahn::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::InstallDeps => install::apt_packages().and_then(|()| {
             let python = install::python_peers()?;
             for var in [install::TRANSPORT_PYTHON, install::TRANSPORT_PYTHON_SSE] {

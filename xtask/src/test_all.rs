@@ -9,7 +9,8 @@
 //! 5. `cargo nextest run --workspace` (or `cargo test --workspace` without nextest)
 //! 6. `cargo test --workspace --doc` (nextest does not run doctests)
 //! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
-//! 8. `cargo xtask autobahn`, when Python 2.7 is present
+//! 8. `cargo xtask bench --quick`: the criterion benches compile and run (docs/benchmarks.md)
+//! 9. `cargo xtask autobahn`, when Python 2.7 is present
 //!
 //! A failing step does not stop the later ones. The last line printed is
 //! `N passed, N failed`; the exit code is non-zero if any step failed.
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::install::{self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE};
-use crate::{autobahn, fuzz, proc};
+use crate::{autobahn, bench, fuzz, proc};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
 const BUDGET: Duration = Duration::from_secs(75 * 60);
@@ -32,6 +33,9 @@ pub(crate) struct Args {
     /// Do not run the Autobahn|Testsuite.
     #[arg(long)]
     skip_autobahn: bool,
+    /// Do not run `cargo xtask bench --quick`.
+    #[arg(long)]
+    skip_bench: bool,
     /// Do not run the fuzz targets' 30-second smoke runs.
     #[arg(long)]
     skip_fuzz: bool,
@@ -217,7 +221,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     runner.finish()
 }
 
-/// The slower conformance checks after the tests: fuzz smoke runs and Autobahn.
+/// The slower checks after the tests: fuzz smoke runs, quick benches, Autobahn.
 fn extra_checks(runner: &mut Runner, args: &Args) {
     if args.skip_fuzz {
         runner.skip("fuzz (smoke)", "--skip-fuzz");
@@ -227,6 +231,14 @@ fn extra_checks(runner: &mut Runner, args: &Args) {
                 seconds: 30,
                 target: None,
             })
+        });
+    }
+
+    if args.skip_bench {
+        runner.skip("bench (quick)", "--skip-bench");
+    } else {
+        runner.step("bench (quick)", minutes(20), |_| {
+            bench::run(&bench::Args { quick: true })
         });
     }
 
