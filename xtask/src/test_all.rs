@@ -29,6 +29,8 @@ const BUDGET: Duration = Duration::from_secs(75 * 60);
 
 /// Arguments of `cargo xtask test-all`.
 #[derive(Debug, clap::Args)]
+// Command-line switches are naturally independent booleans.
+#[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Args {
     /// Do not run the Autobahn|Testsuite.
     #[arg(long)]
