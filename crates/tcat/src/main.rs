@@ -2,8 +2,9 @@
 //!
 //! netcat for real-time transports: `tcat connect URL` turns stdin lines into messages and
 //! received messages into stdout lines; `tcat serve` runs an echo or broadcast server. WebSocket
-//! (`ws://`, `wss://`) and Server-Sent Events (`http://`, `https://`, with the send URL back
-//! channel of `docs/protocols/sse.md`); the `--transport` enum is where WebTransport will go.
+//! (`ws://`, `wss://`), Server-Sent Events (`http://`, `https://`, with the send URL back
+//! channel of `docs/protocols/sse.md`) and WebTransport (`https://` with `--transport wt`, the
+//! message framing of `docs/protocols/wt.md`; `serve --wt` echoes raw bytes).
 //!
 //! ```text
 //!  stdin ─lines─▶ pump task ─send─▶ Connection ─▶ peer
