@@ -5,7 +5,7 @@ mod transport_common;
 
 use std::collections::HashSet;
 
-use transport_common::{AbortOnDrop, bounded, client, echoing};
+use transport_common::{AbortOnDrop, accepting, bounded, client, echoing, server_transport};
 use transport_core::{Message, Transport, TransportError};
 use transport_wt::{CongestionControl, Ordering, Reliability, StreamConfig, connect_transport};
 
@@ -78,5 +78,28 @@ async fn unreliable_mode_uses_datagrams_within_their_size() {
         bounded(conn.recv()).await.unwrap(),
         Some(Message::text("still here"))
     );
+    bounded(conn.close(1000, "")).await.unwrap();
+}
+
+#[tokio::test]
+async fn modes_may_differ_between_the_sides() {
+    // The server sends on its message stream, the client in datagrams: each receives both.
+    let (url, cert, mut accepted, task) = accepting(server_transport(), StreamConfig::default());
+    let _task = AbortOnDrop(task);
+    let mut stream = StreamConfig::default();
+    stream.reliability(Reliability::Unreliable);
+    let mut conn = bounded(connect_transport(&url, client(&cert, stream)))
+        .await
+        .unwrap();
+    let mut server = bounded(accepted.recv()).await.unwrap();
+    conn.send(Message::text("a datagram")).await.unwrap();
+    assert_eq!(
+        bounded(server.recv()).await.unwrap(),
+        Some(Message::text("a datagram"))
+    );
+    // Larger than a datagram: the client's send limit, not its receive limit.
+    let big = Message::binary(vec![5u8; 10_000]);
+    server.send(big.clone()).await.unwrap();
+    assert_eq!(bounded(conn.recv()).await.unwrap(), Some(big));
     bounded(conn.close(1000, "")).await.unwrap();
 }

@@ -29,9 +29,9 @@ pub async fn connect_transport(url: &str, config: WtConfig) -> Result<Connection
 /// Connects to one WebTransport endpoint; each [`connect`](Connector::connect) opens a new
 /// connection. Cheap to clone.
 ///
-/// In unreliable mode the first session's datagram size caps `max_message_size`, so that
-/// `send` refuses a message that cannot fit in one datagram with
-/// [`TransportError::MessageTooLarge`].
+/// In unreliable mode the first session's datagram size caps what `send` accepts, so that it
+/// refuses a message that cannot fit in one datagram with [`TransportError::MessageTooLarge`];
+/// received messages (which may come on streams) are still bounded by `max_message_size`.
 #[derive(Debug, Clone)]
 pub struct WtConnector {
     url: Arc<str>,

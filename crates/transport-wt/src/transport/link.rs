@@ -160,6 +160,9 @@ pub(crate) struct LinkOptions {
     mode: SendMode,
     priority: i32,
     close_timeout: Duration,
+    /// The receive limit: the configured `max_message_size`, even when datagram mode lowered
+    /// the send limit (the peer may send larger messages on streams).
+    max_receive: usize,
 }
 
 impl LinkOptions {
@@ -168,6 +171,7 @@ impl LinkOptions {
             mode: stream.mode(),
             priority: stream.priority,
             close_timeout: transport.close_timeout,
+            max_receive: transport.max_message_size,
         }
     }
 }
@@ -227,7 +231,7 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
         mut send,
         recv,
     } = link;
-    let max = io.max_message_size();
+    let max = options.max_receive;
     let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let mut readers = JoinSet::new();
     readers.spawn(read_message_stream(recv, max, tx.clone()));

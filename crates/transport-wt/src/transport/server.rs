@@ -18,7 +18,7 @@ impl WtServerSession {
     /// Used from `transport`: `max_message_size`, `send_buffer`, `recv_buffer`,
     /// `close_timeout`, `connect_timeout`. Keepalive and idle timeout are the server's
     /// ([`WtServerConfig::transport`](crate::WtServerConfig::transport)). In unreliable mode,
-    /// `max_message_size` is capped by the session's datagram size.
+    /// what `send` accepts is capped by the session's datagram size.
     ///
     /// # Errors
     /// [`TransportError::InvalidConfig`]; [`TransportError::Timeout`] when the client opens no
@@ -49,7 +49,7 @@ impl WtServerSession {
             })?;
             config.max_message_size = config.max_message_size.min(limit).max(1);
         }
-        let options = LinkOptions::new(&config, stream);
+        let options = LinkOptions::new(transport, stream);
         let link = Link::new(session, Box::new(send), Box::new(recv));
         let info = link.info();
         Ok(driver::spawn_accepted(
