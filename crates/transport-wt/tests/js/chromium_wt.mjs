@@ -227,6 +227,8 @@ try {
   await cleanup();
   process.exit(0);
 } catch (e) {
+  // After a bail (timeout, stdin closed) the browser is gone on purpose: bail reports and exits.
+  if (finished) await new Promise(() => {});
   console.log(`RESULT ${JSON.stringify({ error: `driver: ${e && e.message}` })}`);
   finished = true;
   clearTimeout(lifetime);
