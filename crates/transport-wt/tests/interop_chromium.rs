@@ -1,7 +1,7 @@
 //! Headless Chromium against our server: a page connects with `serverCertificateHashes` to a
-//! certificate from [`cert::generate`], and does a bidirectional echo (small and 200 kB), a
-//! unidirectional echo (answered on a stream the server opens), a datagram echo and a close with
-//! a code; reads streams the server opens; sees the server close the session; is refused by the
+//! certificate from [`cert::generate`], and does a bidirectional echo (small, 200 kB, twenty at
+//! once), a unidirectional echo (answered on a stream the server opens), a datagram echo (small
+//! and of the largest size) and a close with a code; reads streams the server opens; sees the server close the session; is refused by the
 //! origin policy (`tests/js/chromium_wt.mjs`, driven by playwright-core).
 //!
 //! The peer: `node` on the PATH, Chromium at `TRANSPORT_CHROMIUM` (default `/usr/bin/chromium`),
@@ -232,6 +232,8 @@ async fn chromium_echo_through_our_server() {
     );
     let max: usize = get("datagramMax").unwrap().parse().unwrap();
     assert!(max > 1000, "maxDatagramSize {max}");
+    assert_eq!(get("bigDatagramLength"), Some(max.to_string().as_str()), "{result}");
+    assert_eq!(get("parallelEchoes"), Some("20"), "{result}");
     // The browser's own view of its close.
     assert_eq!(get("closedCode"), Some("7"), "{result}");
     assert_eq!(

@@ -9,7 +9,8 @@
 // opens it in Chromium, and there connects to URL trusting the certificate by its hash
 // (serverCertificateHashes), then, by SCENARIO:
 //   echo (default)  a bidirectional echo (small and 200 kB), a unidirectional echo (the answer
-//                   comes on a stream the server opens), a datagram echo, and a close with code
+//                   comes on a stream the server opens), a datagram echo (small and of
+//                   maxDatagramSize), twenty bidirectional echoes at once, and a close with code
 //                   7, reason "done";
 //   server-streams  reads a bidirectional stream the server opens (then answers "reply" on it)
 //                   and a unidirectional one;
@@ -183,6 +184,34 @@ async function runInPage({ url, hash, token, scenario }) {
       const got = await Promise.race([next, new Promise((r) => setTimeout(() => r(null), 500))]);
       if (got && !got.done) out.datagram = dec.decode(got.value);
     }
+    // The largest datagram the browser lets the page send, echoed (same path, same prefix).
+    let pending = dgReader.read();
+    const bigDatagram = new Uint8Array(wt.datagrams.maxDatagramSize).fill(0x5a);
+    for (let i = 0; i < 10 && out.bigDatagramLength === undefined; i++) {
+      await dgWriter.write(bigDatagram);
+      const got = await Promise.race([pending, new Promise((r) => setTimeout(() => r(null), 500))]);
+      if (got && !got.done) {
+        if (got.value.length > 100) out.bigDatagramLength = got.value.length;
+        pending = dgReader.read();
+      }
+    }
+
+    // Twenty bidirectional echoes at once, 10 kB each.
+    const parallel = await step(
+      'parallel echoes',
+      Promise.all(
+        Array.from({ length: 20 }, async (_, n) => {
+        const payload = new Uint8Array(10_000).fill(n);
+        const stream = await wt.createBidirectionalStream();
+        const w = stream.writable.getWriter();
+        const sent = w.write(payload).then(() => w.close());
+        const got = await readAll(stream.readable);
+        await sent;
+        return got.length === payload.length && got.every((v) => v === n);
+        }),
+      ),
+    );
+    out.parallelEchoes = parallel.filter(Boolean).length;
 
     // Close with a code and a reason.
     wt.close({ closeCode: 7, reason: 'done' });
