@@ -232,7 +232,11 @@ async fn chromium_echo_through_our_server() {
     );
     let max: usize = get("datagramMax").unwrap().parse().unwrap();
     assert!(max > 1000, "maxDatagramSize {max}");
-    assert_eq!(get("bigDatagramLength"), Some(max.to_string().as_str()), "{result}");
+    assert_eq!(
+        get("bigDatagramLength"),
+        Some(max.to_string().as_str()),
+        "{result}"
+    );
     assert_eq!(get("parallelEchoes"), Some("20"), "{result}");
     // The browser's own view of its close.
     assert_eq!(get("closedCode"), Some("7"), "{result}");
