@@ -18,8 +18,8 @@
 //                   settles;
 //   refused         reports how `ready` fails.
 // Prints one line "RESULT <flat JSON>" and exits 0; on a failure the JSON has an "error" field
-// with what had been done so far. Stops by itself after 45 s, or when stdin
-// closes (the test that started it is gone), closing the browser first.
+// with what had been done so far. Stops by itself after 45 s, or when stdin closes (the test
+// that started it is gone), closing the browser first.
 
 import { createRequire } from 'node:module';
 import http from 'node:http';
@@ -27,7 +27,7 @@ import path from 'node:path';
 
 const [url, hash, token, scenario = 'echo'] = process.argv.slice(2);
 if (!url || !hash || !token) {
-  console.error('usage: node chromium_wt.mjs URL CERT_SHA256_HEX TOKEN');
+  console.error('usage: node chromium_wt.mjs URL CERT_SHA256_HEX TOKEN [SCENARIO]');
   process.exit(2);
 }
 const chromiumPath = process.env.TRANSPORT_CHROMIUM || '/usr/bin/chromium';
