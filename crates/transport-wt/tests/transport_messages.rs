@@ -84,6 +84,22 @@ fn public_types_are_send_and_sync() {
     ));
 }
 
+/// Compile-time only: the server-side futures can be spawned.
+fn server_futures_are_send(
+    server: &mut transport_wt::WtServer,
+    session: transport_wt::WtServerSession,
+) {
+    fn send<T: Send>(_: T) {}
+    let config = transport_core::TransportConfig::default();
+    send(server.accept_transport(&config, StreamConfig::default()));
+    send(session.into_connection(&config, StreamConfig::default()));
+}
+
+#[test]
+fn server_futures_are_checked() {
+    let _ = server_futures_are_send;
+}
+
 #[test]
 fn bad_urls_are_refused() {
     for url in ["http://localhost/", "wss://localhost/", "not a url"] {
