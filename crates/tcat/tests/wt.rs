@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Proc, WAIT, run, tcat};
+use common::{Proc, WAIT, run, scratch, self_signed, tcat};
 
 /// A running `tcat serve --wt` with its certificate hash and URL.
 struct WtServe {
@@ -103,6 +103,35 @@ fn a_wrong_certificate_hash_exits_1_and_prints_nothing() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn cert_and_key_files_with_ca_cert() {
+    let dir = scratch("wt-ca");
+    let (cert, key) = self_signed(&dir);
+    let mut cmd = tcat();
+    cmd.args([
+        "serve",
+        "--wt",
+        "127.0.0.1:0",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ]);
+    let mut server = Proc::spawn(&mut cmd);
+    // No certificate is generated, so no hash line: the listening line comes first.
+    let listening = server.line(WAIT).expect("a listening line");
+    let url = listening
+        .strip_prefix("listening wt ")
+        .unwrap_or_else(|| panic!("expected `listening wt URL`, got {listening:?}"))
+        .to_owned();
+    let out = run(
+        &["connect", "--transport", "wt", "--ca-cert", &cert, &url],
+        b"trusted by a CA\n",
+    );
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, ["trusted by a CA"]);
 }
 
 #[test]
