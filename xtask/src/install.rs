@@ -13,23 +13,35 @@ use crate::proc::{self, project_root};
 
 /// Debian packages the tests need, as (binary looked up on `PATH`, package providing it).
 ///
-/// - `tinyproxy`: HTTP CONNECT proxy for the transport-ws proxy tests.
-const APT_PACKAGES: &[(&str, &str)] = &[("tinyproxy", "tinyproxy")];
+/// - `tinyproxy`: HTTP CONNECT proxy for the transport-ws proxy tests;
+/// - `chromium`: headless browser for the transport-wt WebTransport interop test.
+const APT_PACKAGES: &[(&str, &str)] = &[("tinyproxy", "tinyproxy"), ("chromium", "chromium")];
 
 /// Python packages for the Python peers of the interop tests, pinned:
 /// - `websockets`: tcat end-to-end tests (`TRANSPORT_PYTHON`);
-/// - `aiohttp`, `aiohttp-sse`: transport-sse client interop test (`TRANSPORT_PYTHON_SSE`).
-const PYTHON_PACKAGES: &[&str] = &["websockets==15.0.1", "aiohttp==3.14.5", "aiohttp-sse==3.0"];
+/// - `aiohttp`, `aiohttp-sse`: transport-sse client interop test (`TRANSPORT_PYTHON_SSE`);
+/// - `aioquic`: WebTransport server for the transport-wt client interop test
+///   (`TRANSPORT_PYTHON_WT`).
+const PYTHON_PACKAGES: &[&str] = &[
+    "websockets==15.0.1",
+    "aiohttp==3.14.5",
+    "aiohttp-sse==3.0",
+    "aioquic==1.7.2",
+];
 
 /// Environment variable naming the Python interpreter the tests use for Python peers.
 pub(crate) const TRANSPORT_PYTHON: &str = "TRANSPORT_PYTHON";
 
-/// The same, for the transport-sse tests; xtask points both at the `.tools/py` venv.
+/// The same, for the transport-sse tests; xtask points all three at the `.tools/py` venv.
 pub(crate) const TRANSPORT_PYTHON_SSE: &str = "TRANSPORT_PYTHON_SSE";
 
+/// The same, for the transport-wt tests.
+pub(crate) const TRANSPORT_PYTHON_WT: &str = "TRANSPORT_PYTHON_WT";
+
 /// Node packages for the Node peers of the interop tests, pinned: `eventsource` (a WHATWG
-/// EventSource; 4.x is the last line that runs on Node 20) for the transport-sse interop test.
-const NODE_PACKAGES: &[(&str, &str)] = &[("eventsource", "4.1.1")];
+/// EventSource; 4.x is the last line that runs on Node 20) for the transport-sse interop test,
+/// `playwright-core` (drives Debian's Chromium; no browser download) for the transport-wt one.
+const NODE_PACKAGES: &[(&str, &str)] = &[("eventsource", "4.1.1"), ("playwright-core", "1.65.1")];
 
 /// Environment variable naming the directory whose `node_modules` holds [`NODE_PACKAGES`].
 pub(crate) const TRANSPORT_NODE_MODULES: &str = "TRANSPORT_NODE_MODULES";

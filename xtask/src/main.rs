@@ -66,7 +66,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::InstallDeps => install::apt_packages().and_then(|()| {
             let python = install::python_peers()?;
-            for var in [install::TRANSPORT_PYTHON, install::TRANSPORT_PYTHON_SSE] {
+            for var in [
+                install::TRANSPORT_PYTHON,
+                install::TRANSPORT_PYTHON_SSE,
+                install::TRANSPORT_PYTHON_WT,
+            ] {
                 println!("export {var}={}", python.display());
             }
             let node = install::node_peers()?;

@@ -2,10 +2,10 @@
 //!
 //! 1. `cargo fmt --all -- --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`
-//! 3. Debian packages the tests need (tinyproxy), installed only if missing
-//! 4. Python peers (`websockets`, `aiohttp-sse`) in `.tools/py`, exported as
-//!    `TRANSPORT_PYTHON` and `TRANSPORT_PYTHON_SSE`
-//!    and Node peers (`eventsource`) in `.tools/node`, exported as `TRANSPORT_NODE_MODULES`
+//! 3. Debian packages the tests need (tinyproxy, chromium), installed only if missing
+//! 4. Python peers (`websockets`, `aiohttp-sse`, `aioquic`) in `.tools/py`, exported as
+//!    `TRANSPORT_PYTHON`, `TRANSPORT_PYTHON_SSE`, `TRANSPORT_PYTHON_WT`;
+//!    and Node peers (`eventsource`, `playwright-core`) in `.tools/node`, exported as `TRANSPORT_NODE_MODULES`
 //! 5. `cargo nextest run --workspace` (or `cargo test --workspace` without nextest)
 //! 6. `cargo test --workspace --doc` (nextest does not run doctests)
 //! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::install::{self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE};
+use crate::install::{
+    self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE, TRANSPORT_PYTHON_WT,
+};
 use crate::{autobahn, bench, fuzz, proc};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
@@ -174,7 +176,8 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     let with_env = |mut cmd: Command| {
         if let Some(python) = &python {
             cmd.env(TRANSPORT_PYTHON, python)
-                .env(TRANSPORT_PYTHON_SSE, python);
+                .env(TRANSPORT_PYTHON_SSE, python)
+                .env(TRANSPORT_PYTHON_WT, python);
         }
         if let Some(node) = &node {
             cmd.env(TRANSPORT_NODE_MODULES, node);
