@@ -1,5 +1,7 @@
 //! [`WtClientConfig`].
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use transport_core::{TransportConfig, TransportError};
 
 /// Settings of a WebTransport client.
@@ -24,6 +26,77 @@ pub struct WtClientConfig {
     pub origin: Option<String>,
     /// The QUIC congestion controller of the connection. Default: CUBIC.
     pub congestion: crate::transport::CongestionControl,
+    /// Resume TLS sessions and send 0-RTT data: when an earlier connection made with this
+    /// configuration (or a clone of it) left a session ticket for the server, the client's
+    /// HTTP/3 SETTINGS go out in the first flight, before the handshake completes, and the
+    /// handshake is abbreviated. The CONNECT itself still waits for the server's SETTINGS. If
+    /// the server refuses the 0-RTT data, the SETTINGS are sent again; nothing else changes.
+    /// 0-RTT data can be replayed by an attacker on the path; SETTINGS are harmless to replay.
+    /// [`WtSession::zero_rtt_accepted`](crate::WtSession::zero_rtt_accepted) tells whether it
+    /// was used. Default: `false`.
+    pub zero_rtt: bool,
+    /// TLS session tickets, shared by the clones of this configuration (used with
+    /// `zero_rtt`).
+    pub(crate) sessions: SessionCache,
+}
+
+/// The TLS configuration (with its session tickets) built for a client configuration and
+/// shared by its clones: rustls resumes a session only with the very same certificate
+/// verifier, so it must outlive one connection. It is reused only while the TLS settings it
+/// was built from are unchanged.
+#[derive(Clone, Default)]
+pub(crate) struct SessionCache(Arc<Mutex<Option<BuiltTls>>>);
+
+/// A TLS configuration and the settings it was built from.
+type BuiltTls = (TlsKey, Arc<rustls::ClientConfig>);
+
+/// The settings a TLS configuration is built from.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TlsKey {
+    hashes: Vec<[u8; 32]>,
+    roots: Vec<Vec<u8>>,
+    only_custom_roots: bool,
+    client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    danger_accept_invalid_certs: bool,
+}
+
+impl TlsKey {
+    pub(crate) fn of(config: &WtClientConfig) -> Self {
+        let tls = &config.transport.tls;
+        Self {
+            hashes: config.cert_hashes.clone(),
+            roots: tls.root_ca_pem.clone(),
+            only_custom_roots: tls.only_custom_roots,
+            client_cert: tls.client_cert_pem.clone(),
+            danger_accept_invalid_certs: tls.danger_accept_invalid_certs,
+        }
+    }
+}
+
+impl SessionCache {
+    /// The configuration built for `key`, building (and keeping) it when there is none or the
+    /// settings changed.
+    pub(crate) fn get_or_build(
+        &self,
+        key: TlsKey,
+        build: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, TransportError>,
+    ) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((k, tls)) = &*cached
+            && *k == key
+        {
+            return Ok(tls.clone());
+        }
+        let tls = build()?;
+        *cached = Some((key, tls.clone()));
+        Ok(tls)
+    }
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCache")
+    }
 }
 
 impl WtClientConfig {

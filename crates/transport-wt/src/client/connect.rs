@@ -105,11 +105,26 @@ async fn resolve(target: &Target) -> Result<SocketAddr, TransportError> {
         })
 }
 
-fn quic_config(config: &WtClientConfig) -> Result<quinn::ClientConfig, TransportError> {
-    let tls = if config.cert_hashes.is_empty() {
-        transport_core::tls::client_config(&config.transport.tls, &[ALPN_H3])?
+fn tls_config(config: &WtClientConfig) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    if config.cert_hashes.is_empty() {
+        transport_core::tls::client_config(&config.transport.tls, &[ALPN_H3])
     } else {
-        super::cert_hash::client_config(&config.cert_hashes, &config.transport.tls)?
+        super::cert_hash::client_config(&config.cert_hashes, &config.transport.tls)
+    }
+}
+
+fn quic_config(config: &WtClientConfig) -> Result<quinn::ClientConfig, TransportError> {
+    let tls = if config.zero_rtt {
+        // Kept across connections: its ticket store and verifier make resumption possible.
+        config
+            .sessions
+            .get_or_build(super::config::TlsKey::of(config), || {
+                let mut tls = (*tls_config(config)?).clone();
+                tls.enable_early_data = true;
+                Ok(Arc::new(tls))
+            })?
+    } else {
+        tls_config(config)?
     };
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::tls(format!("QUIC needs TLS 1.3: {e}")))?;
@@ -155,11 +170,18 @@ async fn establish(target: Target, config: WtClientConfig) -> Result<WtSession, 
                 source: None,
             },
         })?;
-    let conn = connecting
-        .await
-        .map_err(|e| setup_error(&e, config.transport.dead_peer_timeout))?;
-    tracing::debug!(%addr, "QUIC connection up");
-    handshake::handshake(endpoint, conn, &target, config).await
+    let (conn, zero_rtt) = match connecting.into_0rtt() {
+        // Only possible with `zero_rtt` (early data enabled) and a ticket for this server.
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => {
+            let conn = connecting
+                .await
+                .map_err(|e| setup_error(&e, config.transport.dead_peer_timeout))?;
+            (conn, None)
+        }
+    };
+    tracing::debug!(%addr, zero_rtt = zero_rtt.is_some(), "QUIC connection up");
+    handshake::handshake(endpoint, conn, zero_rtt, &target, config).await
 }
 
 #[cfg(test)]

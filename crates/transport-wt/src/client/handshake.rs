@@ -33,6 +33,7 @@ impl Drop for CloseGuard {
 pub(crate) async fn handshake(
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
+    zero_rtt: Option<quinn::ZeroRttAccepted>,
     target: &Target,
     config: WtClientConfig,
 ) -> Result<WtSession, TransportError> {
@@ -41,13 +42,13 @@ pub(crate) async fn handshake(
     let t = &config.transport;
 
     // Our control stream with SETTINGS.
+    let mut buf = BytesMut::new();
+    varint::put(stream::CONTROL, &mut buf);
+    Frame::Settings(Settings::webtransport_client(1)).encode(&mut buf);
     let mut control = conn
         .open_uni()
         .await
         .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
-    let mut buf = BytesMut::new();
-    varint::put(stream::CONTROL, &mut buf);
-    Frame::Settings(Settings::webtransport_client(1)).encode(&mut buf);
     control.write_all(&buf).await.map_err(|e| write_error(&e))?;
 
     // The server's unidirectional streams; its SETTINGS come back through `settings_rx`.
@@ -75,6 +76,23 @@ pub(crate) async fn handshake(
         return Err(TransportError::Unsupported(
             "the server's HTTP/3 SETTINGS do not enable HTTP datagrams".into(),
         ));
+    }
+
+    // With 0-RTT, the handshake is complete by now (the server's SETTINGS come after it). A
+    // refusal discarded the 0-RTT streams: our SETTINGS go again on a new control stream.
+    let used_zero_rtt = zero_rtt.is_some();
+    let zero_rtt_accepted = match zero_rtt {
+        Some(accepted) => accepted.await,
+        None => false,
+    };
+    if used_zero_rtt && !zero_rtt_accepted {
+        tracing::debug!("the server refused 0-RTT data; sending SETTINGS again");
+        let mut again = conn
+            .open_uni()
+            .await
+            .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
+        again.write_all(&buf).await.map_err(|e| write_error(&e))?;
+        control = again;
     }
 
     // The extended CONNECT.
@@ -121,6 +139,7 @@ pub(crate) async fn handshake(
         uni: Mutex::new(uni_rx),
         close,
         close_timeout: t.close_timeout,
+        zero_rtt_accepted,
     })
 }
 

@@ -112,6 +112,7 @@ pub struct WtSession {
     pub(super) uni: Mutex<mpsc::Receiver<(u64, RecvStream)>>,
     pub(super) close: CloseCell,
     pub(super) close_timeout: Duration,
+    pub(super) zero_rtt_accepted: bool,
 }
 
 impl std::fmt::Debug for WtSession {
@@ -133,6 +134,12 @@ impl WtSession {
     /// The headers of the server's 2xx answer (without pseudo-headers).
     pub fn response_headers(&self) -> &http::HeaderMap {
         &self.response_headers
+    }
+
+    /// Whether the session was set up with 0-RTT data the server accepted (see
+    /// [`WtClientConfig::zero_rtt`](crate::WtClientConfig::zero_rtt)).
+    pub fn zero_rtt_accepted(&self) -> bool {
+        self.zero_rtt_accepted
     }
 
     /// The server's address.
