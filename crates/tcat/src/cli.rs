@@ -33,9 +33,8 @@ end the stream.
 
 WebTransport (--transport wt, https:// only; https:// alone means SSE): messages travel on one
 stream of the session (docs/protocols/wt.md), or as datagrams with --datagram. At stdin EOF
-tcat sends its close and finishes its stream at once (no --linger; with --datagram it
-lingers, as datagram echoes may still be on their way), prints every message that still
-arrives until the peer answers, ends the session and exits 0. The server certificate is
+tcat lingers as for WebSocket, then sends its close and finishes its stream (FIN), prints
+every message that still arrives until the peer answers, ends the session and exits 0. The server certificate is
 verified against the CA roots (plus --ca-cert), or pinned with --cert-hash (the hash that
 `tcat serve --wt` prints); a certificate that fails verification exits 1.
 

@@ -20,9 +20,10 @@
 //! nothing can be closed gracefully and its end would be the only reason to stop reading.
 //!
 //! WebTransport (`--transport wt`) is WebSocket-like, on `transport-wt`'s message framing: one
-//! connection per run, and stdin EOF closes at once (close frame, then FIN of the message
-//! stream: the peer's echoes arrive in order before its answer). With `--datagram` tcat
-//! lingers as for WebSocket, since datagram echoes are not ordered with the close.
+//! connection per run, and stdin EOF lingers, then closes (close frame, then FIN of the
+//! message stream). A raw echo would not need the linger (its echoes are ordered before the
+//! echoed close), but a server running the message framing answers a close at once, like a
+//! WebSocket one, and datagram echoes are not ordered with the close at all.
 //!
 //! The whole run sits under the `--timeout` deadline.
 
@@ -249,13 +250,6 @@ impl Session {
     fn prepare(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
         let dialer = Dialer::new(kind, args)?;
         let send_buffer = dialer.transport().send_buffer;
-        // An ordered WebTransport stream needs no linger: the echoes of every line arrive
-        // before the peer's answer to the close.
-        let linger = if kind == TransportKind::Wt && !args.datagram {
-            Duration::ZERO
-        } else {
-            args.linger
-        };
         Ok(Self {
             kind,
             url: args.url.clone(),
@@ -264,7 +258,7 @@ impl Session {
             format: args.format,
             plan: Plan {
                 count: args.count,
-                linger,
+                linger: args.linger,
                 send_buffer,
                 sse: kind == TransportKind::Sse,
             },
