@@ -55,16 +55,84 @@ pub fn client_config(
     options: &TlsOptions,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TransportError> {
+    if options.danger_accept_invalid_certs {
+        return client_config_with_check(options, alpn, &CertCheck::new(|_, _| Ok(())));
+    }
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::tls(e.to_string()))?;
-    let builder = if options.danger_accept_invalid_certs {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
-    } else {
-        builder.with_root_certificates(root_store(options)?)
-    };
+        .map_err(|e| TransportError::tls(e.to_string()))?
+        .with_root_certificates(root_store(options)?);
+    finish_client(builder, options, alpn)
+}
+
+type CheckFn = dyn Fn(&CertificateDer<'_>, UnixTime) -> Result<(), rustls::Error> + Send + Sync;
+
+/// A custom decision on a server's end-entity certificate, in place of CA verification (e.g.
+/// pinned certificate hashes). The handshake signatures are still verified with the provider's
+/// algorithms, limited to `schemes` when given.
+#[derive(Clone)]
+pub struct CertCheck {
+    check: Arc<CheckFn>,
+    schemes: Option<Vec<SignatureScheme>>,
+}
+
+impl CertCheck {
+    /// A check of the end-entity certificate at the handshake's time.
+    pub fn new(
+        check: impl Fn(&CertificateDer<'_>, UnixTime) -> Result<(), rustls::Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            check: Arc::new(check),
+            schemes: None,
+        }
+    }
+
+    /// Accepts handshake signatures only in these schemes.
+    #[must_use]
+    pub fn with_schemes(mut self, schemes: Vec<SignatureScheme>) -> Self {
+        self.schemes = Some(schemes);
+        self
+    }
+}
+
+impl std::fmt::Debug for CertCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertCheck")
+            .field("schemes", &self.schemes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rustls client configuration that accepts server certificates by `check` instead of the
+/// root store; versions, client certificates and ALPN as in [`client_config`].
+///
+/// # Errors
+/// [`TransportError::Tls`] for an unreadable client certificate.
+pub fn client_config_with_check(
+    options: &TlsOptions,
+    alpn: &[&[u8]],
+    check: &CertCheck,
+) -> Result<Arc<ClientConfig>, TransportError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(CheckedCert {
+            check: check.clone(),
+            provider,
+        }));
+    finish_client(builder, options, alpn)
+}
+
+fn finish_client(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    options: &TlsOptions,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TransportError> {
     let mut config = match &options.client_cert_pem {
         Some((chain, key)) => builder
             .with_client_auth_cert(certs_from_pem(chain)?, key_from_pem(key)?)
@@ -233,20 +301,24 @@ impl AsyncWrite for ClientStream {
     }
 }
 
-/// Accepts every certificate; signatures are still checked so the handshake is well-formed.
+/// The verifier behind [`client_config_with_check`]: the application's certificate check, and
+/// the provider's signature verification.
 #[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
+struct CheckedCert {
+    check: CertCheck,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AcceptAnyCert {
+impl ServerCertVerifier for CheckedCert {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        (self.check.check)(end_entity, now).map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -259,7 +331,7 @@ impl ServerCertVerifier for AcceptAnyCert {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -273,12 +345,16 @@ impl ServerCertVerifier for AcceptAnyCert {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.check.schemes.clone().unwrap_or_else(|| {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        })
     }
 }
 

@@ -9,10 +9,7 @@
 
 use std::sync::Arc;
 
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use transport_core::tls::CertCheck;
 use transport_core::{TlsOptions, TransportError};
 
 use super::connect::ALPN_H3;
@@ -41,85 +38,18 @@ pub(crate) fn client_config(
     hashes: &[[u8; 32]],
     tls: &TlsOptions,
 ) -> Result<Arc<rustls::ClientConfig>, TransportError> {
-    let provider = transport_core::tls::provider();
-    let verifier = Arc::new(PinnedHashes {
-        hashes: hashes.to_vec(),
-        provider: provider.clone(),
-    });
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TransportError::tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match &tls.client_cert_pem {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(
-                transport_core::tls::certs_from_pem(chain)?,
-                transport_core::tls::key_from_pem(key)?,
-            )
-            .map_err(|e| TransportError::tls(format!("client certificate: {e}")))?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![ALPN_H3.to_vec()];
-    Ok(Arc::new(config))
-}
-
-#[derive(Debug)]
-struct PinnedHashes {
-    hashes: Vec<[u8; 32]>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedHashes {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        check(end_entity, &self.hashes, now.as_secs())
-            .map(|()| ServerCertVerified::assertion())
-            .map_err(|e| {
-                tracing::debug!(error = %e, "pinned certificate refused");
-                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                    rustls::OtherError(Arc::new(e)),
-                ))
-            })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        vec![rustls::SignatureScheme::ECDSA_NISTP256_SHA256]
-    }
+    let hashes = hashes.to_vec();
+    // Browsers accept only ECDSA P-256 for pinned certificates; so do we.
+    let pinned = CertCheck::new(move |end_entity, now| {
+        check(end_entity, &hashes, now.as_secs()).map_err(|e| {
+            tracing::debug!(error = %e, "pinned certificate refused");
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(e),
+            )))
+        })
+    })
+    .with_schemes(vec![rustls::SignatureScheme::ECDSA_NISTP256_SHA256]);
+    transport_core::tls::client_config_with_check(tls, &[ALPN_H3], &pinned)
 }
 
 /// The browser rule, on a DER certificate at `now` (Unix seconds).
