@@ -295,6 +295,7 @@ fn plot(group: &str, rows: &[Row], path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
