@@ -124,7 +124,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     Ok(Done::Finished)
 }
 
-fn server_config(args: &ServeArgs) -> WsServerConfig {
+/// Per-connection settings every listener shares: message limit, send queue, keepalive (for
+/// SSE the interval of the keepalive comments, and the timeout a stream may stay blocked by a
+/// client that does not read before it is dropped).
+fn transport_config(args: &ServeArgs) -> TransportConfig {
     let mut transport = TransportConfig::default();
     transport.max_message_size(args.max_message_size);
     transport.buffers(args.queue, TransportConfig::default().recv_buffer);
@@ -132,8 +135,12 @@ fn server_config(args: &ServeArgs) -> WsServerConfig {
         keepalive_interval(args.keepalive),
         dead_peer_timeout(args.keepalive),
     );
+    transport
+}
+
+fn server_config(args: &ServeArgs) -> WsServerConfig {
     let mut config = WsServerConfig::default();
-    config.transport = transport;
+    config.transport = transport_config(args);
     // One frame may carry a whole message (Autobahn sends 16 MiB single-frame messages).
     config.max_frame_size = args.max_message_size;
     config.max_connections = args.max_connections;
@@ -141,20 +148,11 @@ fn server_config(args: &ServeArgs) -> WsServerConfig {
     config
 }
 
-/// The SSE server settings: the same limits, queue and keepalive as WebSocket, sessions
-/// bounded like connections.
+/// The SSE server settings: the same per-connection settings as WebSocket, sessions bounded
+/// like connections.
 fn sse_server_config(args: &ServeArgs) -> SseServerConfig {
-    let mut transport = TransportConfig::default();
-    transport.max_message_size(args.max_message_size);
-    transport.buffers(args.queue, TransportConfig::default().recv_buffer);
-    // The interval of the keepalive comments; the timeout is how long a stream may stay
-    // blocked by a client that does not read before it is dropped.
-    transport.keepalive(
-        keepalive_interval(args.keepalive),
-        dead_peer_timeout(args.keepalive),
-    );
     let mut config = SseServerConfig::default();
-    config.transport = transport;
+    config.transport = transport_config(args);
     config.max_sessions = args.max_connections;
     config
 }
