@@ -64,7 +64,7 @@ struct Runner {
 impl Runner {
     /// Runs one step with `limit`, capped by what is left of [`BUDGET`].
     fn step(&mut self, name: &str, limit: Duration, body: impl FnOnce(Duration) -> Result<()>) {
-        eprintln!("\n==> [{}] {name}", self.steps.len() + 1);
+        eprintln!("\n==> [{}] {name}{}", self.steps.len() + 1, disk_free());
         let started = Instant::now();
         let remaining = self.deadline.saturating_duration_since(started);
         let outcome = if remaining.is_zero() {
@@ -122,6 +122,35 @@ impl Runner {
         } else {
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `" (N GiB free for target/)"`, from `df`: a CI run that fills its disk fails in odd ways
+/// (linkers dying of SIGBUS, pip unable to make a temporary directory), and this line in
+/// front of every step says so at once. Empty when `df` cannot tell.
+fn disk_free() -> String {
+    let target = proc::target_dir();
+    let dir = if target.exists() {
+        target
+    } else {
+        proc::project_root()
+    };
+    let out = proc::output(
+        Command::new("df").arg("-Pk").arg(&dir),
+        Duration::from_secs(10),
+    );
+    let free_kib = out.ok().and_then(|text| {
+        let line = text.lines().nth(1)?;
+        line.split_whitespace().nth(3)?.parse::<u64>().ok()
+    });
+    match free_kib {
+        // Display only: f64 is plenty for a disk size.
+        #[allow(clippy::cast_precision_loss)]
+        Some(kib) => format!(
+            " ({:.1} GiB free for target/)",
+            kib as f64 / 1024.0 / 1024.0
+        ),
+        None => String::new(),
     }
 }
 
