@@ -4,6 +4,7 @@
 //!
 //! Every server binds `127.0.0.1:0` and stops when its guard is dropped.
 
+pub mod fault;
 pub mod sse;
 pub mod tinyproxy;
 pub mod ws;
