@@ -1,5 +1,6 @@
 //! Limits: a QUIC client that never sends its CONNECT is dropped after `handshake_timeout`;
-//! connections beyond `max_sessions` are refused until a slot frees.
+//! connections beyond `max_sessions` are refused until a slot frees; datagrams the application
+//! does not read are bounded by `datagram_queue`.
 
 mod server_common;
 
@@ -110,4 +111,50 @@ async fn streams_beyond_max_streams_per_session_wait() {
     .await;
     assert!(third.is_err(), "a third concurrent stream was allowed");
     drop(session);
+}
+
+#[tokio::test]
+async fn unread_datagrams_are_bounded_by_datagram_queue() {
+    const QUEUE: usize = 16 * 1024;
+    let mut config = WtServerConfig::default();
+    config.datagram_queue(QUEUE);
+    let (mut server, cert) = server(config);
+    let url = format!("{}/datagrams", server.url());
+    let client = tokio::spawn(async move { connect(&cert, &url, &[]).await });
+    let (session, _) = bounded(server.accept_session()).await.unwrap();
+    let conn = bounded(client).await.unwrap().unwrap();
+
+    // 2 MB of datagrams that the application does not read while they arrive.
+    let payload = vec![7_u8; 1000];
+    for i in 0..2000 {
+        conn.send_datagram(payload.clone()).unwrap();
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // What waits for the application is at most the queue (plus one datagram that tipped it).
+    let mut queued = 0;
+    while let Ok(Ok(datagram)) =
+        tokio::time::timeout(Duration::from_millis(100), session.read_datagram()).await
+    {
+        queued += datagram.len();
+        assert!(queued <= QUEUE + 1500, "{queued} bytes queued");
+    }
+    println!("{queued} bytes of 2,000,000 were queued for the application");
+    assert!(queued > 0, "nothing was queued at all");
+
+    // The session is unharmed: a datagram sent now arrives.
+    let deadline = Instant::now() + LIMIT;
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        conn.send_datagram(b"after").unwrap();
+        if let Ok(Ok(d)) =
+            tokio::time::timeout(Duration::from_millis(100), session.read_datagram()).await
+        {
+            seen = &d[..] == b"after";
+        }
+    }
+    assert!(seen, "no datagram got through after the overflow");
 }
