@@ -1,0 +1,416 @@
+//! Server side of the session layer: the handshake on every accepted link, the bounded session
+//! table, and one task per session that owns its state across links and transports.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::{
+    CloseFrame, Command, Connection, ConnectionInfo, Message, Transport, TransportConfig,
+    TransportError,
+};
+
+use crate::config::TransportKind;
+use crate::session::{self, Frame, RejectCode, Received, Session, SessionId, SessionLimits};
+
+/// What the application learns about an accepted connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionRequest {
+    /// The session id (nil for a connection without a session).
+    pub session: SessionId,
+    /// The transport of the first link.
+    pub transport: TransportKind,
+    /// The client's address, when known.
+    pub peer_addr: Option<SocketAddr>,
+    /// Whether the client speaks the session protocol (exactly-once delivery). A client that
+    /// does not (a plain WebSocket client, say) gets a connection carried by that one link.
+    pub delivery_guaranteed: bool,
+}
+
+/// A new link for a session.
+struct Attach {
+    conn: Connection,
+    kind: TransportKind,
+    ack: u64,
+    stop: CancellationToken,
+}
+
+#[derive(Debug)]
+struct TableInner {
+    sessions: HashMap<SessionId, mpsc::Sender<Attach>>,
+    max: usize,
+}
+
+/// The sessions of a server, bounded. Cheap to clone. A server bound with an existing table
+/// ([`AdaptiveServer::bind_with_sessions`](crate::AdaptiveServer::bind_with_sessions)) resumes
+/// its sessions, e.g. after the listeners were restarted.
+#[derive(Debug, Clone)]
+pub struct SessionTable {
+    inner: Arc<Mutex<TableInner>>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach")
+            .field("kind", &self.kind)
+            .field("ack", &self.ack)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionTable {
+    /// An empty table holding at most `max_sessions` sessions (attached or detached).
+    pub fn new(max_sessions: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(TableInner {
+                sessions: HashMap::new(),
+                max: max_sessions.max(1),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sessions alive now.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether no session is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&self, id: SessionId, tx: mpsc::Sender<Attach>) -> bool {
+        let mut t = self.lock();
+        if t.sessions.len() >= t.max {
+            return false;
+        }
+        t.sessions.insert(id, tx);
+        true
+    }
+
+    fn get(&self, id: SessionId) -> Option<mpsc::Sender<Attach>> {
+        self.lock().sessions.get(&id).cloned()
+    }
+
+    fn remove(&self, id: SessionId) {
+        self.lock().sessions.remove(&id);
+    }
+}
+
+/// Settings the link handshake and the session tasks need.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSettings {
+    pub(crate) transport: TransportConfig,
+    pub(crate) limits: SessionLimits,
+    pub(crate) hello_timeout: Duration,
+    pub(crate) expiry: Duration,
+}
+
+/// Where accepted connections go.
+pub(crate) type Incoming = mpsc::Sender<(Connection, SessionRequest)>;
+
+/// Serves a freshly accepted link: answers health checks, then attaches it to a new or
+/// existing session (`HELLO`), or hands it out as a connection of its own (any other first
+/// message, or silence for `hello_timeout`).
+pub(crate) async fn handle_link(
+    mut conn: Connection,
+    kind: TransportKind,
+    peer_addr: Option<SocketAddr>,
+    settings: Arc<SessionSettings>,
+    table: SessionTable,
+    incoming: Incoming,
+    stop: CancellationToken,
+) {
+    let deadline = tokio::time::Instant::now() + settings.hello_timeout;
+    let first = loop {
+        let received = tokio::select! {
+            r = tokio::time::timeout_at(deadline, conn.recv()) => r,
+            () = stop.cancelled() => return,
+        };
+        let message = match received {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None) | Err(_)) => return,
+            Err(_) => break None,
+        };
+        match session::decode(&message) {
+            Ok(Frame::Ping) => {
+                if conn.send(session::encode(&Frame::Pong)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Frame::Hello { session, ack }) => {
+                hello(conn, kind, peer_addr, session, ack, &settings, &table, &incoming, stop).await;
+                return;
+            }
+            _ => break Some(message),
+        }
+    };
+    // A client without the session protocol: this link is its connection.
+    let request = SessionRequest {
+        session: SessionId::default(),
+        transport: kind,
+        peer_addr,
+        delivery_guaranteed: false,
+    };
+    let info = ConnectionInfo::new(kind.name()).with_peer_addr(peer_addr);
+    let app = driver::spawn_accepted(&settings.transport, info, move |mut io| async move {
+        let outcome = relay(conn, first, &mut io, stop).await;
+        (outcome, io)
+    });
+    let _ = incoming.send((app, request)).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn hello(
+    conn: Connection,
+    kind: TransportKind,
+    peer_addr: Option<SocketAddr>,
+    id: SessionId,
+    ack: u64,
+    settings: &Arc<SessionSettings>,
+    table: &SessionTable,
+    incoming: &Incoming,
+    stop: CancellationToken,
+) {
+    let attach = Attach {
+        conn,
+        kind,
+        ack,
+        stop,
+    };
+    if !id.is_nil() {
+        match table.get(id) {
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(a)) = tx.send(attach).await {
+                    reject(a.conn, RejectCode::UnknownSession, "session ended").await;
+                }
+            }
+            None => {
+                reject(
+                    attach.conn,
+                    RejectCode::UnknownSession,
+                    "unknown or expired session",
+                )
+                .await;
+            }
+        }
+        return;
+    }
+    if ack != 0 {
+        reject(attach.conn, RejectCode::Protocol, "a new session acknowledges nothing").await;
+        return;
+    }
+    let Ok(new_id) = SessionId::random() else {
+        reject(attach.conn, RejectCode::Full, "no session id").await;
+        return;
+    };
+    let (tx, rx) = mpsc::channel(4);
+    if !table.insert(new_id, tx) {
+        reject(attach.conn, RejectCode::Full, "session table full").await;
+        return;
+    }
+    let request = SessionRequest {
+        session: new_id,
+        transport: kind,
+        peer_addr,
+        delivery_guaranteed: true,
+    };
+    let info = ConnectionInfo::new(kind.name()).with_peer_addr(peer_addr);
+    let settings2 = settings.clone();
+    let table2 = table.clone();
+    let app = driver::spawn_accepted(&settings.transport, info, move |mut io| async move {
+        let outcome = serve_session(new_id, attach, rx, &settings2, &mut io).await;
+        table2.remove(new_id);
+        (outcome, io)
+    });
+    let _ = incoming.send((app, request)).await;
+}
+
+async fn reject(conn: Connection, code: RejectCode, reason: &str) {
+    let frame = Frame::Reject {
+        code,
+        reason: reason.to_owned(),
+    };
+    let _ = conn.send(session::encode(&frame)).await;
+    let _ = conn.close(1000, "").await;
+}
+
+/// Passes messages both ways between a link and the application (no session).
+async fn relay(
+    mut conn: Connection,
+    first: Option<Message>,
+    io: &mut DriverIo,
+    stop: CancellationToken,
+) -> RunOutcome {
+    if let Some(m) = first {
+        io.deliver(m).await;
+    }
+    loop {
+        tokio::select! {
+            r = conn.recv() => match r {
+                Ok(Some(m)) => { io.deliver(m).await; }
+                Ok(None) => return RunOutcome::PeerClosed(conn.peer_close_frame().unwrap_or_else(CloseFrame::normal)),
+                Err(e) => return RunOutcome::Failed(e),
+            },
+            cmd = io.next_command() => match cmd {
+                Command::Send(m) => if let Err(e) = conn.send(m).await { return RunOutcome::Failed(e) },
+                Command::Close(f) => { let _ = conn.close(f.code, &f.reason).await; return RunOutcome::LocalClosed; }
+            },
+            () = stop.cancelled() => {
+                let _ = conn.close(1001, "server shutting down").await;
+                return RunOutcome::Failed(TransportError::ClosedByPeer { code: 1001, reason: "server shutting down".into() });
+            }
+        }
+    }
+}
+
+/// The link a session is attached to.
+struct Attached {
+    conn: Connection,
+    stop: CancellationToken,
+}
+
+/// Runs one session until the application closes it, the client closes it, or it stays
+/// detached past the expiry.
+async fn serve_session(
+    id: SessionId,
+    first: Attach,
+    mut attach_rx: mpsc::Receiver<Attach>,
+    settings: &SessionSettings,
+    io: &mut DriverIo,
+) -> RunOutcome {
+    let mut session = Session::new(settings.limits.clone());
+    let mut link = attach(id, &mut session, first, false, io).await;
+    let mut attach_open = true;
+    loop {
+        let Some(l) = link.as_mut() else {
+            // Detached: buffer sends (bounded by the session window), wait for a link.
+            let expiry = tokio::time::sleep(settings.expiry);
+            tokio::select! {
+                a = attach_rx.recv(), if attach_open => match a {
+                    Some(a) => link = attach(id, &mut session, a, true, io).await,
+                    None => return RunOutcome::Failed(TransportError::lost("session table gone")),
+                },
+                cmd = io.next_command(), if session.can_send() => match cmd {
+                    Command::Send(m) => { session.send(m); }
+                    Command::Close(_) => return RunOutcome::LocalClosed,
+                },
+                () = expiry => {
+                    debug!(%id, "detached session expired");
+                    return RunOutcome::Failed(TransportError::lost("session expired while detached"));
+                }
+            }
+            continue;
+        };
+        let ack_at = session.next_timeout().map(tokio::time::Instant::from_std);
+        let mut detach = false;
+        tokio::select! {
+            r = l.conn.recv() => match r {
+                Ok(Some(m)) => match session::decode(&m) {
+                    Ok(Frame::Data { seq, message }) => match session.on_data(seq, message, Instant::now()) {
+                        Ok(Received::Deliver(m)) => { io.deliver(m).await; }
+                        Ok(Received::Duplicate) => {}
+                        Err(_) => detach = true,
+                    },
+                    Ok(Frame::Ack { seq }) => {
+                        if let Err(e) = session.on_ack(seq) {
+                            return RunOutcome::Failed(e);
+                        }
+                    }
+                    Ok(Frame::Close { code, reason }) => {
+                        let _ = l.conn.close(1000, "").await;
+                        return RunOutcome::PeerClosed(CloseFrame::new(code, reason));
+                    }
+                    Ok(Frame::Ping) => { let _ = l.conn.send(session::encode(&Frame::Pong)).await; }
+                    Ok(_) => {}
+                    Err(_) => detach = true,
+                },
+                Ok(None) | Err(_) => detach = true,
+            },
+            cmd = io.next_command(), if session.can_send() => match cmd {
+                Command::Send(m) => {
+                    let frame = session.send(m);
+                    if l.conn.send(session::encode(&frame)).await.is_err() {
+                        detach = true;
+                    }
+                }
+                Command::Close(f) => {
+                    let close = Frame::Close { code: f.code, reason: f.reason.clone() };
+                    let _ = l.conn.send(session::encode(&close)).await;
+                    let _ = l.conn.close(f.code, &f.reason).await;
+                    return RunOutcome::LocalClosed;
+                }
+            },
+            a = attach_rx.recv(), if attach_open => match a {
+                // The client moved (upgrade, or it noticed a drop before we did).
+                Some(a) => {
+                    link = attach(id, &mut session, a, true, io).await;
+                    continue;
+                }
+                None => attach_open = false,
+            },
+            () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => {}
+            () = l.stop.cancelled() => {
+                let _ = l.conn.close(1001, "server shutting down").await;
+                detach = true;
+            }
+        }
+        if detach {
+            debug!(%id, "session detached");
+            link = None;
+            continue;
+        }
+        if let Some(ack) = session.poll_ack(Instant::now())
+            && l.conn.send(session::encode(&ack)).await.is_err()
+        {
+            link = None;
+        }
+    }
+}
+
+/// Attaches a link: `WELCOME` with our acknowledgement, then the replay of what the client
+/// missed. `None` when the link failed meanwhile.
+async fn attach(
+    id: SessionId,
+    session: &mut Session,
+    a: Attach,
+    resumed: bool,
+    io: &mut DriverIo,
+) -> Option<Attached> {
+    let welcome = Frame::Welcome {
+        session: id,
+        resumed,
+        ack: session.delivered(),
+    };
+    let replay = match session.resume(a.ack) {
+        Ok(r) => r,
+        Err(e) => {
+            let reject = Frame::Reject {
+                code: RejectCode::UnknownSession,
+                reason: e.to_string(),
+            };
+            let _ = a.conn.send(session::encode(&reject)).await;
+            return None;
+        }
+    };
+    a.conn.send(session::encode(&welcome)).await.ok()?;
+    for frame in replay {
+        a.conn.send(session::encode(&frame)).await.ok()?;
+    }
+    session.handshake_acked();
+    io.set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr));
+    Some(Attached {
+        conn: a.conn,
+        stop: a.stop,
+    })
+}
