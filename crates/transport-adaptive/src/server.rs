@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -108,6 +108,7 @@ struct Shared {
     table: SessionTable,
     incoming: sessions::Incoming,
     stop: CancellationToken,
+    sever: watch::Sender<u64>,
     tracker: TaskTracker,
 }
 
@@ -121,6 +122,7 @@ impl Shared {
             self.table.clone(),
             self.incoming.clone(),
             self.stop.clone(),
+            self.sever.subscribe(),
         ));
     }
 }
@@ -133,7 +135,7 @@ pub struct AdaptiveServer {
     local_addr: SocketAddr,
     wt: Option<WtServer>,
     shared: Arc<Shared>,
-    incoming: mpsc::Receiver<(Connection, SessionRequest)>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<(Connection, SessionRequest)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -209,6 +211,7 @@ impl AdaptiveServer {
             table,
             incoming: tx,
             stop: CancellationToken::new(),
+            sever: watch::channel(0).0,
             tracker: TaskTracker::new(),
         });
         shared.tracker.spawn(tcp_loop(tcp, shared.clone()));
@@ -217,7 +220,7 @@ impl AdaptiveServer {
             local_addr,
             wt: None,
             shared,
-            incoming,
+            incoming: tokio::sync::Mutex::new(incoming),
         };
         if let Some(wt) = wt {
             server.wt = Some(wt);
@@ -305,20 +308,30 @@ impl AdaptiveServer {
     /// The next connection (a new session, or a client without session); `None` after
     /// shutdown. Resumed sessions are not yielded again: the application already holds them.
     ///
+    /// Takes `&self`, so a server behind an `Arc` can accept in one task and be shut down
+    /// from another; concurrent callers take turns.
+    ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn accept(&mut self) -> Option<(Connection, SessionRequest)> {
+    pub async fn accept(&self) -> Option<(Connection, SessionRequest)> {
+        let mut incoming = self.incoming.lock().await;
         tokio::select! {
-            c = self.incoming.recv() => c,
+            c = incoming.recv() => c,
             () = self.shared.stop.cancelled() => None,
         }
+    }
+
+    /// Drops every link that carries a session now, abruptly and without ending the sessions
+    /// (a fault drill for tests): clients reconnect and resume, exactly once.
+    pub fn sever_links(&self) {
+        self.shared.sever.send_modify(|g| *g += 1);
     }
 
     /// Stops listening and closes every link (WebSocket and WebTransport with 1001, SSE
     /// streams with `transport.close`), waiting a bounded time. Sessions stay in their
     /// [`SessionTable`] until they expire, so a server bound later with that table resumes
     /// them; clients of a server bound without it get a "session lost" error.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.shared.stop.cancel();
         self.shared.sse.shutdown().await;
         self.shared.tracker.close();

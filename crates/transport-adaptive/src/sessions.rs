@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use transport_core::driver::{self, DriverIo, RunOutcome};
@@ -39,6 +39,7 @@ struct Attach {
     kind: TransportKind,
     ack: u64,
     stop: CancellationToken,
+    sever: watch::Receiver<u64>,
 }
 
 #[derive(Debug)]
@@ -130,6 +131,7 @@ pub(crate) async fn handle_link(
     table: SessionTable,
     incoming: Incoming,
     stop: CancellationToken,
+    sever: watch::Receiver<u64>,
 ) {
     let deadline = tokio::time::Instant::now() + settings.hello_timeout;
     let first = loop {
@@ -149,7 +151,14 @@ pub(crate) async fn handle_link(
                 }
             }
             Ok(Frame::Hello { session, ack }) => {
-                hello(conn, kind, peer_addr, session, ack, &settings, &table, &incoming, stop).await;
+                let attach = Attach {
+                    conn,
+                    kind,
+                    ack,
+                    stop,
+                    sever,
+                };
+                hello(attach, peer_addr, session, &settings, &table, &incoming).await;
                 return;
             }
             _ => break Some(message),
@@ -170,24 +179,15 @@ pub(crate) async fn handle_link(
     let _ = incoming.send((app, request)).await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn hello(
-    conn: Connection,
-    kind: TransportKind,
+    attach: Attach,
     peer_addr: Option<SocketAddr>,
     id: SessionId,
-    ack: u64,
     settings: &Arc<SessionSettings>,
     table: &SessionTable,
     incoming: &Incoming,
-    stop: CancellationToken,
 ) {
-    let attach = Attach {
-        conn,
-        kind,
-        ack,
-        stop,
-    };
+    let (kind, ack) = (attach.kind, attach.ack);
     if !id.is_nil() {
         match table.get(id) {
             Some(tx) => {
@@ -278,6 +278,7 @@ async fn relay(
 struct Attached {
     conn: Connection,
     stop: CancellationToken,
+    sever: watch::Receiver<u64>,
 }
 
 /// Runs one session until the application closes it, the client closes it, or it stays
@@ -360,6 +361,10 @@ async fn serve_session(
                 None => attach_open = false,
             },
             () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => {}
+            _ = l.sever.changed() => {
+                debug!(%id, "link severed");
+                detach = true;
+            }
             () = l.stop.cancelled() => {
                 let _ = l.conn.close(1001, "server shutting down").await;
                 detach = true;
@@ -412,5 +417,6 @@ async fn attach(
     Some(Attached {
         conn: a.conn,
         stop: a.stop,
+        sever: a.sever,
     })
 }

@@ -1,0 +1,89 @@
+//! Our client against our server over each transport alone, and through negotiation.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{bounded, client_config, round_trip, server, spawn_echo};
+use transport_adaptive::TransportKind;
+use transport_core::{ConnectionState, Message, Transport};
+
+async fn over(kind: TransportKind) {
+    let server = Arc::new(server().await);
+    let _echo = spawn_echo(server.clone());
+    let config = client_config(&server, &[kind]);
+    let mut conn = bounded(transport_adaptive::connect(config)).await.unwrap();
+    let status = conn.status();
+    assert_eq!(status.transport, Some(kind));
+    assert!(status.delivery_guaranteed);
+    assert!(status.session.is_some());
+    assert_eq!(conn.info().transport, kind.name());
+    assert_eq!(conn.state(), ConnectionState::Connected);
+    round_trip(&mut conn, Message::text("hello")).await;
+    round_trip(&mut conn, Message::binary(vec![0u8, 1, 2, 255])).await;
+    round_trip(&mut conn, Message::text("line\r\nbreaks\n")).await;
+    for i in 0..200 {
+        conn.send(Message::text(i.to_string())).await.unwrap();
+    }
+    for i in 0..200 {
+        assert_eq!(
+            bounded(conn.recv()).await.unwrap(),
+            Some(Message::text(i.to_string()))
+        );
+    }
+    bounded(conn.close(1000, "done")).await.unwrap();
+    assert_eq!(conn.state(), ConnectionState::Disconnected);
+    bounded(server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn over_webtransport_only() {
+    over(TransportKind::WebTransport).await;
+}
+
+#[tokio::test]
+async fn over_websocket_only() {
+    over(TransportKind::WebSocket).await;
+}
+
+#[tokio::test]
+async fn over_sse_only() {
+    over(TransportKind::Sse).await;
+}
+
+#[tokio::test]
+async fn negotiation_finds_every_transport_and_webtransport_wins() {
+    let server = Arc::new(server().await);
+    let _echo = spawn_echo(server.clone());
+    let mut base = transport_adaptive::AdaptiveConfig::default();
+    common::tune(&mut base);
+    let config = bounded(transport_adaptive::negotiate(&server.base_url(), base))
+        .await
+        .unwrap();
+    let kinds: Vec<_> = config.endpoints.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            TransportKind::WebTransport,
+            TransportKind::WebSocket,
+            TransportKind::Sse
+        ]
+    );
+    assert_eq!(config.endpoints[1].url, server.ws_url());
+    let mut conn = bounded(transport_adaptive::connect(config)).await.unwrap();
+    let mut events = conn.events();
+    assert_eq!(conn.transport(), Some(TransportKind::WebTransport));
+    round_trip(&mut conn, Message::text("negotiated")).await;
+    // The initial event was sent before we subscribed; nothing else happened since.
+    assert!(events.try_recv().is_err());
+    bounded(conn.close(1000, "")).await.unwrap();
+    // A base URL without the endpoint: a typed refusal.
+    let err = transport_adaptive::negotiate(
+        &format!("{}/nowhere", server.base_url()),
+        transport_adaptive::AdaptiveConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, transport_core::TransportError::HandshakeRejected { status: 404 });
+    bounded(server.shutdown()).await;
+}
