@@ -12,7 +12,7 @@ use tracing::{debug, info};
 use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
 use transport_core::{
     CloseFrame, Command, Connection, ConnectionInfo, ConnectionState, ConnectionStats, Message,
-    Transport, TransportError, TrySendError,
+    Receiver, Sender, Transport, TransportError, TrySendError,
 };
 
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
@@ -126,10 +126,19 @@ struct AdaptiveDial {
 
 /// One established link.
 struct Link {
-    conn: Connection,
+    tx: Sender,
+    rx: Receiver,
     index: usize,
     first: Option<Message>,
     replay: Vec<Frame>,
+}
+
+/// How serving a link ended.
+enum End {
+    /// The link is gone; the session resumes on another.
+    Lost(TransportError),
+    /// The connection is over (or, raw, ends as the peer said).
+    Outcome(RunOutcome),
 }
 
 type Probe = Pin<Box<dyn Future<Output = Result<Opened, TransportError>> + Send>>;
@@ -157,8 +166,10 @@ impl AdaptiveDial {
             };
         }
         if self.mode == Mode::Raw {
+            let (tx, rx) = opened.conn.split();
             return Ok(Link {
-                conn: opened.conn,
+                tx,
+                rx,
                 index: opened.index,
                 first: opened.first,
                 replay: Vec::new(),
@@ -194,8 +205,10 @@ impl AdaptiveDial {
                 self.session_id = session;
                 let replay = self.session.resume(ack)?;
                 self.session.handshake_acked();
+                let (tx, rx) = opened.conn.split();
                 Ok(Link {
-                    conn: opened.conn,
+                    tx,
+                    rx,
                     index: opened.index,
                     first: None,
                     replay,
@@ -269,58 +282,98 @@ impl AdaptiveDial {
         }))
     }
 
-    /// Sends a frame on the link; a failure is a lost link.
-    async fn send_frame(conn: &Connection, frame: &Frame) -> Result<(), TransportError> {
-        conn.send(session::encode(frame))
-            .await
-            .map_err(|e| TransportError::lost(format!("sending: {e}")))
+    /// Sends `message` on the link while still reading it: when both peers' queues are full,
+    /// neither may wait for the other (a dead link's driver waits for its reader, too).
+    async fn push(
+        &mut self,
+        link: &mut Link,
+        message: Message,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        let tx = link.tx.clone();
+        let send = tx.send(message);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => {
+                    return sent.map_err(|e| End::Lost(TransportError::lost(format!("sending: {e}"))));
+                }
+                received = link.rx.recv() => self.on_received(received, link, io).await?,
+            }
+        }
     }
 
     /// Starts a link: replays, delivers a raw first message.
-    async fn start_link(&mut self, link: &mut Link, io: &mut DriverIo) -> Result<(), TransportError> {
+    async fn start_link(&mut self, link: &mut Link, io: &mut DriverIo) -> Result<(), End> {
+        io.set_info(ConnectionInfo::new(self.kind(link.index).name()));
         for frame in std::mem::take(&mut link.replay) {
-            Self::send_frame(&link.conn, &frame).await?;
+            self.push(link, session::encode(&frame), io).await?;
         }
         if let Some(first) = link.first.take() {
             io.deliver(first).await;
         }
-        io.set_info(ConnectionInfo::new(self.kind(link.index).name()));
         Ok(())
     }
 
-    /// Handles one message from the link; `Some` ends the run.
-    async fn on_link_message(
+    /// Handles what the link's receiver yielded.
+    async fn on_received(
         &mut self,
-        message: Message,
+        received: Result<Option<Message>, TransportError>,
+        link: &Link,
         io: &mut DriverIo,
-    ) -> Result<Option<RunOutcome>, TransportError> {
+    ) -> Result<(), End> {
+        let message = match received {
+            Ok(Some(m)) => m,
+            Ok(None) if self.mode == Mode::Raw => {
+                return Err(End::Outcome(RunOutcome::PeerClosed(
+                    link.rx.peer_close_frame().unwrap_or_else(CloseFrame::normal),
+                )));
+            }
+            Ok(None) => return Err(End::Lost(TransportError::lost("link closed"))),
+            Err(e) => return Err(End::Lost(e)),
+        };
         if self.mode == Mode::Raw {
             io.deliver(message).await;
-            return Ok(None);
+            return Ok(());
         }
-        match session::decode(&message).map_err(|e| TransportError::lost(e.to_string()))? {
+        let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
+        match session::decode(&message).map_err(lost)? {
             Frame::Data { seq, message } => {
                 if let Received::Deliver(m) = self
                     .session
                     .on_data(seq, message, Instant::now())
-                    .map_err(|e| TransportError::lost(e.to_string()))?
+                    .map_err(lost)?
                 {
                     io.deliver(m).await;
                 }
             }
-            Frame::Ack { seq } => self.session.on_ack(seq)?,
+            Frame::Ack { seq } => self
+                .session
+                .on_ack(seq)
+                .map_err(|e| End::Outcome(RunOutcome::Failed(e)))?,
             Frame::Close { code, reason } => {
-                return Ok(Some(RunOutcome::PeerClosed(CloseFrame::new(code, reason))));
+                return Err(End::Outcome(RunOutcome::PeerClosed(CloseFrame::new(
+                    code, reason,
+                ))));
             }
             // Stray handshake frames are harmless.
             _ => {}
         }
-        Ok(None)
+        Ok(())
     }
 
     async fn run_link(&mut self, mut link: Link, io: &mut DriverIo) -> RunOutcome {
-        if let Err(e) = self.start_link(&mut link, io).await {
-            return self.dropped(&link, e);
+        match self.serve_link(&mut link, io).await {
+            End::Outcome(o) => o,
+            End::Lost(e) => self.dropped(&link, e),
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn serve_link(&mut self, link: &mut Link, io: &mut DriverIo) -> End {
+        if let Err(end) = self.start_link(link, io).await {
+            return end;
         }
         let interval = self.shared.config.probe_interval;
         let mut probe: Option<Probe> = None;
@@ -332,49 +385,33 @@ impl AdaptiveDial {
         loop {
             let ack_at = self.session.next_timeout().map(tokio::time::Instant::from_std);
             let can_send = raw || self.session.can_send();
-            tokio::select! {
-                received = link.conn.recv() => match received {
-                    Ok(Some(m)) => match self.on_link_message(m, io).await {
-                        Ok(None) => {}
-                        Ok(Some(outcome)) => return outcome,
-                        Err(e) => return self.dropped(&link, e),
-                    },
-                    Ok(None) if raw => {
-                        return RunOutcome::PeerClosed(
-                            link.conn.peer_close_frame().unwrap_or_else(CloseFrame::normal),
-                        );
-                    }
-                    Ok(None) => return self.dropped(&link, TransportError::lost("link closed")),
-                    Err(e) => return self.dropped(&link, e),
-                },
+            let step: Result<(), End> = tokio::select! {
+                received = link.rx.recv() => self.on_received(received, link, io).await,
                 command = io.next_command(), if can_send => match command {
                     Command::Send(m) => {
-                        let sent = if raw {
-                            link.conn.send(m).await
-                        } else {
-                            let frame = self.session.send(m);
-                            Self::send_frame(&link.conn, &frame).await
-                        };
-                        if let Err(e) = sent {
-                            return self.dropped(&link, e);
-                        }
+                        let m = if raw { m } else { session::encode(&self.session.send(m)) };
+                        self.push(link, m, io).await
                     }
                     Command::Close(frame) => {
                         if !raw {
                             let close = Frame::Close { code: frame.code, reason: frame.reason.clone() };
-                            let _ = Self::send_frame(&link.conn, &close).await;
+                            let _ = tokio::time::timeout(
+                                self.shared.config.transport.close_timeout,
+                                link.tx.send(session::encode(&close)),
+                            ).await;
                         }
-                        let _ = link.conn.close(frame.code, &frame.reason).await;
-                        return RunOutcome::LocalClosed;
+                        let _ = link.tx.close(frame.code, &frame.reason).await;
+                        return End::Outcome(RunOutcome::LocalClosed);
                     }
                 },
                 () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } },
-                    if ack_at.is_some() => {}
+                    if ack_at.is_some() => Ok(()),
                 () = &mut probe_timer, if probe.is_none() && interval.is_some() => {
                     probe = self.probe(link.index);
                     if probe.is_none() {
                         probe_timer.as_mut().reset(far_future());
                     }
+                    Ok(())
                 }
                 opened = async { match probe.as_mut() { Some(p) => p.await, None => std::future::pending().await } },
                     if probe.is_some() => {
@@ -382,29 +419,47 @@ impl AdaptiveDial {
                     if let Some(every) = interval {
                         probe_timer.as_mut().reset(tokio::time::Instant::now() + every);
                     }
-                    match opened {
-                        Ok(opened) => match self.establish(opened).await {
-                            Ok(new_link) => {
-                                let old = std::mem::replace(&mut link, new_link);
-                                tokio::spawn(async move { let _ = old.conn.close(1000, "upgraded").await; });
-                                self.announce(&link, Some(ChangeReason::Upgrade));
-                                if let Err(e) = self.start_link(&mut link, io).await {
-                                    return self.dropped(&link, e);
-                                }
-                            }
-                            Err(e) if !e.is_retryable() && is_session_lost(&e) => {
-                                return RunOutcome::Failed(e);
-                            }
-                            Err(e) => debug!(error = %e, "upgrade handshake failed"),
-                        },
-                        Err(e) => debug!(error = %e, "upgrade probe failed"),
-                    }
+                    self.upgrade(opened, link, io).await
                 }
+            };
+            if let Err(end) = step {
+                return end;
             }
             if let Some(ack) = self.session.poll_ack(Instant::now())
-                && let Err(e) = Self::send_frame(&link.conn, &ack).await
+                && let Err(end) = self.push(link, session::encode(&ack), io).await
             {
-                return self.dropped(&link, e);
+                return end;
+            }
+        }
+    }
+
+    /// Moves the session to a link a probe opened, when its handshake succeeds.
+    async fn upgrade(
+        &mut self,
+        opened: Result<Opened, TransportError>,
+        link: &mut Link,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                debug!(error = %e, "upgrade probe failed");
+                return Ok(());
+            }
+        };
+        match self.establish(opened).await {
+            Ok(new_link) => {
+                let old = std::mem::replace(link, new_link);
+                tokio::spawn(async move {
+                    let _ = old.tx.close(1000, "upgraded").await;
+                });
+                self.announce(link, Some(ChangeReason::Upgrade));
+                self.start_link(link, io).await
+            }
+            Err(e) if is_session_lost(&e) => Err(End::Outcome(RunOutcome::Failed(e))),
+            Err(e) => {
+                debug!(error = %e, "upgrade handshake failed");
+                Ok(())
             }
         }
     }

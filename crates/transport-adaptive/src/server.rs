@@ -357,7 +357,9 @@ async fn bind_both(
     cert: Option<&SelfSignedCert>,
 ) -> Result<(TcpListener, Option<WtServer>), TransportError> {
     let mut last = None;
-    for _ in 0..8 {
+    // A fixed port is usually a restart: the old UDP socket may take a moment to close.
+    let attempts = if addr.port() == 0 { 8 } else { 50 };
+    for _ in 0..attempts {
         let tcp = TcpListener::bind(addr)
             .await
             .map_err(|e| TransportError::connection_failed("binding the TCP listener", e))?;

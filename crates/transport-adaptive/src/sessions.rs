@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use transport_core::driver::{self, DriverIo, RunOutcome};
 use transport_core::{
-    CloseFrame, Command, Connection, ConnectionInfo, Message, Transport, TransportConfig,
-    TransportError,
+    CloseFrame, Command, Connection, ConnectionInfo, Message, Receiver, Sender, Transport,
+    TransportConfig, TransportError,
 };
 
 use crate::config::TransportKind;
@@ -276,9 +276,126 @@ async fn relay(
 
 /// The link a session is attached to.
 struct Attached {
-    conn: Connection,
+    tx: Sender,
+    rx: Receiver,
     stop: CancellationToken,
     sever: watch::Receiver<u64>,
+}
+
+/// What handling a frame or a send asks of the session loop.
+enum Next {
+    /// Carry on.
+    Go,
+    /// The link is gone: wait for the client to come back.
+    Detach,
+    /// The session is over.
+    End(RunOutcome),
+}
+
+struct SessionTask<'a> {
+    id: SessionId,
+    session: Session,
+    io: &'a mut DriverIo,
+}
+
+impl SessionTask<'_> {
+    /// Handles what the link yielded.
+    async fn on_received(
+        &mut self,
+        received: Result<Option<Message>, TransportError>,
+        l: &Attached,
+    ) -> Next {
+        let Ok(Some(m)) = received else {
+            return Next::Detach;
+        };
+        match session::decode(&m) {
+            Ok(Frame::Data { seq, message }) => {
+                match self.session.on_data(seq, message, Instant::now()) {
+                    Ok(Received::Deliver(m)) => {
+                        self.io.deliver(m).await;
+                        Next::Go
+                    }
+                    Ok(Received::Duplicate) => Next::Go,
+                    Err(_) => Next::Detach,
+                }
+            }
+            Ok(Frame::Ack { seq }) => match self.session.on_ack(seq) {
+                Ok(()) => Next::Go,
+                Err(e) => Next::End(RunOutcome::Failed(e)),
+            },
+            Ok(Frame::Close { code, reason }) => {
+                let _ = l.tx.close(1000, "").await;
+                Next::End(RunOutcome::PeerClosed(CloseFrame::new(code, reason)))
+            }
+            Ok(Frame::Ping) => {
+                // Answered without waiting: a full queue means the client is busy anyway.
+                let _ = l.tx.try_send(session::encode(&Frame::Pong));
+                Next::Go
+            }
+            Ok(_) => Next::Go,
+            Err(_) => Next::Detach,
+        }
+    }
+
+    /// Sends on the link while still reading it (see the client's `push`).
+    async fn push(&mut self, l: &mut Attached, message: Message) -> Next {
+        let tx = l.tx.clone();
+        let send = tx.send(message);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => return if sent.is_ok() { Next::Go } else { Next::Detach },
+                received = l.rx.recv() => match self.on_received(received, l).await {
+                    Next::Go => {}
+                    other => return other,
+                },
+            }
+        }
+    }
+
+    /// Attaches a link: `WELCOME` with our acknowledgement, then the replay of what the
+    /// client missed.
+    async fn attach(&mut self, a: Attach, resumed: bool) -> (Option<Attached>, Next) {
+        let welcome = Frame::Welcome {
+            session: self.id,
+            resumed,
+            ack: self.session.delivered(),
+        };
+        let replay = match self.session.resume(a.ack) {
+            Ok(r) => r,
+            Err(e) => {
+                let reject = Frame::Reject {
+                    code: RejectCode::UnknownSession,
+                    reason: e.to_string(),
+                };
+                let _ = a.conn.try_send(session::encode(&reject));
+                return (None, Next::Go);
+            }
+        };
+        self.io.set_info(
+            ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr),
+        );
+        let (tx, rx) = a.conn.split();
+        let mut l = Attached {
+            tx,
+            rx,
+            stop: a.stop,
+            sever: a.sever,
+        };
+        if l.tx.send(session::encode(&welcome)).await.is_err() {
+            return (None, Next::Go);
+        }
+        self.session.handshake_acked();
+        for frame in replay {
+            match self.push(&mut l, session::encode(&frame)).await {
+                Next::Go => {}
+                Next::Detach => return (None, Next::Go),
+                end @ Next::End(_) => return (None, end),
+            }
+        }
+        (Some(l), Next::Go)
+    }
 }
 
 /// Runs one session until the application closes it, the client closes it, or it stays
@@ -290,20 +407,34 @@ async fn serve_session(
     settings: &SessionSettings,
     io: &mut DriverIo,
 ) -> RunOutcome {
-    let mut session = Session::new(settings.limits.clone());
-    let mut link = attach(id, &mut session, first, false, io).await;
+    let mut task = SessionTask {
+        id,
+        session: Session::new(settings.limits.clone()),
+        io,
+    };
+    let (mut link, next) = task.attach(first, false).await;
+    if let Next::End(outcome) = next {
+        return outcome;
+    }
     let mut attach_open = true;
     loop {
         let Some(l) = link.as_mut() else {
             // Detached: buffer sends (bounded by the session window), wait for a link.
             let expiry = tokio::time::sleep(settings.expiry);
+            let can_send = task.session.can_send();
             tokio::select! {
                 a = attach_rx.recv(), if attach_open => match a {
-                    Some(a) => link = attach(id, &mut session, a, true, io).await,
+                    Some(a) => {
+                        let (l, next) = task.attach(a, true).await;
+                        if let Next::End(outcome) = next {
+                            return outcome;
+                        }
+                        link = l;
+                    }
                     None => return RunOutcome::Failed(TransportError::lost("session table gone")),
                 },
-                cmd = io.next_command(), if session.can_send() => match cmd {
-                    Command::Send(m) => { session.send(m); }
+                cmd = task.io.next_command(), if can_send => match cmd {
+                    Command::Send(m) => { task.session.send(m); }
                     Command::Close(_) => return RunOutcome::LocalClosed,
                 },
                 () = expiry => {
@@ -313,110 +444,64 @@ async fn serve_session(
             }
             continue;
         };
-        let ack_at = session.next_timeout().map(tokio::time::Instant::from_std);
-        let mut detach = false;
-        tokio::select! {
-            r = l.conn.recv() => match r {
-                Ok(Some(m)) => match session::decode(&m) {
-                    Ok(Frame::Data { seq, message }) => match session.on_data(seq, message, Instant::now()) {
-                        Ok(Received::Deliver(m)) => { io.deliver(m).await; }
-                        Ok(Received::Duplicate) => {}
-                        Err(_) => detach = true,
-                    },
-                    Ok(Frame::Ack { seq }) => {
-                        if let Err(e) = session.on_ack(seq) {
-                            return RunOutcome::Failed(e);
-                        }
-                    }
-                    Ok(Frame::Close { code, reason }) => {
-                        let _ = l.conn.close(1000, "").await;
-                        return RunOutcome::PeerClosed(CloseFrame::new(code, reason));
-                    }
-                    Ok(Frame::Ping) => { let _ = l.conn.send(session::encode(&Frame::Pong)).await; }
-                    Ok(_) => {}
-                    Err(_) => detach = true,
-                },
-                Ok(None) | Err(_) => detach = true,
-            },
-            cmd = io.next_command(), if session.can_send() => match cmd {
+        let ack_at = task.session.next_timeout().map(tokio::time::Instant::from_std);
+        let can_send = task.session.can_send();
+        let next = tokio::select! {
+            r = l.rx.recv() => task.on_received(r, l).await,
+            cmd = task.io.next_command(), if can_send => match cmd {
                 Command::Send(m) => {
-                    let frame = session.send(m);
-                    if l.conn.send(session::encode(&frame)).await.is_err() {
-                        detach = true;
-                    }
+                    let frame = task.session.send(m);
+                    task.push(l, session::encode(&frame)).await
                 }
                 Command::Close(f) => {
                     let close = Frame::Close { code: f.code, reason: f.reason.clone() };
-                    let _ = l.conn.send(session::encode(&close)).await;
-                    let _ = l.conn.close(f.code, &f.reason).await;
+                    let _ = tokio::time::timeout(
+                        settings.transport.close_timeout,
+                        l.tx.send(session::encode(&close)),
+                    ).await;
+                    let _ = l.tx.close(f.code, &f.reason).await;
                     return RunOutcome::LocalClosed;
                 }
             },
             a = attach_rx.recv(), if attach_open => match a {
                 // The client moved (upgrade, or it noticed a drop before we did).
                 Some(a) => {
-                    link = attach(id, &mut session, a, true, io).await;
+                    let (l, next) = task.attach(a, true).await;
+                    if let Next::End(outcome) = next {
+                        return outcome;
+                    }
+                    link = l;
                     continue;
                 }
-                None => attach_open = false,
+                None => {
+                    attach_open = false;
+                    Next::Go
+                }
             },
-            () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => {}
+            () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => Next::Go,
             _ = l.sever.changed() => {
                 debug!(%id, "link severed");
-                detach = true;
+                Next::Detach
             }
             () = l.stop.cancelled() => {
-                let _ = l.conn.close(1001, "server shutting down").await;
-                detach = true;
+                let _ = l.tx.close(1001, "server shutting down").await;
+                Next::Detach
             }
-        }
-        if detach {
-            debug!(%id, "session detached");
-            link = None;
-            continue;
-        }
-        if let Some(ack) = session.poll_ack(Instant::now())
-            && l.conn.send(session::encode(&ack)).await.is_err()
-        {
-            link = None;
+        };
+        let next = match next {
+            Next::Go => match task.session.poll_ack(Instant::now()) {
+                Some(ack) => task.push(l, session::encode(&ack)).await,
+                None => Next::Go,
+            },
+            other => other,
+        };
+        match next {
+            Next::Go => {}
+            Next::Detach => {
+                debug!(%id, "session detached");
+                link = None;
+            }
+            Next::End(outcome) => return outcome,
         }
     }
-}
-
-/// Attaches a link: `WELCOME` with our acknowledgement, then the replay of what the client
-/// missed. `None` when the link failed meanwhile.
-async fn attach(
-    id: SessionId,
-    session: &mut Session,
-    a: Attach,
-    resumed: bool,
-    io: &mut DriverIo,
-) -> Option<Attached> {
-    let welcome = Frame::Welcome {
-        session: id,
-        resumed,
-        ack: session.delivered(),
-    };
-    let replay = match session.resume(a.ack) {
-        Ok(r) => r,
-        Err(e) => {
-            let reject = Frame::Reject {
-                code: RejectCode::UnknownSession,
-                reason: e.to_string(),
-            };
-            let _ = a.conn.send(session::encode(&reject)).await;
-            return None;
-        }
-    };
-    a.conn.send(session::encode(&welcome)).await.ok()?;
-    for frame in replay {
-        a.conn.send(session::encode(&frame)).await.ok()?;
-    }
-    session.handshake_acked();
-    io.set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr));
-    Some(Attached {
-        conn: a.conn,
-        stop: a.stop,
-        sever: a.sever,
-    })
 }

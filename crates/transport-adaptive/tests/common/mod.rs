@@ -178,3 +178,4 @@ pub async fn round_trip<T: Transport>(conn: &mut T, m: Message) {
     conn.send(m.clone()).await.unwrap();
     assert_eq!(bounded(conn.recv()).await.unwrap(), Some(m));
 }
+pub mod exchange;
