@@ -541,6 +541,8 @@ pub struct AdaptiveConnection {
     policy: SendBufferPolicy,
     status: watch::Receiver<AdaptiveStatus>,
     events: broadcast::Sender<AdaptiveEvent>,
+    /// Subscribed before the first attempt: the first `events()` call gets it.
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<AdaptiveEvent>>>,
 }
 
 /// Connects with `config`: races the endpoints (Happy Eyeballs), health-checks the winner,
@@ -558,7 +560,7 @@ pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, Trans
     config.validate()?;
     let candidates = race::candidates(&config)?;
     let (status, status_rx) = watch::channel(AdaptiveStatus::default());
-    let (events, _) = broadcast::channel(EVENTS);
+    let (events, first_events) = broadcast::channel(EVENTS);
     let mut transport = config.transport.clone();
     // Room for the session header inside every protocol's message limit.
     let protocol_limit = config
@@ -591,6 +593,7 @@ pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, Trans
         policy,
         status: status_rx,
         events,
+        first_events: std::sync::Mutex::new(Some(first_events)),
     })
 }
 
@@ -610,10 +613,15 @@ impl AdaptiveConnection {
         self.status.borrow().transport
     }
 
-    /// A receiver of [`AdaptiveEvent`]s from now on (bounded: a receiver that falls more than
-    /// 64 events behind loses the oldest).
+    /// A receiver of [`AdaptiveEvent`]s. The first call's receiver starts with the events of
+    /// [`connect`] itself (failed attempts, the initial `TransportChanged`); later calls'
+    /// start from now. Bounded: a receiver more than 64 events behind loses the oldest.
     pub fn events(&self) -> broadcast::Receiver<AdaptiveEvent> {
-        self.events.subscribe()
+        self.first_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Statistics of the adaptive connection.

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{bounded, client_config, round_trip, server, spawn_echo};
-use transport_adaptive::TransportKind;
+use transport_adaptive::{AdaptiveEvent, ChangeReason, TransportKind};
 use transport_core::{ConnectionState, Message, Transport};
 
 async fn over(kind: TransportKind) {
@@ -74,7 +74,16 @@ async fn negotiation_finds_every_transport_and_webtransport_wins() {
     let mut events = conn.events();
     assert_eq!(conn.transport(), Some(TransportKind::WebTransport));
     round_trip(&mut conn, Message::text("negotiated")).await;
-    // The initial event was sent before we subscribed; nothing else happened since.
+    // The first receiver starts with connect's own events: the initial choice, nothing else.
+    match events.try_recv().unwrap() {
+        AdaptiveEvent::TransportChanged { from, to, reason } => {
+            assert_eq!(
+                (from, to, reason),
+                (None, TransportKind::WebTransport, ChangeReason::Initial)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     assert!(events.try_recv().is_err());
     bounded(conn.close(1000, "")).await.unwrap();
     // A base URL without the endpoint: a typed refusal.
