@@ -17,7 +17,7 @@ use transport_core::{
 
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
 use crate::race::{self, Candidate, Need, Opened};
-use crate::session::{self, Frame, RejectCode, Received, Session, SessionId};
+use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
 
 /// Capacity of the events channel; a receiver that lags loses the oldest events.
 const EVENTS: usize = 64;
@@ -251,7 +251,8 @@ impl AdaptiveDial {
         });
         info!(from = ?from, %to, ?reason, "adaptive transport in use");
         if from != Some(to) || reason != ChangeReason::Reconnected {
-            self.shared.emit(AdaptiveEvent::TransportChanged { from, to, reason });
+            self.shared
+                .emit(AdaptiveEvent::TransportChanged { from, to, reason });
         }
         if !link.replay.is_empty() || (reason != ChangeReason::Initial && guaranteed) {
             self.shared.emit(AdaptiveEvent::Resumed {
@@ -291,13 +292,13 @@ impl AdaptiveDial {
         io: &mut DriverIo,
     ) -> Result<(), End> {
         let tx = link.tx.clone();
-        let send = tx.send(message);
-        tokio::pin!(send);
+        let sending = tx.send(message);
+        tokio::pin!(sending);
         loop {
             tokio::select! {
                 biased;
-                sent = &mut send => {
-                    return sent.map_err(|e| End::Lost(TransportError::lost(format!("sending: {e}"))));
+                result = &mut sending => {
+                    return result.map_err(|e| End::Lost(TransportError::lost(format!("sending: {e}"))));
                 }
                 received = link.rx.recv() => self.on_received(received, link, io).await?,
             }
@@ -327,7 +328,9 @@ impl AdaptiveDial {
             Ok(Some(m)) => m,
             Ok(None) if self.mode == Mode::Raw => {
                 return Err(End::Outcome(RunOutcome::PeerClosed(
-                    link.rx.peer_close_frame().unwrap_or_else(CloseFrame::normal),
+                    link.rx
+                        .peer_close_frame()
+                        .unwrap_or_else(CloseFrame::normal),
                 )));
             }
             Ok(None) => return Err(End::Lost(TransportError::lost("link closed"))),
@@ -383,7 +386,10 @@ impl AdaptiveDial {
         tokio::pin!(probe_timer);
         let raw = self.mode == Mode::Raw;
         loop {
-            let ack_at = self.session.next_timeout().map(tokio::time::Instant::from_std);
+            let ack_at = self
+                .session
+                .next_timeout()
+                .map(tokio::time::Instant::from_std);
             let can_send = raw || self.session.can_send();
             let step: Result<(), End> = tokio::select! {
                 received = link.rx.recv() => self.on_received(received, link, io).await,
@@ -647,7 +653,8 @@ impl Transport for AdaptiveConnection {
     /// the message joins the send buffer; when it is full, [`SendBufferPolicy::Wait`] waits and
     /// [`SendBufferPolicy::Error`] fails with [`TransportError::NotConnected`].
     async fn send(&self, message: Message) -> Result<(), TransportError> {
-        if self.policy == SendBufferPolicy::Error && self.inner.state() != ConnectionState::Connected
+        if self.policy == SendBufferPolicy::Error
+            && self.inner.state() != ConnectionState::Connected
         {
             return match self.inner.try_send(message) {
                 Ok(()) => Ok(()),

@@ -1,7 +1,6 @@
 //! Discovery: `GET /transport/negotiate` on the server's base URL answers with the URLs of
 //! every transport it serves and the WebTransport certificate hash (`docs/protocols/session.md`).
 
-
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
@@ -103,7 +102,10 @@ async fn fetch(base_url: &str) -> Result<Negotiation, TransportError> {
     }
     let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let tcp = TcpStream::connect((host, port))
         .await
         .map_err(|e| TransportError::connection_failed("connecting for negotiation", e))?;
@@ -142,7 +144,6 @@ async fn fetch(base_url: &str) -> Result<Negotiation, TransportError> {
     driver.abort();
     result
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -141,7 +141,8 @@ pub(crate) async fn attempt(
     })
 }
 
-type Attempt<'a> = Pin<Box<dyn Future<Output = (usize, Result<Opened, TransportError>)> + Send + 'a>>;
+type Attempt<'a> =
+    Pin<Box<dyn Future<Output = (usize, Result<Opened, TransportError>)> + Send + 'a>>;
 
 /// Races `order` (indices into `candidates`, preferred first): the first starts at once, each
 /// next one after `head_start` or as soon as the previous one failed; the first healthy link
@@ -205,7 +206,10 @@ pub(crate) async fn race(
 /// One error for a failed race: retryable when any attempt's error was.
 fn combine(errors: Vec<TransportError>) -> TransportError {
     if errors.len() == 1 {
-        return errors.into_iter().next().unwrap_or(TransportError::NotConnected);
+        return errors
+            .into_iter()
+            .next()
+            .unwrap_or(TransportError::NotConnected);
     }
     let retryable = errors.iter().any(TransportError::is_retryable);
     let reason = errors

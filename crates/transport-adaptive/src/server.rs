@@ -118,11 +118,13 @@ impl Shared {
             conn,
             kind,
             peer,
-            self.settings.clone(),
-            self.table.clone(),
-            self.incoming.clone(),
-            self.stop.clone(),
-            self.sever.subscribe(),
+            sessions::Hub {
+                settings: self.settings.clone(),
+                table: self.table.clone(),
+                incoming: self.incoming.clone(),
+                stop: self.stop.clone(),
+                sever: self.sever.subscribe(),
+            },
         ));
     }
 }
@@ -153,7 +155,10 @@ impl AdaptiveServer {
     /// # Errors
     /// [`TransportError::InvalidConfig`], [`TransportError::ConnectionFailed`] when binding
     /// fails, [`TransportError::Tls`] for a bad certificate.
-    pub async fn bind(addr: SocketAddr, config: AdaptiveServerConfig) -> Result<Self, TransportError> {
+    pub async fn bind(
+        addr: SocketAddr,
+        config: AdaptiveServerConfig,
+    ) -> Result<Self, TransportError> {
         let table = SessionTable::new(config.max_sessions);
         Self::bind_with_sessions(addr, config, table).await
     }
@@ -250,7 +255,10 @@ impl AdaptiveServer {
                     if request.path != shared2.wt_path {
                         debug!(path = %request.path, "WebTransport request for another path");
                     }
-                    match session.into_connection(&transport, StreamConfig::default()).await {
+                    match session
+                        .into_connection(&transport, StreamConfig::default())
+                        .await
+                    {
                         Ok(conn) => shared2.handle_link(
                             conn,
                             TransportKind::WebTransport,

@@ -211,7 +211,7 @@ fn bad(what: &str) -> TransportError {
     TransportError::protocol(format!("session frame: {what}"))
 }
 
-fn text(bytes: Bytes) -> Result<String, TransportError> {
+fn text(bytes: &[u8]) -> Result<String, TransportError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| bad("reason is not UTF-8"))
 }
 
@@ -277,7 +277,7 @@ pub fn decode(message: &Message) -> Result<Frame, TransportError> {
             let code = RejectCode::from_u16(b.get_u16());
             Frame::Reject {
                 code,
-                reason: text(b)?,
+                reason: text(&b)?,
             }
         }
         T_DATA => {
@@ -299,7 +299,7 @@ pub fn decode(message: &Message) -> Result<Frame, TransportError> {
             let code = b.get_u16();
             Frame::Close {
                 code,
-                reason: text(b)?,
+                reason: text(&b)?,
             }
         }
         _ => return Err(bad("unknown frame type")),
@@ -348,7 +348,7 @@ impl SessionLimits {
                     .into(),
             ));
         }
-        if self.ack_every as usize > self.max_unacked_messages {
+        if usize::try_from(self.ack_every).map_or(true, |a| a > self.max_unacked_messages) {
             return Err(TransportError::InvalidConfig(
                 "session limits: ack_every must not exceed max_unacked_messages".into(),
             ));
@@ -474,7 +474,9 @@ impl Session {
         due.then(|| {
             self.ack_sent = self.delivered;
             self.ack_due = None;
-            Frame::Ack { seq: self.delivered }
+            Frame::Ack {
+                seq: self.delivered,
+            }
         })
     }
 
@@ -707,12 +709,10 @@ mod tests {
                     in_flight.push_back(a.send(Message::text(next.to_string())));
                 }
                 5..=7 => {
-                    if let Some(f) = in_flight.pop_front() {
-                        if let Frame::Data { seq, message } = f
-                            && let Received::Deliver(m) = b.on_data(seq, message, t).unwrap()
-                        {
-                            got.push(m);
-                        }
+                    if let Some(Frame::Data { seq, message }) = in_flight.pop_front()
+                        && let Received::Deliver(m) = b.on_data(seq, message, t).unwrap()
+                    {
+                        got.push(m);
                     }
                     if let Some(Frame::Ack { seq }) = b.poll_ack(t) {
                         a.on_ack(seq).unwrap();

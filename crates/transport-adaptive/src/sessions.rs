@@ -16,7 +16,7 @@ use transport_core::{
 };
 
 use crate::config::TransportKind;
-use crate::session::{self, Frame, RejectCode, Received, Session, SessionId, SessionLimits};
+use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
 
 /// What the application learns about an accepted connection.
 #[derive(Debug, Clone)]
@@ -117,6 +117,16 @@ pub(crate) struct SessionSettings {
     pub(crate) expiry: Duration,
 }
 
+/// What the handshake of a link needs from its server.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) settings: Arc<SessionSettings>,
+    pub(crate) table: SessionTable,
+    pub(crate) incoming: Incoming,
+    pub(crate) stop: CancellationToken,
+    pub(crate) sever: watch::Receiver<u64>,
+}
+
 /// Where accepted connections go.
 pub(crate) type Incoming = mpsc::Sender<(Connection, SessionRequest)>;
 
@@ -127,12 +137,15 @@ pub(crate) async fn handle_link(
     mut conn: Connection,
     kind: TransportKind,
     peer_addr: Option<SocketAddr>,
-    settings: Arc<SessionSettings>,
-    table: SessionTable,
-    incoming: Incoming,
-    stop: CancellationToken,
-    sever: watch::Receiver<u64>,
+    hub: Hub,
 ) {
+    let Hub {
+        settings,
+        table,
+        incoming,
+        stop,
+        sever,
+    } = hub;
     let deadline = tokio::time::Instant::now() + settings.hello_timeout;
     let first = loop {
         let received = tokio::select! {
@@ -207,7 +220,12 @@ async fn hello(
         return;
     }
     if ack != 0 {
-        reject(attach.conn, RejectCode::Protocol, "a new session acknowledges nothing").await;
+        reject(
+            attach.conn,
+            RejectCode::Protocol,
+            "a new session acknowledges nothing",
+        )
+        .await;
         return;
     }
     let Ok(new_id) = SessionId::random() else {
@@ -340,12 +358,12 @@ impl SessionTask<'_> {
     /// Sends on the link while still reading it (see the client's `push`).
     async fn push(&mut self, l: &mut Attached, message: Message) -> Next {
         let tx = l.tx.clone();
-        let send = tx.send(message);
-        tokio::pin!(send);
+        let sending = tx.send(message);
+        tokio::pin!(sending);
         loop {
             tokio::select! {
                 biased;
-                sent = &mut send => return if sent.is_ok() { Next::Go } else { Next::Detach },
+                result = &mut sending => return if result.is_ok() { Next::Go } else { Next::Detach },
                 received = l.rx.recv() => match self.on_received(received, l).await {
                     Next::Go => {}
                     other => return other,
@@ -373,9 +391,8 @@ impl SessionTask<'_> {
                 return (None, Next::Go);
             }
         };
-        self.io.set_info(
-            ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr),
-        );
+        self.io
+            .set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr));
         let (tx, rx) = a.conn.split();
         let mut l = Attached {
             tx,
@@ -444,7 +461,10 @@ async fn serve_session(
             }
             continue;
         };
-        let ack_at = task.session.next_timeout().map(tokio::time::Instant::from_std);
+        let ack_at = task
+            .session
+            .next_timeout()
+            .map(tokio::time::Instant::from_std);
         let can_send = task.session.can_send();
         let next = tokio::select! {
             r = l.rx.recv() => task.on_received(r, l).await,
@@ -463,20 +483,17 @@ async fn serve_session(
                     return RunOutcome::LocalClosed;
                 }
             },
-            a = attach_rx.recv(), if attach_open => match a {
+            a = attach_rx.recv(), if attach_open => if let Some(a) = a {
                 // The client moved (upgrade, or it noticed a drop before we did).
-                Some(a) => {
-                    let (l, next) = task.attach(a, true).await;
-                    if let Next::End(outcome) = next {
-                        return outcome;
-                    }
-                    link = l;
-                    continue;
+                let (l, next) = task.attach(a, true).await;
+                if let Next::End(outcome) = next {
+                    return outcome;
                 }
-                None => {
-                    attach_open = false;
-                    Next::Go
-                }
+                link = l;
+                continue;
+            } else {
+                attach_open = false;
+                Next::Go
             },
             () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => Next::Go,
             _ = l.sever.changed() => {

@@ -31,7 +31,10 @@ async fn websocket_wins_quickly_when_udp_is_blackholed() {
     assert_eq!(conn.transport(), Some(TransportKind::WebSocket));
     // The anchors' per-attempt timeouts are 5 s and more; the head start is 250 ms.
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
-    assert!(elapsed >= Duration::from_millis(200), "WS did not wait for its head start");
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "WS did not wait for its head start"
+    );
     round_trip(&mut conn, Message::text("through ws")).await;
     bounded(conn.close(1000, "")).await.unwrap();
     bounded(server.shutdown()).await;
@@ -90,7 +93,9 @@ async fn a_proxy_that_accepts_and_stalls_fails_the_health_check() {
     tune(&mut config);
     config.attempt_timeout(Duration::from_millis(300));
     let started = Instant::now();
-    let err = bounded(transport_adaptive::connect(config)).await.unwrap_err();
+    let err = bounded(transport_adaptive::connect(config))
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }

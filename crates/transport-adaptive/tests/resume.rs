@@ -35,7 +35,10 @@ async fn severed_links_resume_exactly_once_over_each_transport() {
             s.sever_links();
         })
         .await;
-        println!("{kind}: 3,000 each way across two severed links in {:?}", started.elapsed());
+        println!(
+            "{kind}: 3,000 each way across two severed links in {:?}",
+            started.elapsed()
+        );
         bounded(server.shutdown()).await;
     }
 }
@@ -139,7 +142,10 @@ async fn upgrades_back_to_webtransport_without_loss() {
         .unwrap();
     let gate = UdpGate::new(wt_addr).await;
     let mut config = AdaptiveConfig::default();
-    config.endpoint(TransportKind::WebTransport, format!("https://{}/wt", gate.addr));
+    config.endpoint(
+        TransportKind::WebTransport,
+        format!("https://{}/wt", gate.addr),
+    );
     config.endpoint(TransportKind::WebSocket, server.ws_url());
     tune(&mut config);
     config.wt_cert_hash(common::hex32(server.wt_cert_hash().unwrap()));
@@ -158,10 +164,16 @@ async fn upgrades_back_to_webtransport_without_loss() {
             .unwrap();
         let at = progress.load(std::sync::atomic::Ordering::Relaxed);
         println!("upgraded after the client received {at} messages");
-        assert!(at < 5_000, "the upgrade came after the exchange: it proves nothing");
+        assert!(
+            at < 5_000,
+            "the upgrade came after the exchange: it proves nothing"
+        );
     })
     .await;
-    println!("upgraded to WebTransport mid-stream; 5,000 each way in {:?}", started.elapsed());
+    println!(
+        "upgraded to WebTransport mid-stream; 5,000 each way in {:?}",
+        started.elapsed()
+    );
     let mut upgraded = false;
     while let Ok(e) = events.try_recv() {
         if let AdaptiveEvent::TransportChanged { from, to, reason } = e {

@@ -9,7 +9,10 @@ use common::{bounded, client_config, server_config};
 use transport_adaptive::{AdaptiveServer, SendBufferPolicy, TransportKind};
 use transport_core::{ConnectionState, Message, Transport, TransportError};
 
-async fn plain_server(addr: &str, table: Option<transport_adaptive::SessionTable>) -> AdaptiveServer {
+async fn plain_server(
+    addr: &str,
+    table: Option<transport_adaptive::SessionTable>,
+) -> AdaptiveServer {
     let mut config = server_config();
     config.enable_wt = false;
     let addr = addr.parse().unwrap();

@@ -93,6 +93,9 @@ async fn negotiation_finds_every_transport_and_webtransport_wins() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err, transport_core::TransportError::HandshakeRejected { status: 404 });
+    assert_eq!(
+        err,
+        transport_core::TransportError::HandshakeRejected { status: 404 }
+    );
     bounded(server.shutdown()).await;
 }

@@ -90,7 +90,9 @@ async fn required_session_refuses_a_third_party_server() {
     config.endpoint(TransportKind::WebSocket, url);
     config.session_mode(SessionMode::Required);
     tune(&mut config);
-    let err = bounded(transport_adaptive::connect(config)).await.unwrap_err();
+    let err = bounded(transport_adaptive::connect(config))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("session protocol"), "{err}");
 }
 

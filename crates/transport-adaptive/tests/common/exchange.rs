@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use transport_adaptive::{AdaptiveConnection, AdaptiveServer};
 use tokio::sync::Barrier;
+use transport_adaptive::{AdaptiveConnection, AdaptiveServer};
 use transport_core::{Connection, Message};
 
 use super::bounded;
@@ -31,7 +31,11 @@ async fn stream(conn: Connection, n: u32, pace: bool, progress: Progress, done: 
             .unwrap_or_else(|_| panic!("stalled waiting for {want}"))
             .unwrap_or_else(|e| panic!("error waiting for {want}: {e}"))
             .unwrap_or_else(|| panic!("ended waiting for {want}"));
-        assert_eq!(got, Message::text(want.to_string()), "out of order or duplicate");
+        assert_eq!(
+            got,
+            Message::text(want.to_string()),
+            "out of order or duplicate"
+        );
         progress.store(want, Ordering::Relaxed);
     }
     // Nothing more may come (no duplicates at the end).

@@ -133,24 +133,24 @@ impl UdpGate {
         back.connect(target).await.unwrap();
         let addr = front.local_addr().unwrap();
         let open = Arc::new(AtomicBool::new(false));
-        let o = open.clone();
+        let is_open = open.clone();
         let task = tokio::spawn(async move {
             let mut client: Option<SocketAddr> = None;
-            let mut a = vec![0u8; 65_536];
-            let mut b = vec![0u8; 65_536];
+            let mut up = vec![0u8; 65_536];
+            let mut down = vec![0u8; 65_536];
             loop {
                 tokio::select! {
-                    r = front.recv_from(&mut a) => {
+                    r = front.recv_from(&mut up) => {
                         let Ok((n, from)) = r else { return };
-                        if o.load(Ordering::Relaxed) {
+                        if is_open.load(Ordering::Relaxed) {
                             client = Some(from);
-                            let _ = back.send(&a[..n]).await;
+                            let _ = back.send(&up[..n]).await;
                         }
                     }
-                    r = back.recv(&mut b) => {
+                    r = back.recv(&mut down) => {
                         let Ok(n) = r else { continue };
-                        if let (true, Some(c)) = (o.load(Ordering::Relaxed), client) {
-                            let _ = front.send_to(&b[..n], c).await;
+                        if let (true, Some(c)) = (is_open.load(Ordering::Relaxed), client) {
+                            let _ = front.send_to(&down[..n], c).await;
                         }
                     }
                 }
