@@ -106,8 +106,16 @@ async fn a_severed_link_is_reported_and_resumed() {
     let _echo = spawn_echo(server.clone());
     let config = client_config(&server, &[TransportKind::WebSocket]);
     let conn = bounded(transport_adaptive::connect(config)).await.unwrap();
-    // Events are broadcast from the start; a subscriber sees later ones. Sever and watch.
     let mut events = conn.events();
+    // connect's own events first: the initial choice.
+    assert!(matches!(
+        events.try_recv().unwrap(),
+        AdaptiveEvent::TransportChanged {
+            from: None,
+            reason: ChangeReason::Initial,
+            ..
+        }
+    ));
     server.sever_links();
     let mut saw_drop = false;
     loop {
