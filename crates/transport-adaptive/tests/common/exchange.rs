@@ -14,12 +14,18 @@ use super::bounded;
 /// Counts what one side has received so far.
 pub type Progress = Arc<AtomicU32>;
 
-async fn stream(conn: Connection, n: u32, pace: bool, progress: Progress, done: Arc<Barrier>) {
+async fn stream(
+    conn: Connection,
+    n: u32,
+    pace: Option<u32>,
+    progress: Progress,
+    done: Arc<Barrier>,
+) {
     let (tx, mut rx) = conn.split();
     let writer = tokio::spawn(async move {
         for i in 1..=n {
             tx.send(Message::text(i.to_string())).await.unwrap();
-            if pace && i % 20 == 0 {
+            if pace.is_some_and(|every| i % every == 0) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -48,13 +54,13 @@ async fn stream(conn: Connection, n: u32, pace: bool, progress: Progress, done: 
 }
 
 /// Runs the exchange; `disrupt` runs once the client has received `n / 3` messages and is
-/// handed the client's progress. With `pace`, both writers pause 1 ms every 20 messages so
+/// handed the client's progress. With `pace: Some(k)`, both writers pause 1 ms every `k` messages so
 /// that the exchange lasts long enough for a slow disruption (an upgrade) to happen mid-way.
 pub async fn exchange<F, Fut>(
     server: Arc<AdaptiveServer>,
     client: AdaptiveConnection,
     n: u32,
-    pace: bool,
+    pace: Option<u32>,
     disrupt: F,
 ) where
     F: FnOnce(Progress) -> Fut,
