@@ -122,6 +122,8 @@ struct AdaptiveDial {
     winner: Option<usize>,
     /// The transport of the last link (kept while reconnecting, for events).
     last: Option<usize>,
+    /// The server ended the session (`CLOSE`): whatever its code, there is nothing to resume.
+    closed_by_server: bool,
 }
 
 /// One established link.
@@ -356,6 +358,7 @@ impl AdaptiveDial {
                 .on_ack(seq)
                 .map_err(|e| End::Outcome(RunOutcome::Failed(e)))?,
             Frame::Close { code, reason } => {
+                self.closed_by_server = true;
                 return Err(End::Outcome(RunOutcome::PeerClosed(CloseFrame::new(
                     code, reason,
                 ))));
@@ -534,7 +537,7 @@ impl Dial for AdaptiveDial {
     }
 
     fn should_retry(&self, error: &TransportError) -> bool {
-        error.is_retryable()
+        !self.closed_by_server && error.is_retryable()
     }
 }
 
@@ -592,6 +595,7 @@ pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, Trans
         session_id: SessionId::default(),
         winner: None,
         last: None,
+        closed_by_server: false,
     };
     let inner = driver::connect(dial, &transport, "adaptive").await?;
     Ok(AdaptiveConnection {

@@ -99,3 +99,68 @@ async fn negotiation_finds_every_transport_and_webtransport_wins() {
     );
     bounded(server.shutdown()).await;
 }
+
+#[tokio::test]
+async fn a_close_ends_the_session_on_both_sides_without_reconnecting() {
+    let server = server().await;
+    for kind in [TransportKind::WebSocket, TransportKind::WebTransport] {
+        // The server application closes with 1001: the client ends, it does not resume.
+        let mut conn = bounded(transport_adaptive::connect(client_config(&server, &[kind])))
+            .await
+            .unwrap();
+        let (mut server_conn, request) = bounded(server.accept()).await.unwrap();
+        assert_eq!(request.transport, kind);
+        round_trip_via(&mut conn, &mut server_conn).await;
+        bounded(server_conn.close(1001, "going away"))
+            .await
+            .unwrap();
+        assert_eq!(
+            bounded(conn.recv()).await.unwrap_err(),
+            transport_core::TransportError::ClosedByPeer {
+                code: 1001,
+                reason: "going away".into()
+            }
+        );
+        assert_eq!(bounded(conn.recv()).await.unwrap(), None);
+        bounded(
+            conn.watch_state()
+                .wait_for(|s| *s == ConnectionState::Disconnected),
+        )
+        .await
+        .unwrap();
+
+        // The client closes: the server's connection ends cleanly.
+        let mut conn = bounded(transport_adaptive::connect(client_config(&server, &[kind])))
+            .await
+            .unwrap();
+        let (mut server_conn, _) = bounded(server.accept()).await.unwrap();
+        round_trip_via(&mut conn, &mut server_conn).await;
+        bounded(conn.close(1000, "bye")).await.unwrap();
+        assert_eq!(bounded(server_conn.recv()).await.unwrap(), None);
+    }
+    // Ended sessions leave the table.
+    for _ in 0..100 {
+        if server.sessions().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(server.sessions().is_empty());
+    bounded(server.shutdown()).await;
+}
+
+async fn round_trip_via(
+    client: &mut transport_adaptive::AdaptiveConnection,
+    server: &mut transport_core::Connection,
+) {
+    client.send(Message::text("ping")).await.unwrap();
+    assert_eq!(
+        bounded(server.recv()).await.unwrap(),
+        Some(Message::text("ping"))
+    );
+    server.send(Message::text("pong")).await.unwrap();
+    assert_eq!(
+        bounded(client.recv()).await.unwrap(),
+        Some(Message::text("pong"))
+    );
+}
