@@ -199,3 +199,110 @@ async fn upgrades_back_to_webtransport_without_loss() {
     assert!(upgraded);
     bounded(server.shutdown()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falls_back_from_webtransport_to_websocket_mid_stream_without_loss() {
+    let server = Arc::new(server().await);
+    let wt_addr: std::net::SocketAddr = server
+        .wt_url()
+        .unwrap()
+        .trim_start_matches("https://")
+        .trim_end_matches("/wt")
+        .parse()
+        .unwrap();
+    let gate = UdpGate::new(wt_addr).await;
+    gate.open.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut config = AdaptiveConfig::default();
+    config.endpoint(
+        TransportKind::WebTransport,
+        format!("https://{}/wt", gate.addr),
+    );
+    config.endpoint(TransportKind::WebSocket, server.ws_url());
+    tune(&mut config);
+    config.wt_cert_hash(common::hex32(server.wt_cert_hash().unwrap()));
+    // UDP silently blocked mid-connection is noticed by the keepalive.
+    config
+        .wt
+        .client
+        .transport
+        .keepalive(Some(Duration::from_millis(200)), Duration::from_secs(1));
+    config.wt.client.transport.connect_timeout = Duration::from_millis(500);
+    config.probe_interval(None);
+    let client = bounded(transport_adaptive::connect(config)).await.unwrap();
+    assert_eq!(client.transport(), Some(TransportKind::WebTransport));
+    let mut events = client.events();
+    let mut status = client.watch_status();
+    let open = gate.open.clone();
+    let started = Instant::now();
+    exchange(
+        server.clone(),
+        client,
+        5_000,
+        Some(2),
+        |progress| async move {
+            // UDP goes dark.
+            open.store(false, std::sync::atomic::Ordering::Relaxed);
+            bounded(status.wait_for(|s| s.transport == Some(TransportKind::WebSocket)))
+                .await
+                .unwrap();
+            let at = progress.load(std::sync::atomic::Ordering::Relaxed);
+            println!("fell back to WebSocket after the client received {at} messages");
+            assert!(at < 5_000, "the fallback came after the exchange");
+        },
+    )
+    .await;
+    println!(
+        "fallback mid-stream; 5,000 each way in {:?}",
+        started.elapsed()
+    );
+    let mut fell_back = false;
+    while let Ok(e) = events.try_recv() {
+        if let AdaptiveEvent::TransportChanged { from, to, reason } = e
+            && reason != ChangeReason::Initial
+        {
+            assert_eq!(
+                (from, to, reason),
+                (
+                    Some(TransportKind::WebTransport),
+                    TransportKind::WebSocket,
+                    ChangeReason::Fallback
+                )
+            );
+            fell_back = true;
+        }
+    }
+    assert!(fell_back);
+    bounded(server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn a_session_detached_past_its_expiry_is_lost_with_an_error() {
+    let mut config = server_config();
+    config.enable_wt = false;
+    config.session_expiry = Duration::from_millis(200);
+    let first = AdaptiveServer::bind("127.0.0.1:0".parse().unwrap(), config.clone())
+        .await
+        .unwrap();
+    let addr = first.local_addr();
+    let mut conn = bounded(transport_adaptive::connect(client_config(
+        &first,
+        &[TransportKind::WebSocket],
+    )))
+    .await
+    .unwrap();
+    let (server_conn, _) = bounded(first.accept()).await.unwrap();
+    let table = first.sessions();
+    assert_eq!(table.len(), 1);
+    bounded(first.shutdown()).await;
+    drop(first);
+    // The session expires while nobody listens; its application connection ends.
+    let mut server_conn = server_conn;
+    assert!(bounded(server_conn.recv()).await.is_err());
+    assert!(table.is_empty());
+    let second = AdaptiveServer::bind_with_sessions(addr, config, table)
+        .await
+        .unwrap();
+    let err = bounded(conn.recv()).await.unwrap_err();
+    assert!(err.to_string().contains("session lost"), "{err}");
+    bounded(second.shutdown()).await;
+}
