@@ -1,0 +1,44 @@
+//! The server's accept policy (origin allow-list) applies to every transport.
+
+mod common;
+
+use common::{bounded, client_config, server_config};
+use transport_adaptive::{AdaptiveServer, TransportKind};
+use transport_core::TransportError;
+
+#[tokio::test]
+async fn origin_allow_list_applies_to_all_three_transports() {
+    let mut config = server_config();
+    config.policy.allow_origins(["https://ok.example"]);
+    let server = AdaptiveServer::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    for kind in [
+        TransportKind::WebSocket,
+        TransportKind::Sse,
+        TransportKind::WebTransport,
+    ] {
+        for (origin, allowed) in [
+            ("https://ok.example", true),
+            ("https://evil.example", false),
+        ] {
+            let mut c = client_config(&server, &[kind]);
+            c.ws.transport.header("Origin", origin).unwrap();
+            c.sse.transport.header("Origin", origin).unwrap();
+            c.wt.client.origin(origin);
+            let result = bounded(transport_adaptive::connect(c)).await;
+            if allowed {
+                let conn = result.unwrap_or_else(|e| panic!("{kind} {origin}: {e}"));
+                assert_eq!(conn.transport(), Some(kind));
+            } else {
+                let err = result.expect_err(origin);
+                assert_eq!(
+                    err,
+                    TransportError::HandshakeRejected { status: 403 },
+                    "{kind}"
+                );
+            }
+        }
+    }
+    bounded(server.shutdown()).await;
+}
