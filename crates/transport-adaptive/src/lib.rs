@@ -30,6 +30,44 @@
 //!   falls back and reconnects, and reports that delivery is not guaranteed.
 //! * **Server** ([`AdaptiveServer`]): one `accept()` for all three transports.
 //!
+//! ## Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use transport_adaptive::{AdaptiveConfig, AdaptiveServer, AdaptiveServerConfig};
+//! use transport_core::{Message, Transport};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), transport_core::TransportError> {
+//! // Server: WebSocket, SSE and negotiation on one TCP port, WebTransport on UDP.
+//! let addr = "127.0.0.1:0".parse().expect("an address");
+//! let server = Arc::new(AdaptiveServer::bind(addr, AdaptiveServerConfig::default()).await?);
+//! let s = server.clone();
+//! tokio::spawn(async move {
+//!     // One handler, whatever transport carries the connection.
+//!     while let Some((mut conn, _request)) = s.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Ok(Some(m)) = conn.recv().await {
+//!                 let _ = conn.send(m).await;
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! // Client: discover the endpoints, race them, keep the winner.
+//! let mut config = AdaptiveConfig::default();
+//! config.ws.proxy(transport_adaptive::transport_ws::ProxyConfig::none());
+//! let config = transport_adaptive::negotiate(&server.base_url(), config).await?;
+//! let mut conn = transport_adaptive::connect(config).await?;
+//! println!("connected over {:?}", conn.transport());
+//! assert!(conn.status().delivery_guaranteed);
+//! conn.send(Message::text("hello")).await?;
+//! assert_eq!(conn.recv().await?, Some(Message::text("hello")));
+//! conn.close(1000, "bye").await?;
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! ## Cancel safety
 //! [`connect`], [`negotiate`] and [`AdaptiveServer::accept`] are cancel safe; so are the
 //! connections' `send`, `recv` and `close`.
@@ -50,4 +88,4 @@ pub use negotiate::{Negotiation, negotiate};
 pub use server::{AdaptiveServer, AdaptiveServerConfig};
 pub use session::{SessionId, SessionLimits};
 pub use sessions::{SessionRequest, SessionTable};
-pub use transport_core;
+pub use {transport_core, transport_sse, transport_ws, transport_wt};
