@@ -578,9 +578,23 @@ pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, Trans
         .max_message_size
         .min(config.sse.transport.max_message_size)
         .min(config.wt.client.transport.max_message_size);
-    transport.max_message_size = transport
-        .max_message_size
-        .min(protocol_limit.saturating_sub(session::DATA_OVERHEAD).max(1));
+    // An SSE server sends binary as base64 in one event, which the parser bounds.
+    let sse_limit = if config
+        .endpoints
+        .iter()
+        .any(|e| e.kind == TransportKind::Sse)
+    {
+        let p = config.sse.parser;
+        p.max_event_size.min(p.max_line_length) / 4 * 3
+    } else {
+        usize::MAX
+    };
+    transport.max_message_size = transport.max_message_size.min(
+        protocol_limit
+            .min(sse_limit)
+            .saturating_sub(session::DATA_OVERHEAD)
+            .max(1),
+    );
     let policy = config.send_buffer_policy;
     let shared = Arc::new(ClientShared {
         candidates,

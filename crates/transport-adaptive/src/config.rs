@@ -108,7 +108,9 @@ pub struct AdaptiveConfig {
     /// WebSocket settings. Their reconnect policy is ignored (always disabled: the adaptive
     /// layer reconnects). Default: [`WsConfig::default`] with a 5 s connect timeout.
     pub ws: WsConfig,
-    /// SSE settings (reconnect always disabled). Default: 5 s connect timeout.
+    /// SSE settings (reconnect always disabled). Default: 5 s connect timeout, and lines as
+    /// long as events (1 MiB): a binary message travels as one base64 line, so messages over
+    /// SSE are limited to 3/4 of the smaller of the two parser limits (768 KiB by default).
     pub sse: SseConfig,
     /// WebTransport settings, e.g. pinned certificate hashes (reconnect always disabled).
     /// Default: 5 s connect timeout.
@@ -122,6 +124,10 @@ impl Default for AdaptiveConfig {
         ws.transport.connect_timeout = attempt;
         let mut sse = SseConfig::default();
         sse.transport.connect_timeout = attempt;
+        // Session frames travel as one base64 line each: allow a line as long as an event.
+        let mut limits = sse.parser;
+        limits.max_line_length(limits.max_event_size);
+        sse.parser_limits(limits);
         let mut wt = WtConfig::default();
         wt.client.transport.connect_timeout = attempt;
         Self {

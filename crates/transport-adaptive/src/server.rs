@@ -208,7 +208,7 @@ impl AdaptiveServer {
             wt_port: wt.as_ref().map(|w| w.local_addr().port()),
             cert_hash: cert.as_ref().map(SelfSignedCert::sha256_hex),
             settings: Arc::new(SessionSettings {
-                transport: config.transport.clone(),
+                transport: app_transport(&config.transport),
                 limits: config.session.clone(),
                 hello_timeout: config.hello_timeout,
                 expiry: config.session_expiry,
@@ -357,6 +357,17 @@ impl Drop for AdaptiveServer {
     fn drop(&mut self) {
         self.shared.stop.cancel();
     }
+}
+
+/// The settings of the application's connections: room for the session header inside the
+/// links' message limit.
+fn app_transport(links: &TransportConfig) -> TransportConfig {
+    let mut t = links.clone();
+    t.max_message_size = t
+        .max_message_size
+        .saturating_sub(crate::session::DATA_OVERHEAD)
+        .max(1);
+    t
 }
 
 async fn bind_both(

@@ -265,7 +265,7 @@ async fn reject(conn: Connection, code: RejectCode, reason: &str) {
 
 /// Passes messages both ways between a link and the application (no session).
 async fn relay(
-    mut conn: Connection,
+    conn: Connection,
     first: Option<Message>,
     io: &mut DriverIo,
     stop: CancellationToken,
@@ -273,20 +273,56 @@ async fn relay(
     if let Some(m) = first {
         io.deliver(m).await;
     }
+    let (tx, mut rx) = conn.split();
+    let end = |r: Result<Option<Message>, TransportError>, rx: &Receiver| match r {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(RunOutcome::PeerClosed(
+            rx.peer_close_frame().unwrap_or_else(CloseFrame::normal),
+        )),
+        Err(e) => Some(RunOutcome::Failed(e)),
+    };
     loop {
         tokio::select! {
-            r = conn.recv() => match r {
-                Ok(Some(m)) => { io.deliver(m).await; }
-                Ok(None) => return RunOutcome::PeerClosed(conn.peer_close_frame().unwrap_or_else(CloseFrame::normal)),
-                Err(e) => return RunOutcome::Failed(e),
-            },
+            r = rx.recv() => {
+                if let Ok(Some(m)) = r {
+                    io.deliver(m).await;
+                } else if let Some(outcome) = end(r, &rx) {
+                    return outcome;
+                }
+            }
             cmd = io.next_command() => match cmd {
-                Command::Send(m) => if let Err(e) = conn.send(m).await { return RunOutcome::Failed(e) },
-                Command::Close(f) => { let _ = conn.close(f.code, &f.reason).await; return RunOutcome::LocalClosed; }
+                Command::Send(m) => {
+                    // Keep reading while the send waits (see the session's `push`).
+                    let sending = tx.send(m);
+                    tokio::pin!(sending);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            result = &mut sending => match result {
+                                Ok(()) => break,
+                                Err(e) => return RunOutcome::Failed(e),
+                            },
+                            r = rx.recv() => {
+                                if let Ok(Some(m)) = r {
+                                    io.deliver(m).await;
+                                } else if let Some(outcome) = end(r, &rx) {
+                                    return outcome;
+                                }
+                            }
+                        }
+                    }
+                }
+                Command::Close(f) => {
+                    let _ = tx.close(f.code, &f.reason).await;
+                    return RunOutcome::LocalClosed;
+                }
             },
             () = stop.cancelled() => {
-                let _ = conn.close(1001, "server shutting down").await;
-                return RunOutcome::Failed(TransportError::ClosedByPeer { code: 1001, reason: "server shutting down".into() });
+                let _ = tx.close(1001, "server shutting down").await;
+                return RunOutcome::Failed(TransportError::ClosedByPeer {
+                    code: 1001,
+                    reason: "server shutting down".into(),
+                });
             }
         }
     }

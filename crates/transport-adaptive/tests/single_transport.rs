@@ -22,6 +22,18 @@ async fn over(kind: TransportKind) {
     round_trip(&mut conn, Message::text("hello")).await;
     round_trip(&mut conn, Message::binary(vec![0u8, 1, 2, 255])).await;
     round_trip(&mut conn, Message::text("line\r\nbreaks\n")).await;
+    // Large messages fit every link, SSE's base64 events included.
+    let large: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    round_trip(&mut conn, Message::binary(large)).await;
+    // Past the limit: refused at once, the connection carries on.
+    let err = conn
+        .send(Message::binary(vec![0u8; 16 << 20]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, transport_core::TransportError::MessageTooLarge { .. }),
+        "{err}"
+    );
     for i in 0..200 {
         conn.send(Message::text(i.to_string())).await.unwrap();
     }
