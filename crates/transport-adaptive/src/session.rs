@@ -494,7 +494,7 @@ impl Session {
     /// or misses messages no longer in the replay buffer (the replay window was exceeded).
     pub fn resume(&mut self, peer_ack: u64) -> Result<Vec<Frame>, TransportError> {
         let oldest = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
-        if peer_ack + 1 < oldest {
+        if peer_ack.saturating_add(1) < oldest {
             return Err(TransportError::protocol(format!(
                 "session replay window exceeded: the peer has received up to {peer_ack}, the \
                  replay buffer starts at {oldest}"
@@ -607,6 +607,42 @@ mod tests {
         }
     }
 
+    /// A poor man's fuzz run: random and mutated frames never panic the decoder, and
+    /// whatever decodes encodes back to something that decodes the same.
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = fastrand_like(0xf00d);
+        let seeds = [
+            encode(&Frame::Hello {
+                session: SessionId([3; 16]),
+                ack: 5,
+            }),
+            encode(&Frame::Data {
+                seq: 7,
+                message: Message::text("abc"),
+            }),
+            encode(&Frame::Reject {
+                code: RejectCode::Full,
+                reason: "x".into(),
+            }),
+        ];
+        for i in 0..20_000u32 {
+            let mut bytes: Vec<u8> = if i % 2 == 0 {
+                seeds[(i as usize / 2) % seeds.len()].as_bytes().to_vec()
+            } else {
+                let len = usize::try_from(rng() % 40).unwrap();
+                (0..len).map(|_| rng().to_le_bytes()[0]).collect()
+            };
+            if !bytes.is_empty() {
+                let at = usize::try_from(rng()).unwrap() % bytes.len();
+                bytes[at] = rng().to_le_bytes()[0];
+            }
+            if let Ok(frame) = decode(&Message::binary(bytes)) {
+                assert_eq!(decode(&encode(&frame)).unwrap(), frame);
+            }
+        }
+    }
+
     #[test]
     fn in_order_delivery_drops_duplicates_and_refuses_gaps() {
         let t = Instant::now();
@@ -688,8 +724,16 @@ mod tests {
         assert_eq!(seqs, [3, 4]);
         // The peer regressed below what was released: the window was exceeded.
         assert!(s.resume(0).is_err());
-        // The peer claims more than was sent.
+        // The peer claims more than was sent (or anything at all, without panicking).
         assert!(s.resume(9).is_err());
+        assert!(s.resume(u64::MAX).is_err());
+        assert!(s.on_ack(u64::MAX).is_err());
+        let t = Instant::now();
+        assert!(s.on_data(u64::MAX, Message::text("x"), t).is_err());
+        assert_eq!(
+            s.on_data(0, Message::text("x"), t).unwrap(),
+            Received::Duplicate
+        );
     }
 
     /// Two sessions over a lossy link that drops everything in flight at random points:
