@@ -344,12 +344,16 @@ enum Next {
     Detach,
     /// The session is over.
     End(RunOutcome),
+    /// A new link arrived for the session: attach it (the old one is dropped).
+    Moved(Attach),
 }
 
 struct SessionTask<'a> {
     id: SessionId,
     session: Session,
     io: &'a mut DriverIo,
+    attach_rx: mpsc::Receiver<Attach>,
+    attach_open: bool,
 }
 
 impl SessionTask<'_> {
@@ -404,6 +408,11 @@ impl SessionTask<'_> {
                     Next::Go => {}
                     other => return other,
                 },
+                // A client that moved to another link stops reading this one: do not wait.
+                a = self.attach_rx.recv(), if self.attach_open => match a {
+                    Some(a) => return Next::Moved(a),
+                    None => self.attach_open = false,
+                },
             }
         }
     }
@@ -444,7 +453,7 @@ impl SessionTask<'_> {
             match self.push(&mut l, session::encode(&frame)).await {
                 Next::Go => {}
                 Next::Detach => return (None, Next::Go),
-                end @ Next::End(_) => return (None, end),
+                other => return (None, other),
             }
         }
         (Some(l), Next::Go)
@@ -456,7 +465,7 @@ impl SessionTask<'_> {
 async fn serve_session(
     id: SessionId,
     first: Attach,
-    mut attach_rx: mpsc::Receiver<Attach>,
+    attach_rx: mpsc::Receiver<Attach>,
     settings: &SessionSettings,
     io: &mut DriverIo,
 ) -> RunOutcome {
@@ -464,50 +473,77 @@ async fn serve_session(
         id,
         session: Session::new(settings.limits.clone()),
         io,
+        attach_rx,
+        attach_open: true,
     };
-    let (mut link, next) = task.attach(first, false).await;
-    if let Next::End(outcome) = next {
-        return outcome;
-    }
-    let mut attach_open = true;
+    let mut link = None;
+    let mut next = Next::Moved(first);
+    let mut resumed = false;
     loop {
-        let Some(l) = link.as_mut() else {
-            // Detached: buffer sends (bounded by the session window), wait for a link.
-            let expiry = tokio::time::sleep(settings.expiry);
-            let can_send = task.session.can_send();
-            tokio::select! {
-                a = attach_rx.recv(), if attach_open => match a {
-                    Some(a) => {
-                        let (l, next) = task.attach(a, true).await;
-                        if let Next::End(outcome) = next {
-                            return outcome;
-                        }
-                        link = l;
-                    }
-                    None => return RunOutcome::Failed(TransportError::lost("session table gone")),
-                },
-                cmd = task.io.next_command(), if can_send => match cmd {
-                    Command::Send(m) => { task.session.send(m); }
-                    Command::Close(_) => return RunOutcome::LocalClosed,
-                },
-                () = expiry => {
-                    debug!(%id, "detached session expired");
-                    return RunOutcome::Failed(TransportError::lost("session expired while detached"));
+        // Settle what the last step asked for.
+        loop {
+            match next {
+                Next::Go => break,
+                Next::Detach => {
+                    debug!(%id, "session detached");
+                    link = None;
+                    break;
+                }
+                Next::End(outcome) => return outcome,
+                Next::Moved(a) => {
+                    // The client moved (reconnect, fallback, upgrade); the old link is dropped.
+                    drop(link.take());
+                    let (l, n) = task.attach(a, resumed).await;
+                    resumed = true;
+                    link = l;
+                    next = n;
                 }
             }
-            continue;
+        }
+        next = match link.as_mut() {
+            None => task.detached(settings).await,
+            Some(l) => task.attached(l, settings).await,
         };
-        let ack_at = task
+    }
+}
+
+impl SessionTask<'_> {
+    /// One step without a link: buffer sends (bounded by the session window), wait for one.
+    async fn detached(&mut self, settings: &SessionSettings) -> Next {
+        let expiry = tokio::time::sleep(settings.expiry);
+        let can_send = self.session.can_send();
+        tokio::select! {
+            a = self.attach_rx.recv(), if self.attach_open => match a {
+                Some(a) => Next::Moved(a),
+                None => Next::End(RunOutcome::Failed(TransportError::lost("session table gone"))),
+            },
+            cmd = self.io.next_command(), if can_send => match cmd {
+                Command::Send(m) => {
+                    self.session.send(m);
+                    Next::Go
+                }
+                Command::Close(_) => Next::End(RunOutcome::LocalClosed),
+            },
+            () = expiry => {
+                debug!(id = %self.id, "detached session expired");
+                Next::End(RunOutcome::Failed(TransportError::lost("session expired while detached")))
+            }
+        }
+    }
+
+    /// One step with a link.
+    async fn attached(&mut self, l: &mut Attached, settings: &SessionSettings) -> Next {
+        let ack_at = self
             .session
             .next_timeout()
             .map(tokio::time::Instant::from_std);
-        let can_send = task.session.can_send();
+        let can_send = self.session.can_send();
         let next = tokio::select! {
-            r = l.rx.recv() => task.on_received(r, l).await,
-            cmd = task.io.next_command(), if can_send => match cmd {
+            r = l.rx.recv() => self.on_received(r, l).await,
+            cmd = self.io.next_command(), if can_send => match cmd {
                 Command::Send(m) => {
-                    let frame = task.session.send(m);
-                    task.push(l, session::encode(&frame)).await
+                    let frame = self.session.send(m);
+                    self.push(l, session::encode(&frame)).await
                 }
                 Command::Close(f) => {
                     let close = Frame::Close { code: f.code, reason: f.reason.clone() };
@@ -516,24 +552,18 @@ async fn serve_session(
                         l.tx.send(session::encode(&close)),
                     ).await;
                     let _ = l.tx.close(f.code, &f.reason).await;
-                    return RunOutcome::LocalClosed;
+                    return Next::End(RunOutcome::LocalClosed);
                 }
             },
-            a = attach_rx.recv(), if attach_open => if let Some(a) = a {
-                // The client moved (upgrade, or it noticed a drop before we did).
-                let (l, next) = task.attach(a, true).await;
-                if let Next::End(outcome) = next {
-                    return outcome;
-                }
-                link = l;
-                continue;
+            a = self.attach_rx.recv(), if self.attach_open => if let Some(a) = a {
+                Next::Moved(a)
             } else {
-                attach_open = false;
+                self.attach_open = false;
                 Next::Go
             },
             () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => Next::Go,
             _ = l.sever.changed() => {
-                debug!(%id, "link severed");
+                debug!(id = %self.id, "link severed");
                 Next::Detach
             }
             () = l.stop.cancelled() => {
@@ -541,20 +571,12 @@ async fn serve_session(
                 Next::Detach
             }
         };
-        let next = match next {
-            Next::Go => match task.session.poll_ack(Instant::now()) {
-                Some(ack) => task.push(l, session::encode(&ack)).await,
+        match next {
+            Next::Go => match self.session.poll_ack(Instant::now()) {
+                Some(ack) => self.push(l, session::encode(&ack)).await,
                 None => Next::Go,
             },
             other => other,
-        };
-        match next {
-            Next::Go => {}
-            Next::Detach => {
-                debug!(%id, "session detached");
-                link = None;
-            }
-            Next::End(outcome) => return outcome,
         }
     }
 }
