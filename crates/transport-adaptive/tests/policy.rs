@@ -42,3 +42,30 @@ async fn origin_allow_list_applies_to_all_three_transports() {
     }
     bounded(server.shutdown()).await;
 }
+
+#[tokio::test]
+async fn a_full_session_table_refuses_new_sessions() {
+    let mut config = server_config();
+    config.max_sessions = 1;
+    config.enable_wt = false;
+    let server = AdaptiveServer::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let first = bounded(transport_adaptive::connect(client_config(
+        &server,
+        &[TransportKind::WebSocket],
+    )))
+    .await
+    .unwrap();
+    let err = bounded(transport_adaptive::connect(client_config(
+        &server,
+        &[TransportKind::WebSocket],
+    )))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("session table full"), "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(server.sessions().len(), 1);
+    drop(first);
+    bounded(server.shutdown()).await;
+}

@@ -107,3 +107,31 @@ async fn session_off_connects_without_a_health_check() {
     assert!(!conn.status().delivery_guaranteed);
     round_trip(&mut conn, Message::text("raw")).await;
 }
+
+#[tokio::test]
+async fn a_plain_websocket_client_gets_a_connection_without_session() {
+    let server = common::server().await;
+    let mut ws = transport_ws::WsConfig::default();
+    ws.proxy(transport_ws::ProxyConfig::none());
+    let mut plain = bounded(transport_ws::connect(&server.ws_url(), ws))
+        .await
+        .unwrap();
+    plain.send(Message::text("hi")).await.unwrap();
+    let (mut conn, request) = bounded(server.accept()).await.unwrap();
+    assert!(!request.delivery_guaranteed);
+    assert_eq!(request.transport, TransportKind::WebSocket);
+    assert_eq!(
+        bounded(conn.recv()).await.unwrap(),
+        Some(Message::text("hi"))
+    );
+    conn.send(Message::text("hello, plain client"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(plain.recv()).await.unwrap(),
+        Some(Message::text("hello, plain client"))
+    );
+    bounded(plain.close(1000, "")).await.unwrap();
+    assert_eq!(bounded(conn.recv()).await.unwrap(), None);
+    bounded(server.shutdown()).await;
+}
