@@ -97,7 +97,8 @@ pub struct AdaptiveConfig {
     pub health_timeout: Duration,
     /// After falling back, how often the more preferred transports are tried again in the
     /// background; the connection moves over when one works (no loss, no reordering).
-    /// `None` disables upgrades. Default: 30 s.
+    /// `None` disables upgrades. Only with a server speaking the session protocol (moving a
+    /// connection without it could lose messages). Default: 30 s.
     pub probe_interval: Option<Duration>,
     /// What a full send buffer does while reconnecting. Default: [`SendBufferPolicy::Wait`].
     pub send_buffer_policy: SendBufferPolicy,

@@ -203,26 +203,25 @@ pub(crate) async fn race(
     }
 }
 
-/// One error for a failed race: retryable when any attempt's error was.
+/// One error for a failed race: the first attempt's error when every attempt failed the same
+/// way or none can pass by retrying (typed, e.g. a 403); otherwise a retryable
+/// [`TransportError::ConnectionFailed`] naming every failure.
 fn combine(errors: Vec<TransportError>) -> TransportError {
-    if errors.len() == 1 {
+    let same = errors.windows(2).all(|w| w[0] == w[1]);
+    let retryable = errors.iter().any(TransportError::is_retryable);
+    if same || !retryable {
         return errors
             .into_iter()
             .next()
             .unwrap_or(TransportError::NotConnected);
     }
-    let retryable = errors.iter().any(TransportError::is_retryable);
     let reason = errors
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    if retryable {
-        TransportError::ConnectionFailed {
-            reason: format!("every transport failed: {reason}"),
-            source: None,
-        }
-    } else {
-        TransportError::Unsupported(format!("every transport failed for good: {reason}"))
+    TransportError::ConnectionFailed {
+        reason: format!("every transport failed: {reason}"),
+        source: None,
     }
 }

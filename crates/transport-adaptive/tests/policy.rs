@@ -69,3 +69,32 @@ async fn a_full_session_table_refuses_new_sessions() {
     drop(first);
     bounded(server.shutdown()).await;
 }
+
+#[tokio::test]
+async fn refused_everywhere_is_the_typed_refusal() {
+    let mut config = server_config();
+    config.policy.allow_origins(["https://ok.example"]);
+    let server = AdaptiveServer::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let mut c = client_config(
+        &server,
+        &[
+            TransportKind::WebTransport,
+            TransportKind::WebSocket,
+            TransportKind::Sse,
+        ],
+    );
+    c.ws.transport
+        .header("Origin", "https://evil.example")
+        .unwrap();
+    c.sse
+        .transport
+        .header("Origin", "https://evil.example")
+        .unwrap();
+    c.wt.client.origin("https://evil.example");
+    let err = bounded(transport_adaptive::connect(c)).await.unwrap_err();
+    assert_eq!(err, TransportError::HandshakeRejected { status: 403 });
+    assert!(!err.is_retryable());
+    bounded(server.shutdown()).await;
+}
