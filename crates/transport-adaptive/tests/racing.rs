@@ -78,6 +78,22 @@ async fn a_refused_transport_hands_over_at_once_and_events_say_so() {
     println!("connected over SSE after a refused WebSocket in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     assert_eq!(conn.transport(), Some(TransportKind::Sse));
+    let mut events = conn.events();
+    assert!(matches!(
+        events.try_recv().unwrap(),
+        AdaptiveEvent::AttemptFailed {
+            transport: TransportKind::WebSocket,
+            ..
+        }
+    ));
+    assert!(matches!(
+        events.try_recv().unwrap(),
+        AdaptiveEvent::TransportChanged {
+            from: None,
+            to: TransportKind::Sse,
+            reason: ChangeReason::Initial
+        }
+    ));
     round_trip(&mut conn, Message::text("x")).await;
     bounded(conn.close(1000, "")).await.unwrap();
     bounded(server.shutdown()).await;
@@ -135,5 +151,55 @@ async fn a_severed_link_is_reported_and_resumed() {
         }
     }
     assert!(saw_drop);
+    bounded(server.shutdown()).await;
+}
+
+/// A WebSocket server that completes the upgrade and then never answers (like a proxy that
+/// accepts the upgrade and stalls): the health check catches it.
+async fn upgrade_then_stall() -> (String, common::AbortOnDrop) {
+    let mut server =
+        transport_ws::WsServer::bind("127.0.0.1:0", transport_ws::WsServerConfig::default())
+            .await
+            .unwrap();
+    let url = server.url();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some((conn, _)) = server.accept().await {
+            if held.len() < 32 {
+                held.push(conn);
+            }
+        }
+    });
+    (url, common::AbortOnDrop(task))
+}
+
+#[tokio::test]
+async fn an_upgrade_that_stalls_loses_to_the_next_transport() {
+    let server = Arc::new(server().await);
+    let _echo = spawn_echo(server.clone());
+    let (stalled, _stall) = upgrade_then_stall().await;
+    let mut config = AdaptiveConfig::default();
+    config.endpoint(TransportKind::WebSocket, stalled);
+    config.endpoint(TransportKind::Sse, server.sse_url());
+    tune(&mut config);
+    let started = Instant::now();
+    let mut conn = bounded(transport_adaptive::connect(config)).await.unwrap();
+    let elapsed = started.elapsed();
+    println!("connected over SSE past a stalled WebSocket upgrade in {elapsed:?}");
+    assert_eq!(conn.transport(), Some(TransportKind::Sse));
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    round_trip(&mut conn, Message::text("x")).await;
+    bounded(conn.close(1000, "")).await.unwrap();
+
+    // Alone, the stalled upgrade fails its health check in time.
+    let (stalled, _stall) = upgrade_then_stall().await;
+    let mut config = AdaptiveConfig::default();
+    config.endpoint(TransportKind::WebSocket, stalled);
+    tune(&mut config);
+    config.health_timeout(Duration::from_millis(300));
+    let err = bounded(transport_adaptive::connect(config))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
     bounded(server.shutdown()).await;
 }
