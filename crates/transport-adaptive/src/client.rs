@@ -55,7 +55,8 @@ pub enum ChangeReason {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AdaptiveEvent {
-    /// A transport now carries the connection.
+    /// A transport now carries the connection: the first one, a fallback, a recovery or an
+    /// upgrade. A reconnect to the same endpoint emits `Disconnected` then `Resumed` instead.
     TransportChanged {
         /// The previous transport (`None` for the first connection).
         from: Option<TransportKind>,
