@@ -1,0 +1,702 @@
+//! The adaptive client: [`connect`] races the configured transports, runs the session layer
+//! over the winner, reconnects (through the core driver and its `ReconnectPolicy`), falls back
+//! and upgrades, and reports what it does through [`AdaptiveStatus`] and [`AdaptiveEvent`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, info};
+use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
+use transport_core::{
+    CloseFrame, Command, Connection, ConnectionInfo, ConnectionState, ConnectionStats, Message,
+    Receiver, Sender, Transport, TransportError, TrySendError,
+};
+
+use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
+use crate::race::{self, Candidate, Need, Opened};
+use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
+
+/// Capacity of the events channel; a receiver that lags loses the oldest events.
+const EVENTS: usize = 64;
+
+/// Which transport carries the connection now, and with which guarantees.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct AdaptiveStatus {
+    /// The transport in use; `None` while reconnecting.
+    pub transport: Option<TransportKind>,
+    /// Whether the session layer is in use: every message is delivered exactly once, in order,
+    /// across reconnects and transport changes. `false` against a server that does not speak
+    /// the session protocol.
+    pub delivery_guaranteed: bool,
+    /// The session id, once the server has given one.
+    pub session: Option<SessionId>,
+}
+
+/// Why the transport changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeReason {
+    /// The first connection.
+    Initial,
+    /// Reconnected after a drop, on the same transport.
+    Reconnected,
+    /// Reconnected after a drop, on a less preferred transport (the previous one failed).
+    Fallback,
+    /// Reconnected after a drop, on a more preferred transport.
+    Recovered,
+    /// A background probe found a more preferred transport working; the connection moved.
+    Upgrade,
+}
+
+/// What happened to an adaptive connection, for the application's logs and UI.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AdaptiveEvent {
+    /// A transport now carries the connection: the first one, a fallback, a recovery or an
+    /// upgrade. A reconnect to the same endpoint emits `Disconnected` then `Resumed` instead.
+    TransportChanged {
+        /// The previous transport (`None` for the first connection).
+        from: Option<TransportKind>,
+        /// The new one.
+        to: TransportKind,
+        /// Why.
+        reason: ChangeReason,
+    },
+    /// The link dropped; the connection is reconnecting.
+    Disconnected {
+        /// The transport that dropped.
+        transport: TransportKind,
+        /// What happened.
+        error: TransportError,
+    },
+    /// One attempt failed (connect, health check, or handshake).
+    AttemptFailed {
+        /// The transport tried.
+        transport: TransportKind,
+        /// Why it failed.
+        error: TransportError,
+    },
+    /// The session resumed on a new link; `replayed` messages were sent again.
+    Resumed {
+        /// Messages sent again because the peer had not acknowledged them.
+        replayed: usize,
+    },
+    /// The server does not speak the session protocol (a third-party server): messages are
+    /// not guaranteed across reconnects.
+    NoDeliveryGuarantee {
+        /// The transport in use.
+        transport: TransportKind,
+    },
+}
+
+struct ClientShared {
+    candidates: Vec<Candidate>,
+    config: AdaptiveConfig,
+    status: watch::Sender<AdaptiveStatus>,
+    events: broadcast::Sender<AdaptiveEvent>,
+}
+
+impl ClientShared {
+    fn emit(&self, event: AdaptiveEvent) {
+        debug!(?event, "adaptive event");
+        let _ = self.events.send(event);
+    }
+}
+
+/// The mode decided on the first connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Undecided,
+    Session,
+    Raw,
+}
+
+struct AdaptiveDial {
+    shared: Arc<ClientShared>,
+    mode: Mode,
+    session: Session,
+    session_id: SessionId,
+    /// The remembered winner: tried first on reconnects.
+    winner: Option<usize>,
+    /// The transport of the last link (kept while reconnecting, for events).
+    last: Option<usize>,
+    /// The server ended the session (`CLOSE`): whatever its code, there is nothing to resume.
+    closed_by_server: bool,
+}
+
+/// One established link.
+struct Link {
+    tx: Sender,
+    rx: Receiver,
+    index: usize,
+    first: Option<Message>,
+    replay: Vec<Frame>,
+}
+
+/// How serving a link ended.
+enum End {
+    /// The link is gone; the session resumes on another.
+    Lost(TransportError),
+    /// The connection is over (or, raw, ends as the peer said).
+    Outcome(RunOutcome),
+}
+
+type Probe = Pin<Box<dyn Future<Output = Result<Opened, TransportError>> + Send>>;
+
+impl AdaptiveDial {
+    fn kind(&self, index: usize) -> TransportKind {
+        self.shared.candidates[index].kind
+    }
+
+    fn order(&self) -> Vec<usize> {
+        let n = self.shared.candidates.len();
+        let first = self.winner.unwrap_or(0);
+        std::iter::once(first)
+            .chain((0..n).filter(|&i| i != first))
+            .collect()
+    }
+
+    /// The session handshake on an opened link (`HELLO`, `WELCOME`), or nothing for a raw one.
+    async fn establish(&mut self, mut opened: Opened) -> Result<Link, TransportError> {
+        if self.mode == Mode::Undecided {
+            self.mode = if opened.speaks_session {
+                Mode::Session
+            } else {
+                Mode::Raw
+            };
+        }
+        if self.mode == Mode::Raw {
+            let (tx, rx) = opened.conn.split();
+            return Ok(Link {
+                tx,
+                rx,
+                index: opened.index,
+                first: opened.first,
+                replay: Vec::new(),
+            });
+        }
+        if !opened.speaks_session {
+            return Err(TransportError::protocol(
+                "the server no longer speaks the session protocol",
+            ));
+        }
+        let hello = Frame::Hello {
+            session: self.session_id,
+            ack: self.session.delivered(),
+        };
+        opened.conn.send(session::encode(&hello)).await?;
+        let timeout = self.shared.config.health_timeout;
+        let answer = tokio::time::timeout(timeout, opened.conn.recv())
+            .await
+            .map_err(|_| TransportError::Timeout {
+                operation: "session handshake",
+                after: timeout,
+            })??
+            .ok_or_else(|| TransportError::lost("closed during the session handshake"))?;
+        match session::decode(&answer)? {
+            Frame::Welcome {
+                session,
+                resumed,
+                ack,
+            } => {
+                if !self.session_id.is_nil() && (!resumed || session != self.session_id) {
+                    return Err(session_lost("the server started a new session"));
+                }
+                self.session_id = session;
+                let replay = self.session.resume(ack)?;
+                self.session.handshake_acked();
+                let (tx, rx) = opened.conn.split();
+                Ok(Link {
+                    tx,
+                    rx,
+                    index: opened.index,
+                    first: None,
+                    replay,
+                })
+            }
+            Frame::Reject {
+                code: RejectCode::UnknownSession,
+                reason,
+            } => Err(session_lost(&reason)),
+            Frame::Reject {
+                code: RejectCode::Full,
+                reason,
+            } => Err(TransportError::ConnectionFailed {
+                reason: format!("server session table full: {reason}"),
+                source: None,
+            }),
+            other => Err(TransportError::protocol(format!(
+                "unexpected answer to HELLO: {other:?}"
+            ))),
+        }
+    }
+
+    /// Publishes a new link: status, events, remembered winner.
+    fn announce(&mut self, link: &Link, reason: Option<ChangeReason>) {
+        let to = self.kind(link.index);
+        let from = self.last.map(|i| self.kind(i));
+        let reason = reason.unwrap_or(match self.last {
+            None => ChangeReason::Initial,
+            Some(i) if i == link.index => ChangeReason::Reconnected,
+            Some(i) if i < link.index => ChangeReason::Fallback,
+            Some(_) => ChangeReason::Recovered,
+        });
+        self.winner = Some(link.index);
+        self.last = Some(link.index);
+        let guaranteed = self.mode == Mode::Session;
+        self.shared.status.send_replace(AdaptiveStatus {
+            transport: Some(to),
+            delivery_guaranteed: guaranteed,
+            session: (!self.session_id.is_nil()).then_some(self.session_id),
+        });
+        info!(from = ?from, %to, ?reason, "adaptive transport in use");
+        if from != Some(to) || reason != ChangeReason::Reconnected {
+            self.shared
+                .emit(AdaptiveEvent::TransportChanged { from, to, reason });
+        }
+        if !link.replay.is_empty() || (reason != ChangeReason::Initial && guaranteed) {
+            self.shared.emit(AdaptiveEvent::Resumed {
+                replayed: link.replay.len(),
+            });
+        }
+        if !guaranteed && reason == ChangeReason::Initial {
+            self.shared
+                .emit(AdaptiveEvent::NoDeliveryGuarantee { transport: to });
+        }
+    }
+
+    fn probe(&self, current: usize) -> Option<Probe> {
+        if self.mode != Mode::Session || current == 0 {
+            return None;
+        }
+        let shared = self.shared.clone();
+        Some(Box::pin(async move {
+            let order: Vec<usize> = (0..current).collect();
+            race::race(
+                &shared.candidates,
+                &order,
+                &shared.config,
+                Need::Session,
+                |_, _| {},
+            )
+            .await
+        }))
+    }
+
+    /// Sends `message` on the link while still reading it: when both peers' queues are full,
+    /// neither may wait for the other (a dead link's driver waits for its reader, too).
+    async fn push(
+        &mut self,
+        link: &mut Link,
+        message: Message,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        let tx = link.tx.clone();
+        let sending = tx.send(message);
+        tokio::pin!(sending);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut sending => {
+                    return result.map_err(|e| End::Lost(TransportError::lost(format!("sending: {e}"))));
+                }
+                received = link.rx.recv() => self.on_received(received, link, io).await?,
+            }
+        }
+    }
+
+    /// Starts a link: replays, delivers a raw first message.
+    async fn start_link(&mut self, link: &mut Link, io: &mut DriverIo) -> Result<(), End> {
+        io.set_info(ConnectionInfo::new(self.kind(link.index).name()));
+        for frame in std::mem::take(&mut link.replay) {
+            self.push(link, session::encode(&frame), io).await?;
+        }
+        if let Some(first) = link.first.take() {
+            io.deliver(first).await;
+        }
+        Ok(())
+    }
+
+    /// Handles what the link's receiver yielded.
+    async fn on_received(
+        &mut self,
+        received: Result<Option<Message>, TransportError>,
+        link: &Link,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        let message = match received {
+            Ok(Some(m)) => m,
+            Ok(None) if self.mode == Mode::Raw => {
+                return Err(End::Outcome(RunOutcome::PeerClosed(
+                    link.rx
+                        .peer_close_frame()
+                        .unwrap_or_else(CloseFrame::normal),
+                )));
+            }
+            Ok(None) => return Err(End::Lost(TransportError::lost("link closed"))),
+            Err(e) => return Err(End::Lost(e)),
+        };
+        if self.mode == Mode::Raw {
+            io.deliver(message).await;
+            return Ok(());
+        }
+        let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
+        match session::decode(&message).map_err(lost)? {
+            Frame::Data { seq, message } => {
+                if let Received::Deliver(m) = self
+                    .session
+                    .on_data(seq, message, Instant::now())
+                    .map_err(lost)?
+                {
+                    io.deliver(m).await;
+                }
+            }
+            Frame::Ack { seq } => self
+                .session
+                .on_ack(seq)
+                .map_err(|e| End::Outcome(RunOutcome::Failed(e)))?,
+            Frame::Close { code, reason } => {
+                self.closed_by_server = true;
+                return Err(End::Outcome(RunOutcome::PeerClosed(CloseFrame::new(
+                    code, reason,
+                ))));
+            }
+            // Stray handshake frames are harmless.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn run_link(&mut self, mut link: Link, io: &mut DriverIo) -> RunOutcome {
+        match self.serve_link(&mut link, io).await {
+            End::Outcome(o) => o,
+            End::Lost(e) => self.dropped(&link, e),
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn serve_link(&mut self, link: &mut Link, io: &mut DriverIo) -> End {
+        if let Err(end) = self.start_link(link, io).await {
+            return end;
+        }
+        let interval = self.shared.config.probe_interval;
+        let mut probe: Option<Probe> = None;
+        let probe_timer = tokio::time::sleep_until(
+            interval.map_or_else(far_future, |i| tokio::time::Instant::now() + i),
+        );
+        tokio::pin!(probe_timer);
+        let raw = self.mode == Mode::Raw;
+        loop {
+            let ack_at = self
+                .session
+                .next_timeout()
+                .map(tokio::time::Instant::from_std);
+            let can_send = raw || self.session.can_send();
+            let step: Result<(), End> = tokio::select! {
+                received = link.rx.recv() => self.on_received(received, link, io).await,
+                command = io.next_command(), if can_send => match command {
+                    Command::Send(m) => {
+                        let m = if raw { m } else { session::encode(&self.session.send(m)) };
+                        self.push(link, m, io).await
+                    }
+                    Command::Close(frame) => {
+                        if !raw {
+                            let close = Frame::Close { code: frame.code, reason: frame.reason.clone() };
+                            let _ = tokio::time::timeout(
+                                self.shared.config.transport.close_timeout,
+                                link.tx.send(session::encode(&close)),
+                            ).await;
+                        }
+                        let _ = link.tx.close(frame.code, &frame.reason).await;
+                        return End::Outcome(RunOutcome::LocalClosed);
+                    }
+                },
+                () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } },
+                    if ack_at.is_some() => Ok(()),
+                () = &mut probe_timer, if probe.is_none() && interval.is_some() => {
+                    probe = self.probe(link.index);
+                    if probe.is_none() {
+                        probe_timer.as_mut().reset(far_future());
+                    }
+                    Ok(())
+                }
+                opened = async { match probe.as_mut() { Some(p) => p.await, None => std::future::pending().await } },
+                    if probe.is_some() => {
+                    probe = None;
+                    if let Some(every) = interval {
+                        probe_timer.as_mut().reset(tokio::time::Instant::now() + every);
+                    }
+                    self.upgrade(opened, link, io).await
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+            if let Some(ack) = self.session.poll_ack(Instant::now())
+                && let Err(end) = self.push(link, session::encode(&ack), io).await
+            {
+                return end;
+            }
+        }
+    }
+
+    /// Moves the session to a link a probe opened, when its handshake succeeds.
+    async fn upgrade(
+        &mut self,
+        opened: Result<Opened, TransportError>,
+        link: &mut Link,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                debug!(error = %e, "upgrade probe failed");
+                return Ok(());
+            }
+        };
+        match self.establish(opened).await {
+            Ok(new_link) => {
+                let old = std::mem::replace(link, new_link);
+                tokio::spawn(async move {
+                    let _ = old.tx.close(1000, "upgraded").await;
+                });
+                self.announce(link, Some(ChangeReason::Upgrade));
+                self.start_link(link, io).await
+            }
+            Err(e) if is_session_lost(&e) => Err(End::Outcome(RunOutcome::Failed(e))),
+            Err(e) => {
+                debug!(error = %e, "upgrade handshake failed");
+                Ok(())
+            }
+        }
+    }
+
+    fn dropped(&mut self, link: &Link, error: TransportError) -> RunOutcome {
+        let transport = self.kind(link.index);
+        self.shared.status.send_modify(|s| s.transport = None);
+        self.shared.emit(AdaptiveEvent::Disconnected {
+            transport,
+            error: error.clone(),
+        });
+        if self.mode == Mode::Session {
+            // Whatever the protocol said, the session resumes on a new link.
+            RunOutcome::Failed(TransportError::lost(error.to_string()))
+        } else {
+            RunOutcome::Failed(error)
+        }
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+const SESSION_LOST: &str = "session lost";
+
+fn session_lost(reason: &str) -> TransportError {
+    TransportError::protocol(format!(
+        "{SESSION_LOST} (messages in flight cannot be delivered): {reason}"
+    ))
+}
+
+fn is_session_lost(e: &TransportError) -> bool {
+    matches!(e, TransportError::ProtocolViolation { reason } if reason.starts_with(SESSION_LOST))
+}
+
+impl Dial for AdaptiveDial {
+    type Link = Link;
+
+    async fn dial(&mut self) -> Result<Link, TransportError> {
+        let order = self.order();
+        let need = if self.mode == Mode::Session {
+            Need::Session
+        } else {
+            Need::Any
+        };
+        let shared = self.shared.clone();
+        let opened = race::race(&shared.candidates, &order, &shared.config, need, |i, e| {
+            shared.emit(AdaptiveEvent::AttemptFailed {
+                transport: shared.candidates[i].kind,
+                error: e.clone(),
+            });
+        })
+        .await?;
+        let link = self.establish(opened).await?;
+        self.announce(&link, None);
+        Ok(link)
+    }
+
+    fn info(&self, link: &Link) -> ConnectionInfo {
+        ConnectionInfo::new(self.kind(link.index).name())
+    }
+
+    async fn run(&mut self, link: Link, io: &mut DriverIo) -> RunOutcome {
+        self.run_link(link, io).await
+    }
+
+    fn should_retry(&self, error: &TransportError) -> bool {
+        !self.closed_by_server && error.is_retryable()
+    }
+}
+
+/// An adaptive connection: implements [`Transport`]; tells which transport carries it.
+///
+/// Dropping it closes the connection (code 1000).
+#[derive(Debug)]
+pub struct AdaptiveConnection {
+    inner: Connection,
+    policy: SendBufferPolicy,
+    status: watch::Receiver<AdaptiveStatus>,
+    events: broadcast::Sender<AdaptiveEvent>,
+    /// Subscribed before the first attempt: the first `events()` call gets it.
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<AdaptiveEvent>>>,
+}
+
+/// Connects with `config`: races the endpoints (Happy Eyeballs), health-checks the winner,
+/// opens (or, with a server of this crate, resumes) a session, and returns the connection.
+/// From then on it reconnects by itself through `config.transport.reconnect`.
+///
+/// # Errors
+/// [`TransportError::InvalidConfig`] / [`TransportError::InvalidUrl`]; when every transport
+/// failed, the one error of a single endpoint or a combined one ([`TransportError::ConnectionFailed`]
+/// when any failure may pass).
+///
+/// # Cancel safety
+/// Cancel safe: dropped attempts close what they had opened.
+pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, TransportError> {
+    config.validate()?;
+    let candidates = race::candidates(&config)?;
+    let (status, status_rx) = watch::channel(AdaptiveStatus::default());
+    let (events, first_events) = broadcast::channel(EVENTS);
+    let mut transport = config.transport.clone();
+    // Room for the session header inside every protocol's message limit.
+    let protocol_limit = config
+        .ws
+        .transport
+        .max_message_size
+        .min(config.sse.transport.max_message_size)
+        .min(config.wt.client.transport.max_message_size);
+    // An SSE server sends binary as base64 in one event, which the parser bounds.
+    let sse_limit = if config
+        .endpoints
+        .iter()
+        .any(|e| e.kind == TransportKind::Sse)
+    {
+        let p = config.sse.parser;
+        p.max_event_size.min(p.max_line_length) / 4 * 3
+    } else {
+        usize::MAX
+    };
+    transport.max_message_size = transport.max_message_size.min(
+        protocol_limit
+            .min(sse_limit)
+            .saturating_sub(session::DATA_OVERHEAD)
+            .max(1),
+    );
+    let policy = config.send_buffer_policy;
+    let shared = Arc::new(ClientShared {
+        candidates,
+        config,
+        status,
+        events: events.clone(),
+    });
+    let dial = AdaptiveDial {
+        session: Session::new(shared.config.session.clone()),
+        shared,
+        mode: Mode::Undecided,
+        session_id: SessionId::default(),
+        winner: None,
+        last: None,
+        closed_by_server: false,
+    };
+    let inner = driver::connect(dial, &transport, "adaptive").await?;
+    Ok(AdaptiveConnection {
+        inner,
+        policy,
+        status: status_rx,
+        events,
+        first_events: std::sync::Mutex::new(Some(first_events)),
+    })
+}
+
+impl AdaptiveConnection {
+    /// Which transport carries the connection now, and whether delivery is guaranteed.
+    pub fn status(&self) -> AdaptiveStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status changes.
+    pub fn watch_status(&self) -> watch::Receiver<AdaptiveStatus> {
+        self.status.clone()
+    }
+
+    /// The transport in use now (`None` while reconnecting).
+    pub fn transport(&self) -> Option<TransportKind> {
+        self.status.borrow().transport
+    }
+
+    /// A receiver of [`AdaptiveEvent`]s. The first call's receiver starts with the events of
+    /// [`connect`] itself (failed attempts, the initial `TransportChanged`); later calls'
+    /// start from now. Bounded: a receiver more than 64 events behind loses the oldest.
+    pub fn events(&self) -> broadcast::Receiver<AdaptiveEvent> {
+        self.first_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
+    }
+
+    /// Statistics of the adaptive connection.
+    pub fn stats(&self) -> ConnectionStats {
+        self.inner.stats()
+    }
+
+    /// Facts about the current link (`transport` is `"wt"`, `"ws"` or `"sse"`).
+    pub fn info(&self) -> ConnectionInfo {
+        self.inner.info()
+    }
+
+    /// The underlying core connection, e.g. to [`split`](Connection::split) it. Its sender
+    /// always waits when full (the [`SendBufferPolicy`] applies to [`Transport::send`] on this
+    /// type only).
+    pub fn into_inner(self) -> Connection {
+        self.inner
+    }
+}
+
+impl Transport for AdaptiveConnection {
+    /// Queues a message. While connected, waits for room (backpressure). While reconnecting,
+    /// the message joins the send buffer; when it is full, [`SendBufferPolicy::Wait`] waits and
+    /// [`SendBufferPolicy::Error`] fails with [`TransportError::NotConnected`].
+    async fn send(&self, message: Message) -> Result<(), TransportError> {
+        if self.policy == SendBufferPolicy::Error
+            && self.inner.state() != ConnectionState::Connected
+        {
+            return match self.inner.try_send(message) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => Err(TransportError::NotConnected),
+                Err(TrySendError::Failed(e)) => Err(e),
+            };
+        }
+        self.inner.send(message).await
+    }
+
+    async fn recv(&mut self) -> Result<Option<Message>, TransportError> {
+        self.inner.recv().await
+    }
+
+    async fn close(&self, code: u16, reason: &str) -> Result<(), TransportError> {
+        self.inner.close(code, reason).await
+    }
+
+    fn state(&self) -> ConnectionState {
+        self.inner.state()
+    }
+
+    fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.watch_state()
+    }
+}

@@ -1,0 +1,582 @@
+//! Server side of the session layer: the handshake on every accepted link, the bounded session
+//! table, and one task per session that owns its state across links and transports.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::{
+    CloseFrame, Command, Connection, ConnectionInfo, Message, Receiver, Sender, Transport,
+    TransportConfig, TransportError,
+};
+
+use crate::config::TransportKind;
+use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
+
+/// What the application learns about an accepted connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionRequest {
+    /// The session id (nil for a connection without a session).
+    pub session: SessionId,
+    /// The transport of the first link.
+    pub transport: TransportKind,
+    /// The client's address, when known.
+    pub peer_addr: Option<SocketAddr>,
+    /// Whether the client speaks the session protocol (exactly-once delivery). A client that
+    /// does not (a plain WebSocket client, say) gets a connection carried by that one link.
+    pub delivery_guaranteed: bool,
+}
+
+/// A new link for a session.
+struct Attach {
+    conn: Connection,
+    kind: TransportKind,
+    ack: u64,
+    stop: CancellationToken,
+    sever: watch::Receiver<u64>,
+}
+
+#[derive(Debug)]
+struct TableInner {
+    sessions: HashMap<SessionId, mpsc::Sender<Attach>>,
+    max: usize,
+}
+
+/// The sessions of a server, bounded. Cheap to clone. A server bound with an existing table
+/// ([`AdaptiveServer::bind_with_sessions`](crate::AdaptiveServer::bind_with_sessions)) resumes
+/// its sessions, e.g. after the listeners were restarted.
+#[derive(Debug, Clone)]
+pub struct SessionTable {
+    inner: Arc<Mutex<TableInner>>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach")
+            .field("kind", &self.kind)
+            .field("ack", &self.ack)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionTable {
+    /// An empty table holding at most `max_sessions` sessions (attached or detached).
+    pub fn new(max_sessions: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(TableInner {
+                sessions: HashMap::new(),
+                max: max_sessions.max(1),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sessions alive now.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether no session is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&self, id: SessionId, tx: mpsc::Sender<Attach>) -> bool {
+        let mut t = self.lock();
+        if t.sessions.len() >= t.max {
+            return false;
+        }
+        t.sessions.insert(id, tx);
+        true
+    }
+
+    fn get(&self, id: SessionId) -> Option<mpsc::Sender<Attach>> {
+        self.lock().sessions.get(&id).cloned()
+    }
+
+    fn remove(&self, id: SessionId) {
+        self.lock().sessions.remove(&id);
+    }
+}
+
+/// Settings the link handshake and the session tasks need.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSettings {
+    pub(crate) transport: TransportConfig,
+    pub(crate) limits: SessionLimits,
+    pub(crate) hello_timeout: Duration,
+    pub(crate) expiry: Duration,
+}
+
+/// What the handshake of a link needs from its server.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) settings: Arc<SessionSettings>,
+    pub(crate) table: SessionTable,
+    pub(crate) incoming: Incoming,
+    pub(crate) stop: CancellationToken,
+    pub(crate) sever: watch::Receiver<u64>,
+}
+
+/// Where accepted connections go.
+pub(crate) type Incoming = mpsc::Sender<(Connection, SessionRequest)>;
+
+/// Serves a freshly accepted link: answers health checks, then attaches it to a new or
+/// existing session (`HELLO`), or hands it out as a connection of its own (any other first
+/// message, or silence for `hello_timeout`).
+pub(crate) async fn handle_link(
+    mut conn: Connection,
+    kind: TransportKind,
+    peer_addr: Option<SocketAddr>,
+    hub: Hub,
+) {
+    let Hub {
+        settings,
+        table,
+        incoming,
+        stop,
+        sever,
+    } = hub;
+    let deadline = tokio::time::Instant::now() + settings.hello_timeout;
+    let first = loop {
+        let received = tokio::select! {
+            r = tokio::time::timeout_at(deadline, conn.recv()) => r,
+            () = stop.cancelled() => return,
+        };
+        let message = match received {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None) | Err(_)) => return,
+            Err(_) => break None,
+        };
+        match session::decode(&message) {
+            Ok(Frame::Ping) => {
+                if conn.send(session::encode(&Frame::Pong)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Frame::Hello { session, ack }) => {
+                let attach = Attach {
+                    conn,
+                    kind,
+                    ack,
+                    stop,
+                    sever,
+                };
+                hello(attach, peer_addr, session, &settings, &table, &incoming).await;
+                return;
+            }
+            _ => break Some(message),
+        }
+    };
+    // A client without the session protocol: this link is its connection.
+    let request = SessionRequest {
+        session: SessionId::default(),
+        transport: kind,
+        peer_addr,
+        delivery_guaranteed: false,
+    };
+    let info = ConnectionInfo::new(kind.name()).with_peer_addr(peer_addr);
+    let app = driver::spawn_accepted(&settings.transport, info, move |mut io| async move {
+        let outcome = relay(conn, first, &mut io, stop).await;
+        (outcome, io)
+    });
+    let _ = incoming.send((app, request)).await;
+}
+
+async fn hello(
+    attach: Attach,
+    peer_addr: Option<SocketAddr>,
+    id: SessionId,
+    settings: &Arc<SessionSettings>,
+    table: &SessionTable,
+    incoming: &Incoming,
+) {
+    let (kind, ack) = (attach.kind, attach.ack);
+    if !id.is_nil() {
+        match table.get(id) {
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(a)) = tx.send(attach).await {
+                    reject(a.conn, RejectCode::UnknownSession, "session ended").await;
+                }
+            }
+            None => {
+                reject(
+                    attach.conn,
+                    RejectCode::UnknownSession,
+                    "unknown or expired session",
+                )
+                .await;
+            }
+        }
+        return;
+    }
+    if ack != 0 {
+        reject(
+            attach.conn,
+            RejectCode::Protocol,
+            "a new session acknowledges nothing",
+        )
+        .await;
+        return;
+    }
+    let Ok(new_id) = SessionId::random() else {
+        reject(attach.conn, RejectCode::Full, "no session id").await;
+        return;
+    };
+    let (tx, rx) = mpsc::channel(4);
+    if !table.insert(new_id, tx) {
+        reject(attach.conn, RejectCode::Full, "session table full").await;
+        return;
+    }
+    let request = SessionRequest {
+        session: new_id,
+        transport: kind,
+        peer_addr,
+        delivery_guaranteed: true,
+    };
+    let info = ConnectionInfo::new(kind.name()).with_peer_addr(peer_addr);
+    let settings2 = settings.clone();
+    let table2 = table.clone();
+    let app = driver::spawn_accepted(&settings.transport, info, move |mut io| async move {
+        let outcome = serve_session(new_id, attach, rx, &settings2, &mut io).await;
+        table2.remove(new_id);
+        (outcome, io)
+    });
+    let _ = incoming.send((app, request)).await;
+}
+
+async fn reject(conn: Connection, code: RejectCode, reason: &str) {
+    let frame = Frame::Reject {
+        code,
+        reason: reason.to_owned(),
+    };
+    let _ = conn.send(session::encode(&frame)).await;
+    let _ = conn.close(1000, "").await;
+}
+
+/// Passes messages both ways between a link and the application (no session).
+async fn relay(
+    conn: Connection,
+    first: Option<Message>,
+    io: &mut DriverIo,
+    stop: CancellationToken,
+) -> RunOutcome {
+    if let Some(m) = first {
+        io.deliver(m).await;
+    }
+    let (tx, mut rx) = conn.split();
+    let end = |r: Result<Option<Message>, TransportError>, rx: &Receiver| match r {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(RunOutcome::PeerClosed(
+            rx.peer_close_frame().unwrap_or_else(CloseFrame::normal),
+        )),
+        Err(e) => Some(RunOutcome::Failed(e)),
+    };
+    loop {
+        tokio::select! {
+            r = rx.recv() => {
+                if let Ok(Some(m)) = r {
+                    io.deliver(m).await;
+                } else if let Some(outcome) = end(r, &rx) {
+                    return outcome;
+                }
+            }
+            cmd = io.next_command() => match cmd {
+                Command::Send(m) => {
+                    // Keep reading while the send waits (see the session's `push`).
+                    let sending = tx.send(m);
+                    tokio::pin!(sending);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            result = &mut sending => match result {
+                                Ok(()) => break,
+                                Err(e) => return RunOutcome::Failed(e),
+                            },
+                            r = rx.recv() => {
+                                if let Ok(Some(m)) = r {
+                                    io.deliver(m).await;
+                                } else if let Some(outcome) = end(r, &rx) {
+                                    return outcome;
+                                }
+                            }
+                        }
+                    }
+                }
+                Command::Close(f) => {
+                    let _ = tx.close(f.code, &f.reason).await;
+                    return RunOutcome::LocalClosed;
+                }
+            },
+            () = stop.cancelled() => {
+                let _ = tx.close(1001, "server shutting down").await;
+                return RunOutcome::Failed(TransportError::ClosedByPeer {
+                    code: 1001,
+                    reason: "server shutting down".into(),
+                });
+            }
+        }
+    }
+}
+
+/// The link a session is attached to.
+struct Attached {
+    tx: Sender,
+    rx: Receiver,
+    stop: CancellationToken,
+    sever: watch::Receiver<u64>,
+}
+
+/// What handling a frame or a send asks of the session loop.
+enum Next {
+    /// Carry on.
+    Go,
+    /// The link is gone: wait for the client to come back.
+    Detach,
+    /// The session is over.
+    End(RunOutcome),
+    /// A new link arrived for the session: attach it (the old one is dropped).
+    Moved(Attach),
+}
+
+struct SessionTask<'a> {
+    id: SessionId,
+    session: Session,
+    io: &'a mut DriverIo,
+    attach_rx: mpsc::Receiver<Attach>,
+    attach_open: bool,
+}
+
+impl SessionTask<'_> {
+    /// Handles what the link yielded.
+    async fn on_received(
+        &mut self,
+        received: Result<Option<Message>, TransportError>,
+        l: &Attached,
+    ) -> Next {
+        let Ok(Some(m)) = received else {
+            return Next::Detach;
+        };
+        match session::decode(&m) {
+            Ok(Frame::Data { seq, message }) => {
+                match self.session.on_data(seq, message, Instant::now()) {
+                    Ok(Received::Deliver(m)) => {
+                        self.io.deliver(m).await;
+                        Next::Go
+                    }
+                    Ok(Received::Duplicate) => Next::Go,
+                    Err(_) => Next::Detach,
+                }
+            }
+            Ok(Frame::Ack { seq }) => match self.session.on_ack(seq) {
+                Ok(()) => Next::Go,
+                Err(e) => Next::End(RunOutcome::Failed(e)),
+            },
+            Ok(Frame::Close { code, reason }) => {
+                let _ = l.tx.close(1000, "").await;
+                Next::End(RunOutcome::PeerClosed(CloseFrame::new(code, reason)))
+            }
+            Ok(Frame::Ping) => {
+                // Answered without waiting: a full queue means the client is busy anyway.
+                let _ = l.tx.try_send(session::encode(&Frame::Pong));
+                Next::Go
+            }
+            Ok(_) => Next::Go,
+            Err(_) => Next::Detach,
+        }
+    }
+
+    /// Sends on the link while still reading it (see the client's `push`).
+    async fn push(&mut self, l: &mut Attached, message: Message) -> Next {
+        let tx = l.tx.clone();
+        let sending = tx.send(message);
+        tokio::pin!(sending);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut sending => return if result.is_ok() { Next::Go } else { Next::Detach },
+                received = l.rx.recv() => match self.on_received(received, l).await {
+                    Next::Go => {}
+                    other => return other,
+                },
+                // A client that moved to another link stops reading this one: do not wait.
+                a = self.attach_rx.recv(), if self.attach_open => match a {
+                    Some(a) => return Next::Moved(a),
+                    None => self.attach_open = false,
+                },
+            }
+        }
+    }
+
+    /// Attaches a link: `WELCOME` with our acknowledgement, then the replay of what the
+    /// client missed.
+    async fn attach(&mut self, a: Attach, resumed: bool) -> (Option<Attached>, Next) {
+        let welcome = Frame::Welcome {
+            session: self.id,
+            resumed,
+            ack: self.session.delivered(),
+        };
+        let replay = match self.session.resume(a.ack) {
+            Ok(r) => r,
+            Err(e) => {
+                let reject = Frame::Reject {
+                    code: RejectCode::UnknownSession,
+                    reason: e.to_string(),
+                };
+                let _ = a.conn.try_send(session::encode(&reject));
+                return (None, Next::Go);
+            }
+        };
+        self.io
+            .set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr));
+        let (tx, rx) = a.conn.split();
+        let mut l = Attached {
+            tx,
+            rx,
+            stop: a.stop,
+            sever: a.sever,
+        };
+        if l.tx.send(session::encode(&welcome)).await.is_err() {
+            return (None, Next::Go);
+        }
+        self.session.handshake_acked();
+        for frame in replay {
+            match self.push(&mut l, session::encode(&frame)).await {
+                Next::Go => {}
+                Next::Detach => return (None, Next::Go),
+                other => return (None, other),
+            }
+        }
+        (Some(l), Next::Go)
+    }
+}
+
+/// Runs one session until the application closes it, the client closes it, or it stays
+/// detached past the expiry.
+async fn serve_session(
+    id: SessionId,
+    first: Attach,
+    attach_rx: mpsc::Receiver<Attach>,
+    settings: &SessionSettings,
+    io: &mut DriverIo,
+) -> RunOutcome {
+    let mut task = SessionTask {
+        id,
+        session: Session::new(settings.limits.clone()),
+        io,
+        attach_rx,
+        attach_open: true,
+    };
+    let mut link = None;
+    let mut next = Next::Moved(first);
+    let mut resumed = false;
+    loop {
+        // Settle what the last step asked for.
+        loop {
+            match next {
+                Next::Go => break,
+                Next::Detach => {
+                    debug!(%id, "session detached");
+                    link = None;
+                    break;
+                }
+                Next::End(outcome) => return outcome,
+                Next::Moved(a) => {
+                    // The client moved (reconnect, fallback, upgrade); the old link is dropped.
+                    drop(link.take());
+                    let (l, n) = task.attach(a, resumed).await;
+                    resumed = true;
+                    link = l;
+                    next = n;
+                }
+            }
+        }
+        next = match link.as_mut() {
+            None => task.detached(settings).await,
+            Some(l) => task.attached(l, settings).await,
+        };
+    }
+}
+
+impl SessionTask<'_> {
+    /// One step without a link: buffer sends (bounded by the session window), wait for one.
+    async fn detached(&mut self, settings: &SessionSettings) -> Next {
+        let expiry = tokio::time::sleep(settings.expiry);
+        let can_send = self.session.can_send();
+        tokio::select! {
+            a = self.attach_rx.recv(), if self.attach_open => match a {
+                Some(a) => Next::Moved(a),
+                None => Next::End(RunOutcome::Failed(TransportError::lost("session table gone"))),
+            },
+            cmd = self.io.next_command(), if can_send => match cmd {
+                Command::Send(m) => {
+                    self.session.send(m);
+                    Next::Go
+                }
+                Command::Close(_) => Next::End(RunOutcome::LocalClosed),
+            },
+            () = expiry => {
+                debug!(id = %self.id, "detached session expired");
+                Next::End(RunOutcome::Failed(TransportError::lost("session expired while detached")))
+            }
+        }
+    }
+
+    /// One step with a link.
+    async fn attached(&mut self, l: &mut Attached, settings: &SessionSettings) -> Next {
+        let ack_at = self
+            .session
+            .next_timeout()
+            .map(tokio::time::Instant::from_std);
+        let can_send = self.session.can_send();
+        let next = tokio::select! {
+            r = l.rx.recv() => self.on_received(r, l).await,
+            cmd = self.io.next_command(), if can_send => match cmd {
+                Command::Send(m) => {
+                    let frame = self.session.send(m);
+                    self.push(l, session::encode(&frame)).await
+                }
+                Command::Close(f) => {
+                    let close = Frame::Close { code: f.code, reason: f.reason.clone() };
+                    let _ = tokio::time::timeout(
+                        settings.transport.close_timeout,
+                        l.tx.send(session::encode(&close)),
+                    ).await;
+                    let _ = l.tx.close(f.code, &f.reason).await;
+                    return Next::End(RunOutcome::LocalClosed);
+                }
+            },
+            a = self.attach_rx.recv(), if self.attach_open => if let Some(a) = a {
+                Next::Moved(a)
+            } else {
+                self.attach_open = false;
+                Next::Go
+            },
+            () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => Next::Go,
+            _ = l.sever.changed() => {
+                debug!(id = %self.id, "link severed");
+                Next::Detach
+            }
+            () = l.stop.cancelled() => {
+                let _ = l.tx.close(1001, "server shutting down").await;
+                Next::Detach
+            }
+        };
+        match next {
+            Next::Go => match self.session.poll_ack(Instant::now()) {
+                Some(ack) => self.push(l, session::encode(&ack)).await,
+                None => Next::Go,
+            },
+            other => other,
+        }
+    }
+}
