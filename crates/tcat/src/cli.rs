@@ -100,6 +100,9 @@ pub(crate) enum TransportKind {
     Sse,
     /// WebTransport over HTTP/3 (`https://`; never chosen by the scheme alone).
     Wt,
+    /// The adaptive transport: races WebTransport, WebSocket and SSE (`--wt`, `--ws`, `--sse`
+    /// URLs, or a BASE_URL that negotiates them), falls back, reconnects and resumes.
+    Auto,
 }
 
 impl TransportKind {
@@ -118,6 +121,7 @@ impl TransportKind {
             Self::Ws => &["ws", "wss"],
             Self::Sse => &["http", "https"],
             Self::Wt => &["https"],
+            Self::Auto => &["http"],
         }
     }
 
@@ -127,6 +131,7 @@ impl TransportKind {
             Self::Ws => "ws",
             Self::Sse => "sse",
             Self::Wt => "wt",
+            Self::Auto => "auto",
         }
     }
 }
@@ -233,16 +238,29 @@ pub(crate) struct ConnectArgs {
     #[arg(long)]
     pub(crate) no_proxy: bool,
 
+    /// --transport auto: the WebTransport endpoint to race (https://HOST:PORT/PATH).
+    #[arg(long = "wt", value_name = "URL", requires = "transport")]
+    pub(crate) wt_url: Option<String>,
+
+    /// --transport auto: the WebSocket endpoint to race (ws:// or wss://).
+    #[arg(long = "ws", value_name = "URL", requires = "transport")]
+    pub(crate) ws_url: Option<String>,
+
+    /// --transport auto: the Server-Sent Events endpoint to race (http:// or https://).
+    #[arg(long = "sse", value_name = "URL", requires = "transport")]
+    pub(crate) sse_url: Option<String>,
+
     /// URL to connect to: ws:// or wss:// (WebSocket), http:// or https:// (SSE), https://
-    /// with --transport wt (WebTransport).
-    #[arg(value_name = "URL")]
-    pub(crate) url: String,
+    /// with --transport wt (WebTransport); with --transport auto, the BASE_URL of a unified
+    /// server (`tcat serve --all`), whose negotiation endpoint lists the others.
+    #[arg(value_name = "URL", required_unless_present_any = ["wt_url", "ws_url", "sse_url"])]
+    pub(crate) url: Option<String>,
 }
 
 /// Options of `tcat serve`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("listeners").required(true).multiple(true)
-    .args(["ws", "wss", "sse", "sses", "wt"])))]
+    .args(["ws", "wss", "sse", "sses", "wt", "all"])))]
 #[command(group(ArgGroup::new("tls_listeners").multiple(true).args(["wss", "sses", "wt"])))]
 pub(crate) struct ServeArgs {
     /// Plain WebSocket listener address, HOST:PORT (port 0 picks a free port; repeatable).
@@ -271,6 +289,14 @@ pub(crate) struct ServeArgs {
     /// (repeatable).
     #[arg(long = "wt", value_name = "ADDR", value_parser = parse_listen_addr)]
     pub(crate) wt: Vec<String>,
+
+    /// Unified listener address, HOST:PORT, of the adaptive transport (`tcat connect
+    /// --transport auto http://ADDR`): WebSocket at ws://ADDR/ws, SSE at http://ADDR/sse and the
+    /// negotiation endpoint on TCP, WebTransport at https://ADDR/wt on UDP (same port number),
+    /// with a generated self-signed certificate whose hash is printed and negotiated. Clients
+    /// that reconnect, over any transport, resume their session without loss (repeatable).
+    #[arg(long = "all", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub(crate) all: Vec<String>,
 
     /// PEM certificate chain for --wss, --sses and --wt.
     #[arg(long, value_name = "PEM", requires = "tls_listeners", requires = "key")]

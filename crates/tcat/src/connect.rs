@@ -42,6 +42,7 @@ use transport_sse::SseConfig;
 use transport_ws::{ProxyConfig, WsConfig};
 use transport_wt::{Reliability, WtConfig};
 
+use crate::auto::AutoDialer;
 use crate::cli::{ConnectArgs, Format, TransportKind};
 use crate::exit::{Done, Failure};
 use crate::input;
@@ -56,7 +57,15 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Runs `tcat connect`.
 pub(crate) async fn run(args: ConnectArgs) -> Result<Done, Failure> {
     let started = Instant::now();
-    let kind = transport_for(args.transport, &args.url)?;
+    let kind = match (args.transport, &args.url) {
+        (Some(TransportKind::Auto), _) => TransportKind::Auto,
+        (explicit, Some(url)) => transport_for(explicit, url)?,
+        (_, None) => {
+            return Err(Failure::usage(
+                "--wt, --ws and --sse name the endpoints of --transport auto",
+            ));
+        }
+    };
     let mut signals = Signals::install()
         .map_err(|e| Failure::error(format!("installing signal handlers: {e}")))?;
     let session = Session::prepare(kind, &args)?;
@@ -108,8 +117,9 @@ fn transport_config(kind: TransportKind, args: &ConnectArgs) -> Result<Transport
     config.connect_timeout(args.connect_timeout);
     config.max_message_size(args.max_message_size);
     match kind {
-        TransportKind::Ws | TransportKind::Wt => {
-            // One run is one connection.
+        TransportKind::Ws | TransportKind::Wt | TransportKind::Auto => {
+            // One run is one connection (the adaptive transport reconnects on its own, under
+            // its own policy).
             config.reconnect(ReconnectPolicy::disabled());
             config.keepalive(
                 keepalive_interval(args.keepalive),
@@ -162,12 +172,19 @@ enum Dialer {
     Ws(WsConfig),
     Sse(SseConfig),
     Wt(WtConfig),
+    Auto(Box<AutoDialer>),
 }
 
 impl Dialer {
     fn new(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
         let transport = transport_config(kind, args)?;
-        if kind != TransportKind::Wt && (!args.cert_hashes.is_empty() || args.datagram) {
+        let auto = kind == TransportKind::Auto;
+        if !auto && (args.wt_url.is_some() || args.ws_url.is_some() || args.sse_url.is_some()) {
+            return Err(Failure::usage(
+                "--wt, --ws and --sse name the endpoints of --transport auto",
+            ));
+        }
+        if !auto && kind != TransportKind::Wt && (!args.cert_hashes.is_empty() || args.datagram) {
             return Err(Failure::usage(
                 "--cert-hash and --datagram are WebTransport options (--transport wt)",
             ));
@@ -190,6 +207,9 @@ impl Dialer {
                 Ok(Self::Ws(ws))
             }
             TransportKind::Sse => sse::client_config(transport, args).map(Self::Sse),
+            TransportKind::Auto => {
+                AutoDialer::new(args, &transport).map(|a| Self::Auto(Box::new(a)))
+            }
             TransportKind::Wt => {
                 if !args.subprotocols.is_empty() || args.proxy.is_some() {
                     return Err(Failure::usage(
@@ -213,6 +233,7 @@ impl Dialer {
             Self::Ws(ws) => &ws.transport,
             Self::Sse(sse) => &sse.transport,
             Self::Wt(wt) => &wt.client.transport,
+            Self::Auto(auto) => auto.transport(),
         }
     }
 
@@ -222,6 +243,7 @@ impl Dialer {
             Self::Ws(config) => (transport_ws::connect(url, config).await, false),
             Self::Sse(config) => (transport_sse::connect(url, config).await, true),
             Self::Wt(config) => (transport_wt::connect_transport(url, config).await, false),
+            Self::Auto(auto) => return auto.connect().await.map(Some),
         };
         match result {
             Ok(connection) => Ok(Some(connection)),
@@ -250,9 +272,13 @@ impl Session {
     fn prepare(kind: TransportKind, args: &ConnectArgs) -> Result<Self, Failure> {
         let dialer = Dialer::new(kind, args)?;
         let send_buffer = dialer.transport().send_buffer;
+        let url = match &dialer {
+            Dialer::Auto(auto) => auto.describe(),
+            _ => args.url.clone().unwrap_or_default(),
+        };
         Ok(Self {
             kind,
-            url: args.url.clone(),
+            url,
             dialer,
             binary: args.binary,
             format: args.format,
@@ -282,7 +308,7 @@ impl Session {
             .map_err(|e| Failure::error(format!("starting the stdin reader: {e}")))?;
         let pump = tokio::spawn(pump(lines, sender.clone(), self.binary));
         let fields = match self.kind {
-            TransportKind::Ws | TransportKind::Wt => Fields::Plain,
+            TransportKind::Ws | TransportKind::Wt | TransportKind::Auto => Fields::Plain,
             TransportKind::Sse => Fields::Sse,
         };
         let result = receive(

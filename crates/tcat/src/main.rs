@@ -15,12 +15,14 @@
 //! Logs go to stderr, filtered by `RUST_LOG` (default `warn`).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod auto;
 mod cli;
 mod connect;
 mod exit;
 mod input;
 mod output;
 mod serve;
+mod serve_all;
 mod signal;
 mod sse;
 

@@ -40,11 +40,13 @@ use transport_core::{
 };
 use transport_sse::{SseRequest, SseServer, SseServerConfig};
 use transport_ws::{WsRequest, WsServer, WsServerConfig};
+use transport_wt::cert::SelfSignedCert;
 use transport_wt::{StreamConfig, WtServer, WtServerConfig};
 
 use crate::cli::{Mode, ServeArgs};
 use crate::connect::{dead_peer_timeout, keepalive_interval};
 use crate::exit::{Done, Failure};
+use crate::serve_all;
 use crate::signal::Signals;
 
 /// Close reason sent to a broadcast client that could not keep up.
@@ -62,7 +64,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let sse_config = sse_server_config(&args);
     let close_timeout = config.transport.close_timeout;
     let servers = bind_all(&args, &config, &sse_config).await?;
-    let (wt_servers, generated_hash) = bind_wt(&args, &config.transport)?;
+    // One generated certificate serves every WebTransport listener that has no --cert.
+    let generated = if (!args.wt.is_empty() && args.cert.is_none()) || !args.all.is_empty() {
+        Some(
+            transport_wt::cert::generate(&[])
+                .map_err(|e| Failure::error(format!("generating a certificate: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let wt_servers = bind_wt(&args, &config.transport, generated.as_ref())?;
+    let all_servers = serve_all::bind(
+        &args,
+        &config,
+        &sse_config,
+        &config.transport,
+        generated.as_ref(),
+    )
+    .await?;
 
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -75,7 +94,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
                 warn!(error = %e, "cannot print {line:?}");
             }
         };
-        if let Some(hash) = generated_hash {
+        if let Some(cert) = &generated {
+            let hash = cert.sha256_hex();
             info!(sha256 = %hash, "WebTransport: generated a self-signed certificate");
             print(format!("cert-sha256 {hash}"));
         }
@@ -87,6 +107,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
             print(format!("listening wt {}", server.url()));
             info!(url = %server.url(), mode = ?args.mode, "listening (WebTransport)");
         }
+        for server in &all_servers {
+            for line in serve_all::listening_lines(server) {
+                print(line);
+            }
+            info!(url = %server.base_url(), mode = ?args.mode, "listening (all transports)");
+        }
+    }
+    for server in all_servers {
+        tracker.spawn(serve_all::accept_loop(
+            server,
+            args.mode,
+            hub.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
     }
     for server in wt_servers {
         tracker.spawn(wt_accept_loop(
@@ -265,27 +300,21 @@ async fn bind_all(
     Ok(servers)
 }
 
-/// Binds the `--wt` listeners, with `--cert`/`--key` or one generated certificate (whose
-/// SHA-256 is returned as hex).
+/// Binds the `--wt` listeners, with `--cert`/`--key` or else the `generated` certificate.
 fn bind_wt(
     args: &ServeArgs,
     transport: &TransportConfig,
-) -> Result<(Vec<WtServer>, Option<String>), Failure> {
+    generated: Option<&SelfSignedCert>,
+) -> Result<Vec<WtServer>, Failure> {
     if args.wt.is_empty() {
-        return Ok((Vec::new(), None));
+        return Ok(Vec::new());
     }
-    let (cert, key, hash) = if args.cert.is_some() {
-        let (cert, key) = read_cert_and_key(args, "--wt")?;
-        (cert, key, None)
-    } else {
-        let generated = transport_wt::cert::generate(&[])
-            .map_err(|e| Failure::error(format!("generating a certificate: {e}")))?;
-        let hash = generated.sha256_hex();
-        (
-            generated.cert_pem.into_bytes(),
-            generated.key_pem.into_bytes(),
-            Some(hash),
-        )
+    let (cert, key) = match (args.cert.is_some(), generated) {
+        (false, Some(generated)) => (
+            generated.cert_pem.clone().into_bytes(),
+            generated.key_pem.clone().into_bytes(),
+        ),
+        _ => read_cert_and_key(args, "--wt")?,
     };
     let mut config = WtServerConfig::default();
     config.transport = transport.clone();
@@ -305,7 +334,7 @@ fn bind_wt(
             })?;
         servers.push(server);
     }
-    Ok((servers, hash))
+    Ok(servers)
 }
 
 /// Accepts WebTransport sessions until `stop`, then shuts the listener down (every session
@@ -409,7 +438,7 @@ fn log_sse_accept(request: &SseRequest) {
 
 /// Sends every message back to its sender. Waiting on a full send queue stops reading the
 /// client: backpressure instead of buffering.
-async fn echo(mut connection: Connection) {
+pub(crate) async fn echo(mut connection: Connection) {
     // Ends with the connection.
     loop {
         match connection.recv().await {
@@ -429,7 +458,7 @@ async fn echo(mut connection: Connection) {
 }
 
 /// Publishes every message of one client to all clients.
-async fn broadcast(connection: Connection, hub: Arc<Hub>) {
+pub(crate) async fn broadcast(connection: Connection, hub: Arc<Hub>) {
     let (sender, mut receiver) = connection.split();
     let id = hub.join(sender);
     // Ends with the connection.
@@ -448,7 +477,7 @@ async fn broadcast(connection: Connection, hub: Arc<Hub>) {
 
 /// The connected broadcast clients.
 #[derive(Debug)]
-struct Hub {
+pub(crate) struct Hub {
     clients: Mutex<HashMap<u64, Sender>>,
     next_id: AtomicU64,
     tracker: TaskTracker,
