@@ -593,7 +593,11 @@ async fn udp_flow(
     let up_shared = shared.clone();
     let sender_up = async move {
         while let Some((at, datagram)) = up_rx.recv().await {
-            tokio::time::sleep_until(at).await;
+            // Only a real delay waits: the timer wheel's millisecond tick would add ~1 ms
+            // to every undelayed datagram.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
             if up_socket.send(&datagram).await.is_ok() {
                 up_shared
                     .counters
@@ -605,7 +609,11 @@ async fn udp_flow(
     let down_shared = shared.clone();
     let sender_down = async move {
         while let Some((at, datagram)) = down_rx.recv().await {
-            tokio::time::sleep_until(at).await;
+            // Only a real delay waits: the timer wheel's millisecond tick would add ~1 ms
+            // to every undelayed datagram.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
             if listen.send_to(&datagram, client).await.is_ok() {
                 down_shared
                     .counters

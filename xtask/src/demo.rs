@@ -1,6 +1,13 @@
-//! `cargo xtask demo`: an echo server and a few clients, messages and round trips.
+//! `cargo xtask demo`: the adaptive transport under fire, then tcat clients on an echo server.
 //!
-//! Starts `tcat serve --ws 127.0.0.1:0 --sse 127.0.0.1:0 --mode echo`, then runs `--clients`
+//! Act 1 runs `crates/transport-adaptive/examples/demo.rs`: a unified server behind fault
+//! proxies, an adaptive client sending numbered messages with live round trips and the
+//! transport in use; UDP is blocked (fallback to WebSocket), WebSocket is blocked too (SSE
+//! carries on), both are restored (upgrade back to WebTransport); it ends with a table of
+//! messages sent, received, lost, duplicated and the time each switch took, and fails if any
+//! message was lost, duplicated or reordered.
+//!
+//! Act 2 starts `tcat serve --ws 127.0.0.1:0 --sse 127.0.0.1:0 --mode echo`, then runs `--clients`
 //! concurrent `tcat connect` processes, alternating WebSocket and Server-Sent Events (whose
 //! client sends through the POST back channel). Each says hello, then sends `--pings` numbered lines one at
 //! a time and times each echo, printing progress as it goes and min / median / p99 / max
@@ -32,6 +39,10 @@ pub(crate) struct Args {
     /// Pings per client (1..=10000).
     #[arg(long, default_value_t = 200)]
     pings: usize,
+    /// Seconds of each phase of act 1 (1..=60): normal, UDP blocked, WebSocket blocked too,
+    /// restored.
+    #[arg(long, default_value_t = 3)]
+    phase_secs: u64,
 }
 
 /// Round trips of one client, sorted.
@@ -50,11 +61,50 @@ impl Stats {
     }
 }
 
+impl Args {
+    /// The short run of `cargo xtask test-all`.
+    pub(crate) fn short() -> Self {
+        Self {
+            clients: 2,
+            pings: 20,
+            phase_secs: 1,
+        }
+    }
+}
+
 pub(crate) fn run(args: &Args) -> Result<()> {
     ensure!(
         (1..=16).contains(&args.clients),
         "--clients must be in 1..=16"
     );
+    ensure!(
+        (1..=60).contains(&args.phase_secs),
+        "--phase-secs must be in 1..=60"
+    );
+    act_adaptive(args.phase_secs)?;
+    println!("\n== Act 2: tcat clients over WebSocket and SSE\n");
+    act_tcat(args)
+}
+
+/// Act 1: the adaptive transport's example, which fails on any lost, duplicated or reordered
+/// message.
+fn act_adaptive(phase_secs: u64) -> Result<()> {
+    println!("== Act 1: the adaptive transport under fire\n");
+    proc::run(
+        proc::cargo().args(["build", "-p", "transport-adaptive", "--example", "demo"]),
+        BUILD_TIMEOUT,
+    )?;
+    let example = target_dir().join("debug").join("examples").join("demo");
+    let mut act1 = Command::new(&example);
+    act1.args(["--phase-secs", &phase_secs.to_string()]);
+    println!("$ {}", proc::display(&act1));
+    // Four phases and the drain, plus a margin.
+    let act1_limit = Duration::from_secs(4 * phase_secs + 60);
+    proc::run(&mut act1, act1_limit).context("act 1 (adaptive transport)")
+}
+
+/// Act 2: `tcat serve` and concurrent `tcat connect` clients timing their echoes.
+fn act_tcat(args: &Args) -> Result<()> {
     ensure!(
         (1..=10_000).contains(&args.pings),
         "--pings must be in 1..=10000"

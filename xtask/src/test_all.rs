@@ -10,7 +10,8 @@
 //! 6. `cargo test --workspace --doc` (nextest does not run doctests)
 //! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
 //! 8. `cargo xtask bench --quick`: the criterion benches compile and run (docs/benchmarks.md)
-//! 9. `cargo xtask autobahn`, when Python 2.7 is present
+//! 9. `cargo xtask demo` with 1-second phases (the adaptive transport under faults, then tcat)
+//! 10. `cargo xtask autobahn`, when Python 2.7 is present
 //!
 //! A failing step does not stop the later ones. The last line printed is
 //! `N passed, N failed`; the exit code is non-zero if any step failed.
@@ -24,7 +25,7 @@ use anyhow::Result;
 use crate::install::{
     self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE, TRANSPORT_PYTHON_WT,
 };
-use crate::{autobahn, bench, fuzz, proc};
+use crate::{autobahn, bench, demo, fuzz, proc};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
 const BUDGET: Duration = Duration::from_secs(75 * 60);
@@ -275,6 +276,11 @@ fn extra_checks(runner: &mut Runner, args: &Args) {
             bench::run(&bench::Args { quick: true })
         });
     }
+
+    // The README's main job, shortened: fails on any lost, duplicated or reordered message.
+    runner.step("demo (1 s phases)", minutes(10), |_| {
+        demo::run(&demo::Args::short())
+    });
 
     if args.skip_autobahn {
         runner.skip("autobahn", "--skip-autobahn");
