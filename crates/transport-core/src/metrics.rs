@@ -81,6 +81,8 @@ pub mod reason {
     pub const SHUTDOWN: &str = "shutdown";
     /// The peer went away or the connection failed during the handshake.
     pub const FAILED: &str = "failed";
+    /// The application dropped a pending request without answering it (WebTransport).
+    pub const DROPPED: &str = "dropped";
 }
 
 /// The `reason` for a handshake refused with an HTTP status by a policy or the application.
@@ -126,8 +128,14 @@ pub fn error_kind(error: &TransportError) -> &'static str {
 }
 
 /// Counts a connection that ended with `error`.
-pub fn connection_error(transport: &'static str, error: &TransportError) {
-    counter!(ERRORS, LABEL_TRANSPORT => transport, "kind" => error_kind(error)).increment(1);
+pub fn connection_error(transport: &'static str, err: &TransportError) {
+    error(transport, error_kind(err));
+}
+
+/// Counts an error of `kind` in [`ERRORS`] (e.g. the SSE server's `unknown_session` for a POST
+/// to a send URL no session owns).
+pub fn error(transport: &'static str, kind: &'static str) {
+    counter!(ERRORS, LABEL_TRANSPORT => transport, "kind" => kind).increment(1);
 }
 
 /// Holds one unit of the [`CONNECTIONS`] gauge: incremented when made, decremented when
