@@ -19,6 +19,7 @@ mod cli;
 mod connect;
 mod exit;
 mod input;
+mod metrics;
 mod output;
 mod serve;
 mod signal;

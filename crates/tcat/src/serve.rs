@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use transport_core::{
-    CloseFrame, Connection, Message, Sender, Transport as _, TransportConfig, TrySendError,
+    CloseFrame, Connection, IpLimits, Message, Sender, Transport as _, TransportConfig,
+    TrySendError,
 };
 use transport_sse::{SseRequest, SseServer, SseServerConfig};
 use transport_ws::{WsRequest, WsServer, WsServerConfig};
@@ -58,6 +59,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     // Before anything is printed: a signal sent right after `listening` must be caught.
     let mut signals = Signals::install()
         .map_err(|e| Failure::error(format!("installing signal handlers: {e}")))?;
+    // Before any listener: every connection's counters register with the recorder.
+    let metrics = match &args.metrics {
+        Some(addr) => Some(crate::metrics::MetricsServer::bind(addr).await?),
+        None => None,
+    };
     let config = server_config(&args);
     let sse_config = sse_server_config(&args);
     let close_timeout = config.transport.close_timeout;
@@ -87,6 +93,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
             print(format!("listening wt {}", server.url()));
             info!(url = %server.url(), mode = ?args.mode, "listening (WebTransport)");
         }
+        if let Some(metrics) = &metrics {
+            print(format!("metrics {}", metrics.url()));
+            info!(url = %metrics.url(), "serving Prometheus metrics");
+        }
+    }
+    if let Some(metrics) = metrics {
+        tracker.spawn(metrics.run(stop.clone(), tracker.clone()));
     }
     for server in wt_servers {
         tracker.spawn(wt_accept_loop(
@@ -145,7 +158,19 @@ fn server_config(args: &ServeArgs) -> WsServerConfig {
     config.max_frame_size = args.max_message_size;
     config.max_connections = args.max_connections;
     config.subprotocols.clone_from(&args.subprotocols);
+    config.ip_limits = ip_limits(args);
     config
+}
+
+/// `--max-connections-per-ip` and `--handshakes-per-ip`; without them no per-IP limit (tcat's
+/// behaviour before these flags existed).
+fn ip_limits(args: &ServeArgs) -> IpLimits {
+    let mut limits = IpLimits::unlimited();
+    limits.max_connections_per_ip(args.max_connections_per_ip);
+    if let Some(rate) = args.handshakes_per_ip {
+        limits.handshake_rate(Some(rate), rate.saturating_mul(2));
+    }
+    limits
 }
 
 /// The SSE server settings: the same per-connection settings as WebSocket, sessions bounded
@@ -154,6 +179,7 @@ fn sse_server_config(args: &ServeArgs) -> SseServerConfig {
     let mut config = SseServerConfig::default();
     config.transport = transport_config(args);
     config.max_sessions = args.max_connections;
+    config.ip_limits = ip_limits(args);
     config
 }
 
@@ -290,6 +316,7 @@ fn bind_wt(
     let mut config = WtServerConfig::default();
     config.transport = transport.clone();
     config.max_sessions(args.max_connections);
+    config.ip_limits(ip_limits(args));
     let mut servers = Vec::new();
     for addr in &args.wt {
         let resolved = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())

@@ -20,12 +20,12 @@ use crate::metrics::reason;
 #[non_exhaustive]
 pub struct IpLimits {
     /// Most connections (handshakes in progress included) open at once from one IP (IPv6: one
-    /// /64). `None`: no per-IP limit. Default: 256, a large office behind one NAT.
+    /// /64). `None`: no per-IP limit. Default: 1024, a large office behind one NAT.
     pub max_connections_per_ip: Option<usize>,
     /// Sustained handshakes per second accepted from one IP. `None`: no rate limit.
-    /// Default: 50 (a page reload storm passes; a flood is cut to this).
+    /// Default: 100 (a reload storm of a large NAT passes; a flood is cut to this).
     pub handshakes_per_second: Option<u32>,
-    /// Handshakes from one IP allowed in a burst above the sustained rate. Default: 100.
+    /// Handshakes from one IP allowed in a burst above the sustained rate. Default: 200.
     pub handshake_burst: u32,
     /// Most addresses tracked at once; when the table is full of active addresses, new
     /// addresses are admitted untracked (the global limit still holds) rather than refused, so
@@ -36,9 +36,9 @@ pub struct IpLimits {
 impl Default for IpLimits {
     fn default() -> Self {
         Self {
-            max_connections_per_ip: Some(256),
-            handshakes_per_second: Some(50),
-            handshake_burst: 100,
+            max_connections_per_ip: Some(1024),
+            handshakes_per_second: Some(100),
+            handshake_burst: 200,
             max_tracked_ips: 65_536,
         }
     }

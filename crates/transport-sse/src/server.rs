@@ -71,7 +71,7 @@ pub struct SseServerConfig {
     /// Per-remote-IP limits of [`SseServer`] on its TCP connections (streams and POSTs alike):
     /// concurrent connections and connection rate per address; refusals are answered with
     /// HTTP 429. An [`SseEndpoint`] mounted in another server leaves this to that server.
-    /// Default: [`IpLimits::default`] (256 connections, 50 connections/s with bursts of 100).
+    /// Default: [`IpLimits::default`] (1024 connections, 100 connections/s with bursts of 200).
     pub ip_limits: IpLimits,
 }
 

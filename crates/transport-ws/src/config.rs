@@ -144,7 +144,7 @@ pub struct WsServerConfig {
     pub max_frame_size: usize,
     /// Per-remote-IP limits of [`WsServer`](crate::WsServer): concurrent connections and
     /// handshake rate per address; refusals are answered with HTTP 429. Default:
-    /// [`IpLimits::default`] (256 connections, 50 handshakes/s with bursts of 100).
+    /// [`IpLimits::default`] (1024 connections, 100 handshakes/s with bursts of 200).
     pub ip_limits: IpLimits,
 }
 

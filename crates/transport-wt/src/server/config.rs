@@ -41,8 +41,8 @@ pub struct WtServerConfig {
     pub accept_backlog: usize,
     /// Per-remote-IP limits: QUIC connections open at once and connection attempts per second
     /// from one address; refused attempts are refused at the QUIC level, like those over
-    /// `max_sessions`. Default: [`IpLimits::default`] (256 connections, 50 attempts/s with
-    /// bursts of 100).
+    /// `max_sessions`. Default: [`IpLimits::default`] (1024 connections, 100 attempts/s with
+    /// bursts of 200).
     pub ip_limits: IpLimits,
 }
 
