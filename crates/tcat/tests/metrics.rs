@@ -10,11 +10,11 @@ use std::time::Duration;
 use common::{Server, WAIT, serve};
 use transport_core::{Connection, Message, ReconnectPolicy, Transport as _};
 
-/// Starts `tcat serve ARGS --metrics 127.0.0.1:0` with `listeners` listeners; returns the
+/// Starts `tcat serve ARGS --metrics 127.0.1:0` with `listeners` listeners; returns the
 /// server and the metrics URL's `HOST:PORT`.
 fn serve_with_metrics(args: &[&str], listeners: usize) -> (Server, String) {
     let mut all = args.to_vec();
-    all.extend(["--metrics", "127.0.0.1:0"]);
+    all.extend(["--metrics", "127.0.1:0"]);
     let mut server = serve(&all, listeners);
     let line = server.proc.wait_line(WAIT, |l| l.starts_with("metrics "));
     let url = line.split_whitespace().last().unwrap_or_default();
@@ -42,7 +42,7 @@ fn scrape(addr: &str) -> String {
 }
 
 /// The value of the sample `name{labels...}` (all given labels present), 0 when absent.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
@@ -54,7 +54,10 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                         .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
             })
         })
-        .map_or(0.0, |(_, v)| v.parse().unwrap())
+        .map_or(0, |(_, v)| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: {v:?} is not a whole number"))
+        })
 }
 
 /// Scrapes until `done` holds for the text, at most `WAIT`.
@@ -98,7 +101,7 @@ fn ws_config() -> transport_ws::WsConfig {
 
 #[tokio::test]
 async fn counts_connections_messages_and_rejected_handshakes() {
-    let (server, metrics) = serve_with_metrics(&["--ws", "127.0.0.1:0", "--sse", "127.0.0.1:0"], 2);
+    let (server, metrics) = serve_with_metrics(&["--ws", "127.0.1:0", "--sse", "127.0.1:0"], 2);
     let ws_url = server.urls[0].clone();
     let sse_url = server.urls[1].clone();
 
@@ -110,11 +113,8 @@ async fn counts_connections_messages_and_rejected_handshakes() {
     .unwrap();
     let ws = [("transport", "ws")];
     let sse = [("transport", "sse")];
-    assert_eq!(value(&before, "transport_connections", &ws), 0.0);
-    assert_eq!(
-        value(&before, "transport_messages_received_total", &ws),
-        0.0
-    );
+    assert_eq!(value(&before, "transport_connections", &ws), 0);
+    assert_eq!(value(&before, "transport_messages_received_total", &ws), 0);
 
     let mut ws_conn = transport_ws::connect(&ws_url, ws_config()).await.unwrap();
     let mut sse_config = transport_sse::SseConfig::default();
@@ -136,46 +136,40 @@ async fn counts_connections_messages_and_rejected_handshakes() {
     .unwrap();
 
     let during = scrape_until(&metrics, "counts while connected", |t| {
-        value(t, "transport_handshakes_rejected_total", &ws) >= 1.0
+        value(t, "transport_handshakes_rejected_total", &ws) >= 1
     })
     .await;
     println!("{during}");
-    assert_eq!(value(&during, "transport_connections", &ws), 1.0);
-    assert_eq!(value(&during, "transport_connections", &sse), 1.0);
+    assert_eq!(value(&during, "transport_connections", &ws), 1);
+    assert_eq!(value(&during, "transport_connections", &sse), 1);
     assert_eq!(
         value(&during, "transport_handshakes_accepted_total", &ws),
-        1.0
+        1
     );
     assert_eq!(
         value(&during, "transport_handshakes_accepted_total", &sse),
-        1.0
+        1
     );
-    assert_eq!(
-        value(&during, "transport_messages_received_total", &ws),
-        3.0
-    );
-    assert_eq!(value(&during, "transport_messages_sent_total", &ws), 3.0);
-    assert_eq!(
-        value(&during, "transport_messages_received_total", &sse),
-        2.0
-    );
-    assert_eq!(value(&during, "transport_messages_sent_total", &sse), 2.0);
+    assert_eq!(value(&during, "transport_messages_received_total", &ws), 3);
+    assert_eq!(value(&during, "transport_messages_sent_total", &ws), 3);
+    assert_eq!(value(&during, "transport_messages_received_total", &sse), 2);
+    assert_eq!(value(&during, "transport_messages_sent_total", &sse), 2);
     // "hello 0".."hello 2": 7 bytes each.
-    assert_eq!(value(&during, "transport_bytes_received_total", &ws), 21.0);
-    assert_eq!(value(&during, "transport_bytes_sent_total", &ws), 21.0);
+    assert_eq!(value(&during, "transport_bytes_received_total", &ws), 21);
+    assert_eq!(value(&during, "transport_bytes_sent_total", &ws), 21);
     assert_eq!(
         value(
             &during,
             "transport_handshakes_rejected_total",
             &[("transport", "ws"), ("reason", "bad_request")]
         ),
-        1.0
+        1
     );
 
     ws_conn.close(1000, "").await.unwrap();
     sse_conn.close(1000, "").await.unwrap();
     scrape_until(&metrics, "the WebSocket connection gauge back to 0", |t| {
-        value(t, "transport_connections", &ws) == 0.0
+        value(t, "transport_connections", &ws) == 0
     })
     .await;
     server.terminate();
@@ -184,7 +178,7 @@ async fn counts_connections_messages_and_rejected_handshakes() {
 #[tokio::test]
 async fn per_ip_limit_refusals_are_counted() {
     let (server, metrics) =
-        serve_with_metrics(&["--ws", "127.0.0.1:0", "--max-connections-per-ip", "1"], 1);
+        serve_with_metrics(&["--ws", "127.0.1:0", "--max-connections-per-ip", "1"], 1);
     let url = server.url().to_owned();
     let mut first = transport_ws::connect(&url, ws_config()).await.unwrap();
     let refused = transport_ws::connect(&url, ws_config()).await.unwrap_err();
@@ -198,19 +192,19 @@ async fn per_ip_limit_refusals_are_counted() {
             t,
             "transport_handshakes_rejected_total",
             &[("transport", "ws"), ("reason", "ip_limit")],
-        ) == 1.0
+        ) == 1
     })
     .await;
     assert_eq!(
         value(&text, "transport_connections", &[("transport", "ws")]),
-        1.0
+        1
     );
     server.terminate();
 }
 
 #[test]
 fn other_paths_are_not_found() {
-    let (server, metrics) = serve_with_metrics(&["--ws", "127.0.0.1:0"], 1);
+    let (server, metrics) = serve_with_metrics(&["--ws", "127.0.1:0"], 1);
     let mut tcp = TcpStream::connect(&metrics).unwrap();
     tcp.set_read_timeout(Some(WAIT)).unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
