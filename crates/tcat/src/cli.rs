@@ -233,6 +233,12 @@ pub(crate) struct ConnectArgs {
     #[arg(long)]
     pub(crate) no_proxy: bool,
 
+    /// At exit, print the connection's statistics on stderr, one line: `stats transport=T
+    /// messages_sent=N bytes_sent=N messages_received=N bytes_received=N reconnects=N
+    /// rtt_ms=MS|- connected_ms=MS` (rtt `-` when not measured).
+    #[arg(long)]
+    pub(crate) stats: bool,
+
     /// URL to connect to: ws:// or wss:// (WebSocket), http:// or https:// (SSE), https://
     /// with --transport wt (WebTransport).
     #[arg(value_name = "URL")]
