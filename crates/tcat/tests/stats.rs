@@ -23,8 +23,7 @@ fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
     fields
         .iter()
         .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+        .map_or_else(|| panic!("no {key} in {fields:?}"), |(_, v)| v.as_str())
 }
 
 fn check_echo_stats(url: &str, transport: &str) {
