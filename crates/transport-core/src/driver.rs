@@ -329,10 +329,10 @@ pub async fn connect<D: Dial>(
     config.validate()?;
     let link = dial_once(&mut dialer, config.connect_timeout).await?;
     let info = dialer.info(&link);
+    let span = tracing::debug_span!("connection", transport, peer = ?info.peer_addr);
     let (connection, io) = new_io(config, info, ConnectionState::Connected, None);
     io.set_send_unsupported(dialer.send_unsupported(&link));
     let config = config.clone();
-    let span = tracing::debug_span!("connection", transport);
     tokio::spawn(drive(dialer, link, io, config).instrument(span));
     Ok(connection)
 }
