@@ -214,3 +214,56 @@ fn other_paths_are_not_found() {
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
     server.terminate();
 }
+
+#[tokio::test]
+async fn counts_webtransport_sessions() {
+    let mut cmd = common::tcat();
+    cmd.args(["serve", "--wt", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let mut proc = common::Proc::spawn(&mut cmd);
+    let hash = proc
+        .wait_line(WAIT, |l| l.starts_with("cert-sha256 "))
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    let url = proc
+        .wait_line(WAIT, |l| l.starts_with("listening wt "))
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    let line = proc.wait_line(WAIT, |l| l.starts_with("metrics "));
+    let metrics = line
+        .trim_start_matches("metrics http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let wt = [("transport", "wt")];
+
+    let mut client = common::tcat();
+    client.args(["connect", "--transport", "wt", "--cert-hash", &hash, &url]);
+    let mut client = common::Proc::spawn(&mut client);
+    client.write(b"over quic\n");
+    assert_eq!(client.line(WAIT).as_deref(), Some("over quic"));
+    let during = scrape_until(&metrics, "the WebTransport session counted", |t| {
+        value(t, "transport_connections", &wt) == 1
+    })
+    .await;
+    assert_eq!(
+        value(&during, "transport_handshakes_accepted_total", &wt),
+        1
+    );
+    client.close_stdin();
+    let out = tokio::task::spawn_blocking(move || client.finish(WAIT))
+        .await
+        .unwrap();
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    scrape_until(&metrics, "the WebTransport gauge back to 0", |t| {
+        value(t, "transport_connections", &wt) == 0
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &proc.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
