@@ -2,6 +2,10 @@
 //! record into (names in `docs/metrics.md`), and a small hyper server answering
 //! `GET /metrics` with its text exposition (the exporter's own listener is left out: it would
 //! bring a second HTTP stack).
+//!
+//! tcat adds one gauge of its own, [`TASKS`]: its live tasks (listeners, one per client,
+//! broadcast writers), counted by its task tracker at each scrape. `cargo xtask soak` watches
+//! it come back to its baseline.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +21,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::exit::Failure;
+
+/// Gauge: tcat's live tasks (its `TaskTracker`), set at each scrape.
+pub(crate) const TASKS: &str = "tcat_tasks";
 
 /// How long a scrape connection may take to send its request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,8 +57,9 @@ impl MetricsServer {
         format!("http://{addr}/metrics")
     }
 
-    /// Serves scrapes until `stop`.
+    /// Serves scrapes until `stop`; `tasks` is the tracker whose size [`TASKS`] reports.
     pub(crate) async fn run(self, stop: CancellationToken, tracker: TaskTracker) {
+        let tasks = metrics::gauge!(TASKS);
         loop {
             let (tcp, peer) = tokio::select! {
                 () = stop.cancelled() => return,
@@ -66,9 +74,13 @@ impl MetricsServer {
             };
             let handle = self.handle.clone();
             let stop = stop.clone();
+            let (tasks, tracker2) = (tasks.clone(), tracker.clone());
             tracker.spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<_>| {
                     let handle = handle.clone();
+                    // This scrape's own connection task is not counted.
+                    let live = tracker2.len().saturating_sub(1);
+                    tasks.set(f64::from(u32::try_from(live).unwrap_or(u32::MAX)));
                     async move { Ok::<_, Infallible>(answer(&req, &handle)) }
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
