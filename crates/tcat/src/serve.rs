@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 use transport_core::{
     CloseFrame, Connection, IpLimits, Message, Sender, Transport as _, TransportConfig,
     TrySendError,
@@ -356,24 +356,31 @@ async fn wt_accept_loop(
             break;
         };
         debug!(peer = %request.peer_addr, path = %request.path, "accepted a WebTransport session");
+        let span = tracing::debug_span!("client", transport = "wt", peer = %request.peer_addr);
         match mode {
-            Mode::Echo => tracker.spawn(async move {
-                if let Err(e) = transport_wt::echo(session).await {
-                    debug!(error = %e, "WebTransport echo ended");
+            Mode::Echo => tracker.spawn(
+                async move {
+                    if let Err(e) = transport_wt::echo(session).await {
+                        debug!(error = %e, "WebTransport echo ended");
+                    }
                 }
-            }),
+                .instrument(span),
+            ),
             Mode::Broadcast => {
                 let hub = hub.clone();
                 let transport = transport.clone();
-                tracker.spawn(async move {
-                    match session
-                        .into_connection(&transport, StreamConfig::default())
-                        .await
-                    {
-                        Ok(connection) => broadcast(connection, hub).await,
-                        Err(e) => debug!(error = %e, "no message stream"),
+                tracker.spawn(
+                    async move {
+                        match session
+                            .into_connection(&transport, StreamConfig::default())
+                            .await
+                        {
+                            Ok(connection) => broadcast(connection, hub).await,
+                            Err(e) => debug!(error = %e, "no message stream"),
+                        }
                     }
-                })
+                    .instrument(span),
+                )
             }
         };
     }
@@ -408,9 +415,12 @@ async fn accept_loop(
         let Some(connection) = accepted else {
             break;
         };
+        let info = connection.info();
+        let span =
+            tracing::debug_span!("client", transport = info.transport, peer = ?info.peer_addr);
         match mode {
-            Mode::Echo => tracker.spawn(echo(connection)),
-            Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone())),
+            Mode::Echo => tracker.spawn(echo(connection).instrument(span)),
+            Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone()).instrument(span)),
         };
     }
     server.shutdown().await;
