@@ -1,15 +1,20 @@
 //! `cargo xtask soak [--minutes N]`: leak check of `tcat serve`.
 //!
-//! Starts `tcat serve --ws --sse --metrics` and, for the given time, runs connect/close cycles
-//! on both transports mixing clean closes with an echoed message (`tcat connect --count 1`),
-//! abrupt drops (a client killed while connected) and failed handshakes (a raw socket sending a
-//! broken request, or going away mid-request). Every few cycles it samples the server's
+//! Starts `tcat serve --ws --sse --wt --metrics` and, for the given time, runs connect/close
+//! cycles on the three transports mixing clean closes with an echoed message (`tcat connect
+//! --count 1`), abrupt drops (a client killed while connected) and failed handshakes (a raw
+//! socket sending a broken request or going away mid-request; for WebTransport, a client
+//! pinning a wrong certificate hash, so the QUIC handshake fails). Every few cycles it samples the server's
 //! resident memory (`/proc/PID/status` VmRSS), open file descriptors (`/proc/PID/fd`) and live
 //! tasks (tcat's own `tcat_tasks` gauge, scraped from `/metrics` with `transport_connections`).
 //!
-//! The baseline is taken once the warm-up (the first fifth of the run) is over and the server
-//! is idle; at the end, once idle again, descriptors and tasks must be back to the baseline and
-//! memory within 5 % of it. Otherwise the command fails and prints the whole series.
+//! The baseline is taken after a warm-up of cycles (a fifth of `--minutes`, at least 45 s: a
+//! dropped SSE client's session and a killed WebTransport client's connection linger 30 s, so
+//! the number of lingering ones, and the memory high-water mark they set, only levels off after
+//! that), once the server is idle. Then `--minutes` of cycles run; at the end, once idle again,
+//! descriptors and tasks must be back to the baseline and memory within 5 % of it. Otherwise the
+//! command fails and prints the whole series. The waits for idleness (up to about 35 s each)
+//! come on top of the cycling time.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -31,13 +36,15 @@ const CYCLE_TIMEOUT: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Cycles between two samples.
 const SAMPLE_EVERY: u64 = 10;
+/// Shortest warm-up: longer than the 30 s that abandoned sessions and connections linger.
+const MIN_WARM_UP: Duration = Duration::from_secs(45);
 /// Allowed growth of resident memory over the baseline.
 const RSS_TOLERANCE: f64 = 0.05;
 
 /// Options of `cargo xtask soak`.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct Args {
-    /// How long to run the cycles, in minutes (the first fifth is warm-up).
+    /// How long to run the cycles after the warm-up, in minutes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1440))]
     minutes: u64,
 }
@@ -59,6 +66,8 @@ struct Server {
     pid: u32,
     ws: String,
     sse: String,
+    wt: String,
+    cert_hash: String,
     metrics: SocketAddr,
 }
 
@@ -68,14 +77,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut server = start(&tcat)?;
     let started = Instant::now();
     let total = Duration::from_secs(args.minutes * 60);
-    let warm_up = total / 5;
+    let warm_up = (total / 5).max(MIN_WARM_UP);
+    let total = total + warm_up;
     let mut series = Vec::new();
     let mut baseline = None;
     let mut cycles = 0u64;
     let mut failures = Vec::new();
+    // Cycling time excludes the waits for the server to become idle (up to the 30 s an
+    // abandoned SSE session or QUIC connection lingers), so both phases get their share.
+    let mut idle_waits = Duration::ZERO;
     // Bounded: a cycle takes at least a few milliseconds.
     for _ in 0..10_000_000u64 {
-        if started.elapsed() >= total {
+        if started.elapsed().saturating_sub(idle_waits) >= total {
             break;
         }
         if let Err(e) = cycle(&tcat, &server, cycles) {
@@ -92,7 +105,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             series.push(sample(&server, started, cycles)?);
         }
         if baseline.is_none() && started.elapsed() >= warm_up {
+            let waiting = Instant::now();
             let idle = wait_idle(&server, started, cycles)?;
+            idle_waits += waiting.elapsed();
             println!("baseline after {cycles} warm-up cycles: {}", show(&idle));
             series.push(idle);
             baseline = Some(idle);
@@ -159,6 +174,8 @@ fn start(tcat: &std::path::Path) -> Result<Server> {
             "127.0.0.1:0",
             "--sse",
             "127.0.0.1:0",
+            "--wt",
+            "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
         ])
@@ -171,6 +188,12 @@ fn start(tcat: &std::path::Path) -> Result<Server> {
     let lines = proc::stdout_lines(stdout, None);
     let deadline = Instant::now() + READY_TIMEOUT;
     let last_word = |line: String| line.split_whitespace().last().unwrap_or("").to_owned();
+    let cert_hash = last_word(proc::wait_for_line(
+        &lines,
+        deadline,
+        "the certificate hash",
+        |l| l.starts_with("cert-sha256 "),
+    )?);
     let ws = last_word(proc::wait_for_line(
         &lines,
         deadline,
@@ -182,6 +205,12 @@ fn start(tcat: &std::path::Path) -> Result<Server> {
         deadline,
         "the sse listener",
         |l| l.starts_with("listening sse "),
+    )?);
+    let wt = last_word(proc::wait_for_line(
+        &lines,
+        deadline,
+        "the wt listener",
+        |l| l.starts_with("listening wt "),
     )?);
     let metrics_url = last_word(proc::wait_for_line(
         &lines,
@@ -201,29 +230,40 @@ fn start(tcat: &std::path::Path) -> Result<Server> {
         pid,
         ws,
         sse,
+        wt,
+        cert_hash,
         metrics,
     })
 }
 
-/// One client cycle; the kind rotates: clean close with an echo, abrupt drop, failed
-/// handshake, on WebSocket then SSE.
+/// One client cycle; the transport rotates (WebSocket, SSE, WebTransport) and, every round,
+/// the kind: clean close with an echo, abrupt drop, failed handshake.
 fn cycle(tcat: &std::path::Path, server: &Server, n: u64) -> Result<()> {
-    let url = if n.is_multiple_of(2) {
-        &server.ws
-    } else {
-        &server.sse
+    let wt_args = [
+        "--transport",
+        "wt",
+        "--cert-hash",
+        server.cert_hash.as_str(),
+    ];
+    let (url, extra): (&str, &[&str]) = match n % 3 {
+        0 => (&server.ws, &[]),
+        1 => (&server.sse, &[]),
+        _ => (&server.wt, &wt_args),
     };
-    match (n / 2) % 3 {
-        0 => clean(tcat, url, n),
-        1 => abrupt(tcat, url),
+    match (n / 3) % 3 {
+        0 => clean(tcat, url, extra, n),
+        1 => abrupt(tcat, url, extra),
+        _ if n % 3 == 2 => failed_wt_handshake(tcat, url),
         _ => failed_handshake(url, n),
     }
 }
 
 /// `tcat connect --count 1`: one message echoed, then a clean close.
-fn clean(tcat: &std::path::Path, url: &str, n: u64) -> Result<()> {
+fn clean(tcat: &std::path::Path, url: &str, extra: &[&str], n: u64) -> Result<()> {
     let mut cmd = Command::new(tcat);
-    cmd.args(["connect", "--count", "1", url])
+    cmd.arg("connect")
+        .args(extra)
+        .args(["--count", "1", url])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -243,9 +283,11 @@ fn clean(tcat: &std::path::Path, url: &str, n: u64) -> Result<()> {
 }
 
 /// A client killed once connected (its echo seen): the server sees the socket drop.
-fn abrupt(tcat: &std::path::Path, url: &str) -> Result<()> {
+fn abrupt(tcat: &std::path::Path, url: &str, extra: &[&str]) -> Result<()> {
     let mut cmd = Command::new(tcat);
-    cmd.args(["connect", url])
+    cmd.arg("connect")
+        .args(extra)
+        .arg(url)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -262,6 +304,28 @@ fn abrupt(tcat: &std::path::Path, url: &str) -> Result<()> {
     )?;
     child.kill_tree();
     drop(stdin);
+    Ok(())
+}
+
+/// A WebTransport client pinning a certificate hash the server does not have: the QUIC
+/// handshake fails on the client's side.
+fn failed_wt_handshake(tcat: &std::path::Path, url: &str) -> Result<()> {
+    let mut cmd = Command::new(tcat);
+    cmd.args([
+        "connect",
+        "--transport",
+        "wt",
+        "--cert-hash",
+        &"00".repeat(32),
+        url,
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let status = ChildGuard::spawn(&mut cmd)?.wait_timeout(CYCLE_TIMEOUT)?;
+    if status.success() {
+        bail!("a wrong certificate hash was accepted by {url}");
+    }
     Ok(())
 }
 
@@ -305,8 +369,10 @@ fn sample(server: &Server, started: Instant, cycles: u64) -> Result<Sample> {
         rss_kib,
         fds,
         tasks: gauge(&text, "tcat_tasks", None),
-        connections: gauge(&text, "transport_connections", Some("ws"))
-            + gauge(&text, "transport_connections", Some("sse")),
+        connections: ["ws", "sse", "wt"]
+            .iter()
+            .map(|t| gauge(&text, "transport_connections", Some(t)))
+            .sum(),
     })
 }
 
