@@ -202,6 +202,24 @@ impl IpTable {
         self.entries.get(&key(ip)).map_or(0, |e| e.open)
     }
 
+    /// Whether `ip` has used half its connections or half its burst at `now`: a server that
+    /// cannot trust the source address (QUIC before address validation) should validate it
+    /// (a stateless retry) before counting it, so spoofed packets cannot spend a victim's
+    /// budget.
+    pub fn under_pressure(&self, ip: IpAddr, now: Instant) -> bool {
+        let Some(entry) = self.entries.get(&key(ip)) else {
+            return false;
+        };
+        let connections = self
+            .limits
+            .max_connections_per_ip
+            .is_some_and(|max| entry.open.saturating_mul(2) >= max);
+        let rate = self.interval.is_some_and(|interval| {
+            entry.tat.saturating_duration_since(now) * 2 >= interval * self.limits.handshake_burst
+        });
+        connections || rate
+    }
+
     /// Addresses tracked now.
     pub fn tracked(&self) -> usize {
         self.entries.len()
@@ -252,6 +270,11 @@ impl IpLimiter {
     /// Connections counted open from `ip`.
     pub fn open(&self, ip: IpAddr) -> usize {
         self.table().open(ip)
+    }
+
+    /// See [`IpTable::under_pressure`].
+    pub fn under_pressure(&self, ip: IpAddr) -> bool {
+        self.table().under_pressure(ip, Instant::now())
     }
 }
 
@@ -406,6 +429,24 @@ mod tests {
         drop(permit);
         assert_eq!(limiter.open(A), 0);
         assert!(limiter.admit(A).is_ok());
+    }
+
+    #[test]
+    fn pressure_at_half_the_connections_or_half_the_burst() {
+        let now = Instant::now();
+        let mut t = IpTable::new(limits(Some(4), None, 1));
+        assert!(!t.under_pressure(A, now));
+        t.admit(A, now).unwrap();
+        assert!(!t.under_pressure(A, now));
+        t.admit(A, now).unwrap();
+        assert!(t.under_pressure(A, now));
+        assert!(!t.under_pressure(B, now));
+        let mut t = IpTable::new(limits(None, Some(10), 4));
+        t.admit(A, now).unwrap();
+        assert!(!t.under_pressure(A, now));
+        t.admit(A, now).unwrap();
+        assert!(t.under_pressure(A, now));
+        assert!(!t.under_pressure(A, now + Duration::from_secs(1)));
     }
 
     #[test]

@@ -76,3 +76,20 @@ async fn attempts_beyond_the_per_ip_rate_are_refused() {
     let two = "127.0.0.2:0".parse().unwrap();
     bounded(bare_quic_from(two, addr)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_busy_address_is_validated_with_a_retry_and_then_served() {
+    // With 2 allowed and 1 open, the address is "under pressure": the next attempt gets a
+    // stateless retry first (unvalidated source addresses may be spoofed), then is served.
+    let mut limits = IpLimits::unlimited();
+    limits.max_connections_per_ip(Some(2));
+    let (server, _cert) = server(config(limits));
+    let addr = server.local_addr();
+    let one = "127.0.0.1:0".parse().unwrap();
+    let _first = bounded(bare_quic_from(one, addr)).await.unwrap();
+    let second = bounded(bare_quic_from(one, addr)).await;
+    assert!(second.is_ok(), "{second:?}");
+    assert_eq!(server.open_sessions(), 2);
+    let third = bounded(bare_quic_from(one, addr)).await.unwrap_err();
+    assert!(is_refused(&third), "{third:?}");
+}

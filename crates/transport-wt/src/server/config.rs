@@ -41,7 +41,9 @@ pub struct WtServerConfig {
     pub accept_backlog: usize,
     /// Per-remote-IP limits: QUIC connections open at once and connection attempts per second
     /// from one address; refused attempts are refused at the QUIC level, like those over
-    /// `max_sessions`. Default: [`IpLimits::default`] (1024 connections, 100 attempts/s with
+    /// `max_sessions`. Once an address has used half of either budget, its unvalidated attempts
+    /// first get a stateless retry (source addresses of QUIC Initials can be spoofed).
+    /// Default: [`IpLimits::default`] (1024 connections, 100 attempts/s with
     /// bursts of 200).
     pub ip_limits: IpLimits,
 }

@@ -244,6 +244,18 @@ impl Acceptor {
                 },
             };
             let peer = incoming.remote_address();
+            // An unvalidated source address may be spoofed: near its limits, make the client
+            // prove it (a stateless retry) before it counts against that address.
+            if !incoming.remote_address_validated()
+                && incoming.may_retry()
+                && this.ip_limiter.under_pressure(peer.ip())
+            {
+                debug!(%peer, "validating the address of a busy source with a retry");
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+                continue;
+            }
             let ip_permit = match this.ip_limiter.admit(peer.ip()) {
                 Ok(permit) => permit,
                 Err(refusal) => {
