@@ -7,6 +7,7 @@
 //! cargo xtask install-deps                                tinyproxy, Python/Node peers for tests
 //! cargo xtask bench [--quick]                           criterion benches -> docs/benchmarks.md
 //! cargo xtask fuzz [--seconds N] [--target T]             the cargo-fuzz targets of fuzz/
+//! cargo xtask soak [--minutes N]                          leak check of tcat serve
 //! ```
 //!
 //! Rules every command follows:
@@ -21,6 +22,7 @@ mod demo;
 mod fuzz;
 mod install;
 mod proc;
+mod soak;
 mod test_all;
 
 use std::process::ExitCode;
@@ -50,6 +52,9 @@ enum Command {
     Bench(bench::Args),
     /// Run the cargo-fuzz targets (fuzz/fuzz_targets) for a bounded time each.
     Fuzz(fuzz::Args),
+    /// Connect/close cycles against `tcat serve` (clean, abrupt, failed handshakes); fails
+    /// unless memory, descriptors and tasks come back to their baseline.
+    Soak(soak::Args),
     /// Install what the tests need (tinyproxy; Python `websockets`, `aiohttp-sse` in
     /// `.tools/py`) and print the variables to export for running tests by hand.
     InstallDeps,
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Soak(args) => soak::run(&args),
         Command::InstallDeps => install::apt_packages().and_then(|()| {
             let python = install::python_peers()?;
             for var in [

@@ -250,6 +250,12 @@ pub(crate) struct ConnectArgs {
     #[arg(long = "sse", value_name = "URL", requires = "transport")]
     pub(crate) sse_url: Option<String>,
 
+    /// At exit, print the connection's statistics on stderr, one line: `stats transport=T
+    /// messages_sent=N bytes_sent=N messages_received=N bytes_received=N reconnects=N
+    /// rtt_ms=MS|- connected_ms=MS` (rtt `-` when not measured).
+    #[arg(long)]
+    pub(crate) stats: bool,
+
     /// URL to connect to: ws:// or wss:// (WebSocket), http:// or https:// (SSE), https://
     /// with --transport wt (WebTransport); with --transport auto, the BASE_URL of a unified
     /// server (`tcat serve --all`), whose negotiation endpoint lists the others.
@@ -337,6 +343,30 @@ pub(crate) struct ServeArgs {
     /// keepalive comment every SECS on an idle stream.
     #[arg(long, value_name = "SECS", value_parser = parse_secs_or_zero, default_value = "20")]
     pub(crate) keepalive: Duration,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; port 0 picks a free port).
+    /// `metrics http://ADDR/metrics` is printed once it is ready. Names: docs/metrics.md.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub(crate) metrics: Option<String>,
+
+    /// Most connections open at once from one IP address (IPv6: one /64), per listener; more
+    /// are refused (HTTP 429; WebTransport: refused at the QUIC level). Default: no limit.
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub(crate) max_connections_per_ip: Option<usize>,
+
+    /// Handshakes (SSE: TCP connections) accepted per second from one IP address, per
+    /// listener, with bursts of twice as many; more are refused like over
+    /// --max-connections-per-ip. Default: no limit.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub(crate) handshakes_per_ip: Option<u32>,
+}
+
+/// Parses a positive rate that fits a `u32`.
+fn parse_rate(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 /// Parses `Name: value` (spaces around the value are trimmed).

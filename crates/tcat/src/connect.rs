@@ -27,7 +27,7 @@
 //!
 //! The whole run sits under the `--timeout` deadline.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -266,6 +266,43 @@ struct Session {
     format: Format,
     plan: Plan,
     max_message_size: usize,
+    stats: bool,
+}
+
+/// Prints a connection's statistics on stderr when dropped: at every exit of the run, a
+/// `--timeout` or a signal included.
+struct StatsReport {
+    transport: &'static str,
+    sender: transport_core::Sender,
+}
+
+impl StatsReport {
+    fn line(&self) -> String {
+        let s = self.sender.stats();
+        let rtt = s.rtt.map_or_else(
+            || "-".to_owned(),
+            |rtt| format!("{:.3}", rtt.as_secs_f64() * 1000.0),
+        );
+        format!(
+            "stats transport={} messages_sent={} bytes_sent={} messages_received={} \
+             bytes_received={} reconnects={} rtt_ms={rtt} connected_ms={}",
+            self.transport,
+            s.messages_sent,
+            s.bytes_sent,
+            s.messages_received,
+            s.bytes_received,
+            s.reconnects,
+            s.connected_for.as_millis(),
+        )
+    }
+}
+
+impl Drop for StatsReport {
+    fn drop(&mut self) {
+        let line = self.line();
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{line}").and_then(|()| stderr.flush());
+    }
 }
 
 impl Session {
@@ -289,6 +326,7 @@ impl Session {
                 sse: kind == TransportKind::Sse,
             },
             max_message_size: args.max_message_size,
+            stats: args.stats,
         })
     }
 
@@ -304,6 +342,10 @@ impl Session {
         let info = connection.info();
         info!(peer = ?info.peer_addr, subprotocol = ?info.subprotocol, "connected");
         let (sender, receiver) = connection.split();
+        let _stats = self.stats.then(|| StatsReport {
+            transport: self.kind.name(),
+            sender: sender.clone(),
+        });
         let lines = input::spawn_stdin(self.max_message_size)
             .map_err(|e| Failure::error(format!("starting the stdin reader: {e}")))?;
         let pump = tokio::spawn(pump(lines, sender.clone(), self.binary));

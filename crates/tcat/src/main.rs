@@ -20,6 +20,7 @@ mod cli;
 mod connect;
 mod exit;
 mod input;
+mod metrics;
 mod output;
 mod serve;
 mod serve_all;

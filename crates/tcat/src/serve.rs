@@ -34,9 +34,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 use transport_core::{
-    CloseFrame, Connection, Message, Sender, Transport as _, TransportConfig, TrySendError,
+    CloseFrame, Connection, IpLimits, Message, Sender, Transport as _, TransportConfig,
+    TrySendError,
 };
 use transport_sse::{SseRequest, SseServer, SseServerConfig};
 use transport_ws::{WsRequest, WsServer, WsServerConfig};
@@ -60,6 +61,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     // Before anything is printed: a signal sent right after `listening` must be caught.
     let mut signals = Signals::install()
         .map_err(|e| Failure::error(format!("installing signal handlers: {e}")))?;
+    // Before any listener: every connection's counters register with the recorder.
+    let metrics = match &args.metrics {
+        Some(addr) => Some(crate::metrics::MetricsServer::bind(addr).await?),
+        None => None,
+    };
     let config = server_config(&args);
     let sse_config = sse_server_config(&args);
     let close_timeout = config.transport.close_timeout;
@@ -86,33 +92,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = Arc::new(Hub::new(tracker.clone()));
-    {
-        let mut stdout = std::io::stdout().lock();
-        let mut print = |line: String| {
-            // A closed stdout must not stop the server; the address is in the log too.
-            if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-                warn!(error = %e, "cannot print {line:?}");
-            }
-        };
-        if let Some(cert) = &generated {
-            let hash = cert.sha256_hex();
-            info!(sha256 = %hash, "WebTransport: generated a self-signed certificate");
-            print(format!("cert-sha256 {hash}"));
-        }
-        for server in &servers {
-            print(format!("listening {}", server.label()));
-            info!(url = %server.url(), mode = ?args.mode, "listening");
-        }
-        for server in &wt_servers {
-            print(format!("listening wt {}", server.url()));
-            info!(url = %server.url(), mode = ?args.mode, "listening (WebTransport)");
-        }
-        for server in &all_servers {
-            for line in serve_all::listening_lines(server) {
-                print(line);
-            }
-            info!(url = %server.base_url(), mode = ?args.mode, "listening (all transports)");
-        }
+    announce(
+        &args,
+        generated.as_ref(),
+        &servers,
+        &wt_servers,
+        &all_servers,
+        metrics.as_ref(),
+    );
+    if let Some(metrics) = metrics {
+        tracker.spawn(metrics.run(stop.clone(), tracker.clone()));
     }
     for server in all_servers {
         tracker.spawn(serve_all::accept_loop(
@@ -159,6 +148,47 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
     Ok(Done::Finished)
 }
 
+/// Prints the certificate hash and one line per listener (and the metrics URL) on stdout.
+fn announce(
+    args: &ServeArgs,
+    generated: Option<&SelfSignedCert>,
+    servers: &[Listener],
+    wt_servers: &[WtServer],
+    all_servers: &[transport_adaptive::AdaptiveServer],
+    metrics: Option<&crate::metrics::MetricsServer>,
+) {
+    let mut stdout = std::io::stdout().lock();
+    let mut print = |line: String| {
+        // A closed stdout must not stop the server; the address is in the log too.
+        if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            warn!(error = %e, "cannot print {line:?}");
+        }
+    };
+    if let Some(cert) = generated {
+        let hash = cert.sha256_hex();
+        info!(sha256 = %hash, "WebTransport: generated a self-signed certificate");
+        print(format!("cert-sha256 {hash}"));
+    }
+    for server in servers {
+        print(format!("listening {}", server.label()));
+        info!(url = %server.url(), mode = ?args.mode, "listening");
+    }
+    for server in wt_servers {
+        print(format!("listening wt {}", server.url()));
+        info!(url = %server.url(), mode = ?args.mode, "listening (WebTransport)");
+    }
+    for server in all_servers {
+        for line in serve_all::listening_lines(server) {
+            print(line);
+        }
+        info!(url = %server.base_url(), mode = ?args.mode, "listening (all transports)");
+    }
+    if let Some(metrics) = metrics {
+        print(format!("metrics {}", metrics.url()));
+        info!(url = %metrics.url(), "serving Prometheus metrics");
+    }
+}
+
 /// Per-connection settings every listener shares: message limit, send queue, keepalive (for
 /// SSE the interval of the keepalive comments, and the timeout a stream may stay blocked by a
 /// client that does not read before it is dropped).
@@ -180,7 +210,19 @@ fn server_config(args: &ServeArgs) -> WsServerConfig {
     config.max_frame_size = args.max_message_size;
     config.max_connections = args.max_connections;
     config.subprotocols.clone_from(&args.subprotocols);
+    config.ip_limits = ip_limits(args);
     config
+}
+
+/// `--max-connections-per-ip` and `--handshakes-per-ip`; without them no per-IP limit (tcat's
+/// behaviour before these flags existed).
+pub(crate) fn ip_limits(args: &ServeArgs) -> IpLimits {
+    let mut limits = IpLimits::unlimited();
+    limits.max_connections_per_ip(args.max_connections_per_ip);
+    if let Some(rate) = args.handshakes_per_ip {
+        limits.handshake_rate(Some(rate), rate.saturating_mul(2));
+    }
+    limits
 }
 
 /// The SSE server settings: the same per-connection settings as WebSocket, sessions bounded
@@ -189,6 +231,7 @@ fn sse_server_config(args: &ServeArgs) -> SseServerConfig {
     let mut config = SseServerConfig::default();
     config.transport = transport_config(args);
     config.max_sessions = args.max_connections;
+    config.ip_limits = ip_limits(args);
     config
 }
 
@@ -319,6 +362,7 @@ fn bind_wt(
     let mut config = WtServerConfig::default();
     config.transport = transport.clone();
     config.max_sessions(args.max_connections);
+    config.ip_limits(ip_limits(args));
     let mut servers = Vec::new();
     for addr in &args.wt {
         let resolved = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
@@ -358,24 +402,31 @@ async fn wt_accept_loop(
             break;
         };
         debug!(peer = %request.peer_addr, path = %request.path, "accepted a WebTransport session");
+        let span = tracing::debug_span!("client", transport = "wt", peer = %request.peer_addr);
         match mode {
-            Mode::Echo => tracker.spawn(async move {
-                if let Err(e) = transport_wt::echo(session).await {
-                    debug!(error = %e, "WebTransport echo ended");
+            Mode::Echo => tracker.spawn(
+                async move {
+                    if let Err(e) = transport_wt::echo(session).await {
+                        debug!(error = %e, "WebTransport echo ended");
+                    }
                 }
-            }),
+                .instrument(span),
+            ),
             Mode::Broadcast => {
                 let hub = hub.clone();
                 let transport = transport.clone();
-                tracker.spawn(async move {
-                    match session
-                        .into_connection(&transport, StreamConfig::default())
-                        .await
-                    {
-                        Ok(connection) => broadcast(connection, hub).await,
-                        Err(e) => debug!(error = %e, "no message stream"),
+                tracker.spawn(
+                    async move {
+                        match session
+                            .into_connection(&transport, StreamConfig::default())
+                            .await
+                        {
+                            Ok(connection) => broadcast(connection, hub).await,
+                            Err(e) => debug!(error = %e, "no message stream"),
+                        }
                     }
-                })
+                    .instrument(span),
+                )
             }
         };
     }
@@ -410,9 +461,12 @@ async fn accept_loop(
         let Some(connection) = accepted else {
             break;
         };
+        let info = connection.info();
+        let span =
+            tracing::debug_span!("client", transport = info.transport, peer = ?info.peer_addr);
         match mode {
-            Mode::Echo => tracker.spawn(echo(connection)),
-            Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone())),
+            Mode::Echo => tracker.spawn(echo(connection).instrument(span)),
+            Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone()).instrument(span)),
         };
     }
     server.shutdown().await;

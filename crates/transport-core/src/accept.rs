@@ -46,6 +46,21 @@ impl AcceptPolicy {
     /// # Errors
     /// The status to answer with.
     pub fn check(&self, request: &Request<()>) -> Result<(), StatusCode> {
+        self.check_with_reason(request)
+            .map_err(|(status, _)| status)
+    }
+
+    /// As [`check`](Self::check), with the `reason` label of a refusal for
+    /// [`metrics::HANDSHAKES_REJECTED`](crate::metrics::HANDSHAKES_REJECTED): `origin` for the
+    /// allow-list, otherwise derived from the hook's status
+    /// ([`metrics::status_reason`](crate::metrics::status_reason)).
+    ///
+    /// # Errors
+    /// The status to answer with and the reason.
+    pub fn check_with_reason(
+        &self,
+        request: &Request<()>,
+    ) -> Result<(), (StatusCode, &'static str)> {
         if let Some(allowed) = &self.allowed_origins {
             let origin = request
                 .headers()
@@ -53,11 +68,13 @@ impl AcceptPolicy {
                 .and_then(|v| v.to_str().ok());
             if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
                 tracing::debug!(?origin, "handshake refused: origin not allowed");
-                return Err(StatusCode::FORBIDDEN);
+                return Err((StatusCode::FORBIDDEN, crate::metrics::reason::ORIGIN));
             }
         }
         match &self.authorize {
-            Some(authorize) => authorize(request),
+            Some(authorize) => {
+                authorize(request).map_err(|status| (status, crate::metrics::status_reason(status)))
+            }
             None => Ok(()),
         }
     }

@@ -90,6 +90,7 @@ impl Shared {
         info: ConnectionInfo,
         max_message_size: usize,
         close_timeout: Duration,
+        metrics: Option<crate::metrics::MessageMetrics>,
     ) -> Self {
         Self {
             state: StateCell::new(initial),
@@ -100,7 +101,7 @@ impl Shared {
             send_unsupported: Mutex::new(None),
             has_send_restriction: AtomicBool::new(false),
             max_message_size,
-            counters: crate::stats::Counters::new(initial == ConnectionState::Connected),
+            counters: crate::stats::Counters::new(initial == ConnectionState::Connected, metrics),
             close_timeout,
             close_requested: Notify::new(),
         }
@@ -308,7 +309,12 @@ impl Sender {
         self.tx
             .try_send(Command::Send(message))
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(Command::Send(m)) => TrySendError::Full(m),
+                mpsc::error::TrySendError::Full(Command::Send(m)) => {
+                    if let Some(metrics) = self.shared.counters.metrics() {
+                        metrics.send_queue_full();
+                    }
+                    TrySendError::Full(m)
+                }
                 _ => TrySendError::Failed(self.shared.terminal_error()),
             })
     }

@@ -24,6 +24,7 @@ use tokio_util::sync::PollSender;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::connection::{Command, ConnectionInfo, Shared, plumbing};
+use crate::metrics::MessageMetrics;
 use crate::{CloseFrame, Connection, ConnectionState, Message, TransportConfig, TransportError};
 
 /// How one run of a link ended.
@@ -103,7 +104,13 @@ impl DriverIo {
     /// gone (received messages are then discarded). Once `Ready(true)`, the next
     /// [`send_reserved`](Self::send_reserved) cannot block.
     pub fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        self.inbound.poll_reserve(cx).map(|r| r.is_ok())
+        let poll = self.inbound.poll_reserve(cx);
+        if poll.is_pending()
+            && let Some(metrics) = self.shared.counters.metrics()
+        {
+            metrics.receive_queue_full();
+        }
+        poll.map(|r| r.is_ok())
     }
 
     /// Hands a message to the application through the slot reserved by
@@ -270,8 +277,15 @@ fn new_io(
     config: &TransportConfig,
     info: ConnectionInfo,
     initial: ConnectionState,
+    metrics: Option<MessageMetrics>,
 ) -> (Connection, DriverIo) {
-    let shared = Shared::new(initial, info, config.max_message_size, config.close_timeout);
+    let shared = Shared::new(
+        initial,
+        info,
+        config.max_message_size,
+        config.close_timeout,
+        metrics,
+    );
     let p = plumbing(config.send_buffer, config.recv_buffer, shared);
     (
         p.connection,
@@ -315,10 +329,10 @@ pub async fn connect<D: Dial>(
     config.validate()?;
     let link = dial_once(&mut dialer, config.connect_timeout).await?;
     let info = dialer.info(&link);
-    let (connection, io) = new_io(config, info, ConnectionState::Connected);
+    let span = tracing::debug_span!("connection", transport, peer = ?info.peer_addr);
+    let (connection, io) = new_io(config, info, ConnectionState::Connected, None);
     io.set_send_unsupported(dialer.send_unsupported(&link));
     let config = config.clone();
-    let span = tracing::debug_span!("connection", transport);
     tokio::spawn(drive(dialer, link, io, config).instrument(span));
     Ok(connection)
 }
@@ -412,17 +426,24 @@ async fn reconnect<D: Dial>(
 
 /// Spawns the driver of an accepted (server-side) link: no dialing, no reconnect. `run` serves
 /// the link and hands the [`DriverIo`] back with the outcome.
+///
+/// Its messages and bytes are counted in the shared [`metrics`](crate::metrics)
+/// (`transport_messages_*`, `transport_bytes_*`, `transport_queue_full_total`), and an error
+/// that ends it in `transport_errors_total`, all labelled with `info.transport`.
 pub fn spawn_accepted<F, Fut>(config: &TransportConfig, info: ConnectionInfo, run: F) -> Connection
 where
     F: FnOnce(DriverIo) -> Fut + Send + 'static,
     Fut: Future<Output = (RunOutcome, DriverIo)> + Send + 'static,
 {
-    let (connection, io) = new_io(config, info, ConnectionState::Connected);
+    let transport = info.transport;
+    let metrics = MessageMetrics::new(transport);
+    let (connection, io) = new_io(config, info, ConnectionState::Connected, Some(metrics));
     tokio::spawn(async move {
         let (outcome, mut io) = run(io).await;
         io.shared.counters.link_down();
         let error = io.outcome_error(outcome);
         if let Some(e) = error {
+            crate::metrics::connection_error(transport, &e);
             io.finish_with_error(e).await;
         }
         let _ = io.shared.state.transition(ConnectionState::Disconnected);

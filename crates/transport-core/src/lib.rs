@@ -6,6 +6,9 @@
 //! [`Receiver`], the generic [`driver`] that transports plug into, and an in-memory transport
 //! ([`memory`]) for your own tests. No protocol code and no sockets live here.
 //!
+//! Servers share two more pieces: the [`metrics`] names every transport records under, and the
+//! per-remote-IP limits ([`IpLimits`], enforced by an [`IpLimiter`]).
+//!
 //! ```text
 //!            application
 //!   Sender (Clone, Sink) │ ▲ Receiver (Stream)
@@ -33,8 +36,10 @@ mod config;
 mod connection;
 pub mod driver;
 mod error;
+mod ip_limit;
 pub mod memory;
 mod message;
+pub mod metrics;
 mod reconnect;
 mod state;
 mod stats;
@@ -50,6 +55,7 @@ pub use connection::{
     Command, Connection, ConnectionInfo, Receiver, Sender, SenderSink, TrySendError,
 };
 pub use error::{SharedIoError, TransportError, close_code_is_retryable};
+pub use ip_limit::{IpLimiter, IpLimits, IpPermit, IpRefusal, IpTable, RefusalLog};
 pub use message::{CloseFrame, Message, MessageMetadata, MessageType};
 pub use reconnect::{Backoff, ReconnectPolicy};
 pub use state::{ConnectionState, IllegalTransition, StateCell};

@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::metrics::MessageMetrics;
+
 /// A snapshot of one connection's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -41,6 +43,8 @@ pub(crate) struct Counters {
     /// Nanoseconds since `epoch` when the current link came up; `u64::MAX` = no link up.
     link_up_at: AtomicU64,
     epoch: Instant,
+    /// The server's `metrics` counters, for accepted connections.
+    metrics: Option<MessageMetrics>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -48,7 +52,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Counters {
-    pub(crate) fn new(connected: bool) -> Self {
+    pub(crate) fn new(connected: bool, metrics: Option<MessageMetrics>) -> Self {
         Self {
             messages_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
@@ -59,18 +63,29 @@ impl Counters {
             connected_before: AtomicU64::new(0),
             link_up_at: AtomicU64::new(if connected { 0 } else { u64::MAX }),
             epoch: Instant::now(),
+            metrics,
         }
     }
 
     pub(crate) fn sent(&self, bytes: usize) {
         self.messages_sent.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.sent(bytes);
+        }
     }
 
     pub(crate) fn received(&self, bytes: usize) {
         self.messages_received.fetch_add(1, Ordering::Relaxed);
         self.bytes_received
             .fetch_add(bytes as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.received(bytes);
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&MessageMetrics> {
+        self.metrics.as_ref()
     }
 
     pub(crate) fn rtt(&self, rtt: Duration) {
@@ -124,7 +139,7 @@ mod tests {
 
     #[test]
     fn counts_and_times() {
-        let c = Counters::new(true);
+        let c = Counters::new(true, None);
         c.sent(10);
         c.sent(5);
         c.received(7);

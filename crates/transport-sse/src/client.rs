@@ -25,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_rustls::TlsConnector;
+use tracing::Instrument as _;
 use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
 use transport_core::{Connection, ConnectionInfo, Connector, TransportConfig, TransportError};
 
@@ -313,7 +314,11 @@ impl Dial for SseDial {
     }
 
     async fn run(&mut self, link: Self::Link, io: &mut DriverIo) -> RunOutcome {
-        link::run(link, &self.inner, &mut self.parser, &mut self.retry, io).await
+        // The session id is recorded when the server's session event arrives.
+        let span = tracing::debug_span!("sse-link", session = tracing::field::Empty);
+        link::run(link, &self.inner, &mut self.parser, &mut self.retry, io)
+            .instrument(span)
+            .await
     }
 
     fn should_retry(&self, error: &TransportError) -> bool {

@@ -16,16 +16,18 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
 use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::metrics::{self, ConnectionGauge, reason};
 use transport_core::{
-    AcceptPolicy, CloseFrame, Command, Connection, ConnectionInfo, Message, TransportConfig,
-    TransportError,
+    AcceptPolicy, CloseFrame, Command, Connection, ConnectionInfo, IpLimiter, IpLimits, Message,
+    RefusalLog, TransportConfig, TransportError,
 };
 
 use crate::protocol;
@@ -66,6 +68,11 @@ pub struct SseServerConfig {
     pub accept_backlog: usize,
     /// Deadline for a client to send its request headers (slowloris). Default: 10 s.
     pub header_read_timeout: Duration,
+    /// Per-remote-IP limits of [`SseServer`] on its TCP connections (streams and POSTs alike):
+    /// concurrent connections and connection rate per address; refusals are answered with
+    /// HTTP 429. An [`SseEndpoint`] mounted in another server leaves this to that server.
+    /// Default: [`IpLimits::default`] (1024 connections, 100 connections/s with bursts of 200).
+    pub ip_limits: IpLimits,
 }
 
 impl Default for SseServerConfig {
@@ -85,6 +92,7 @@ impl Default for SseServerConfig {
             stream_queue: 64,
             accept_backlog: 128,
             header_read_timeout: Duration::from_secs(10),
+            ip_limits: IpLimits::default(),
         }
     }
 }
@@ -111,7 +119,7 @@ impl SseServerConfig {
                     .into(),
             ));
         }
-        Ok(())
+        self.ip_limits.validate()
     }
 
     fn send_prefix(&self) -> String {
@@ -312,10 +320,12 @@ impl SseEndpoint {
         peer_addr: Option<SocketAddr>,
     ) -> Response<SseBody> {
         if self.shared.shutdown.is_cancelled() {
+            metrics::handshake_rejected(TRANSPORT, reason::SHUTDOWN);
             return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
         }
         let head = transport_core::request_head(request);
-        if let Err(status) = self.shared.config.policy.check(&head) {
+        if let Err((status, why)) = self.shared.config.policy.check_with_reason(&head) {
+            metrics::handshake_rejected(TRANSPORT, why);
             return plain(status, "refused\n");
         }
         let (stream_tx, stream_rx) = mpsc::channel(self.shared.config.stream_queue);
@@ -331,8 +341,14 @@ impl SseEndpoint {
                 token
             }
             _ => match self.new_session(&head, peer_addr, stream_tx) {
-                Ok(token) => token,
-                Err(status) => return plain(status, "no session available\n"),
+                Ok(token) => {
+                    metrics::handshake_accepted(TRANSPORT);
+                    token
+                }
+                Err((status, why)) => {
+                    metrics::handshake_rejected(TRANSPORT, why);
+                    return plain(status, "no session available\n");
+                }
             },
         };
         let mut response = Response::new(Either::Left(EventStream { rx: stream_rx }));
@@ -377,14 +393,15 @@ impl SseEndpoint {
         head: &Request<()>,
         peer_addr: Option<SocketAddr>,
         stream: mpsc::Sender<Bytes>,
-    ) -> Result<String, StatusCode> {
+    ) -> Result<String, (StatusCode, &'static str)> {
         let shared = &self.shared;
-        let token = new_token().map_err(|()| StatusCode::INTERNAL_SERVER_ERROR)?;
+        let token =
+            new_token().map_err(|()| (StatusCode::INTERNAL_SERVER_ERROR, reason::FAILED))?;
         let (events_tx, events_rx) = mpsc::channel(16);
         {
             let mut sessions = shared.sessions();
             if sessions.len() >= shared.config.max_sessions {
-                return Err(StatusCode::SERVICE_UNAVAILABLE);
+                return Err((StatusCode::SERVICE_UNAVAILABLE, reason::LIMIT));
             }
             sessions.insert(token.clone(), Arc::new(SessionHandle { events: events_tx }));
         }
@@ -420,11 +437,14 @@ impl SseEndpoint {
             shutdown: shared.shutdown.clone(),
         };
         let tracker_token = shared.tracker.token();
-        let span = tracing::debug_span!("sse", session = %token, peer = ?peer_addr);
+        let span =
+            tracing::debug_span!("sse", transport = TRANSPORT, session = %token, peer = ?peer_addr);
+        let gauge = ConnectionGauge::new(TRANSPORT);
         let connection = driver::spawn_accepted(&shared.config.transport, info, move |mut io| {
             async move {
                 let outcome = session.run(&mut io).await;
                 drop(tracker_token);
+                drop(gauge);
                 (outcome, io)
             }
             .instrument(span)
@@ -432,7 +452,7 @@ impl SseEndpoint {
         if shared.incoming.try_send((connection, request)).is_err() {
             // The application is not accepting: refuse instead of queueing without bound.
             shared.sessions().remove(&token);
-            return Err(StatusCode::SERVICE_UNAVAILABLE);
+            return Err((StatusCode::SERVICE_UNAVAILABLE, reason::BACKLOG));
         }
         Ok(token)
     }
@@ -444,6 +464,7 @@ impl SseEndpoint {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let Some(handle) = self.shared.sessions().get(token).cloned() else {
+            metrics::error(TRANSPORT, "unknown_session");
             return plain(StatusCode::NOT_FOUND, "unknown or expired session\n");
         };
         let content_type = request
@@ -845,6 +866,7 @@ impl SseServer {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Self, TransportError> {
         let header_timeout = config.header_read_timeout;
+        let ip_limiter = IpLimiter::new(config.ip_limits.clone());
         let (endpoint, incoming) = SseEndpoint::new(config)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -863,10 +885,13 @@ impl SseServer {
         connections.spawn(accept_loop(
             listener,
             endpoint.clone(),
-            acceptor,
-            stop.clone(),
-            connections.clone(),
-            header_timeout,
+            AcceptOptions {
+                tls: acceptor,
+                stop: stop.clone(),
+                connections: connections.clone(),
+                header_timeout,
+                ip_limiter,
+            },
         ));
         Ok(Self {
             local_addr,
@@ -922,14 +947,23 @@ impl Drop for SseServer {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    endpoint: SseEndpoint,
+struct AcceptOptions {
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
     connections: TaskTracker,
     header_timeout: Duration,
-) {
+    ip_limiter: IpLimiter,
+}
+
+async fn accept_loop(listener: TcpListener, endpoint: SseEndpoint, options: AcceptOptions) {
+    let AcceptOptions {
+        tls,
+        stop,
+        connections,
+        header_timeout,
+        ip_limiter,
+    } = options;
+    let refusals = RefusalLog::default();
     loop {
         let (tcp, peer) = tokio::select! {
             () = stop.cancelled() => return,
@@ -943,10 +977,20 @@ async fn accept_loop(
             },
         };
         let _ = tcp.set_nodelay(true);
+        let ip_permit = match ip_limiter.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                metrics::handshake_rejected(TRANSPORT, refusal.reason());
+                refusals.refused(TRANSPORT, peer.ip(), refusal);
+                connections.spawn(refuse(tcp));
+                continue;
+            }
+        };
         let endpoint = endpoint.clone();
         let tls = tls.clone();
         let stop = stop.clone();
         connections.spawn(async move {
+            let _ip_permit = ip_permit;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let endpoint = endpoint.clone();
                 async move {
@@ -964,11 +1008,18 @@ async fn accept_loop(
                 .header_read_timeout(header_timeout);
             let serve = async {
                 if let Some(acceptor) = tls {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
-                    else {
-                        return;
-                    };
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                metrics::handshake_rejected(TRANSPORT, reason::TLS);
+                                return debug!(%peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
+                                return debug!(%peer, "TLS handshake timed out");
+                            }
+                        };
                     let _ = builder
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -984,4 +1035,11 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// Answers a TCP connection refused by the per-IP limits with a bare 429, briefly.
+async fn refuse(mut tcp: TcpStream) {
+    const HEAD: &[u8] =
+        b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(HEAD)).await;
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use transport_core::{AcceptPolicy, TransportConfig, TransportError};
+use transport_core::{AcceptPolicy, IpLimits, TransportConfig, TransportError};
 
 use crate::proxy::ProxyConfig;
 
@@ -142,6 +142,10 @@ pub struct WsServerConfig {
     pub write_buffer_size: usize,
     /// Largest incoming frame, bytes. Default: [`DEFAULT_MAX_FRAME`].
     pub max_frame_size: usize,
+    /// Per-remote-IP limits of [`WsServer`](crate::WsServer): concurrent connections and
+    /// handshake rate per address; refusals are answered with HTTP 429. Default:
+    /// [`IpLimits::default`] (1024 connections, 100 handshakes/s with bursts of 200).
+    pub ip_limits: IpLimits,
 }
 
 impl Default for WsServerConfig {
@@ -156,6 +160,7 @@ impl Default for WsServerConfig {
             read_buffer_size: DEFAULT_READ_BUFFER,
             write_buffer_size: DEFAULT_WRITE_BUFFER,
             max_frame_size: DEFAULT_MAX_FRAME,
+            ip_limits: IpLimits::default(),
         }
     }
 }
@@ -181,6 +186,7 @@ impl WsServerConfig {
                 "max_connections and accept_backlog must be at least 1".into(),
             ));
         }
+        self.ip_limits.validate()?;
         check_buffers(self.read_buffer_size, self.max_frame_size)
     }
 }

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
 use transport_core::driver::{self, DriverIo, RunOutcome};
-use transport_core::{Connection, ConnectionInfo, TransportError};
+use transport_core::metrics::{self, ConnectionGauge, reason};
+use transport_core::{Connection, ConnectionInfo, IpLimiter, IpPermit, RefusalLog, TransportError};
 
 use crate::WsServerConfig;
 use crate::client::TRANSPORT;
@@ -44,9 +45,13 @@ pub struct WsRequest {
     pub subprotocol: Option<String>,
 }
 
-/// Checks a handshake request against the server's rules. Returns the chosen subprotocol.
-fn check_request(request: &Request, config: &WsServerConfig) -> Result<Option<String>, StatusCode> {
-    config.policy.check(request)?;
+/// Checks a handshake request against the server's rules. Returns the chosen subprotocol, or
+/// the refusal's status and its `reason` metric label.
+fn check_request(
+    request: &Request,
+    config: &WsServerConfig,
+) -> Result<Option<String>, (StatusCode, &'static str)> {
+    config.policy.check_with_reason(request)?;
     let offered: Vec<&str> = request
         .headers()
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -90,11 +95,14 @@ where
     G: Send + 'static,
 {
     let options = LinkOptions::new(&config.transport, shutdown);
-    let span = tracing::debug_span!("ws", peer = ?info.peer_addr);
+    let span = tracing::debug_span!("ws", transport = TRANSPORT, peer = ?info.peer_addr);
+    metrics::handshake_accepted(TRANSPORT);
+    let gauge = ConnectionGauge::new(TRANSPORT);
     driver::spawn_accepted(&config.transport, info, move |mut io: DriverIo| {
         async move {
             let outcome: RunOutcome = link::run(ws, &mut io, options).await;
             drop(guard);
+            drop(gauge);
             (outcome, io)
         }
         .instrument(span)
@@ -165,12 +173,14 @@ impl WsServer {
         let open = Arc::new(AtomicUsize::new(0));
         let close_timeout = config.transport.close_timeout;
         let acceptor = Acceptor {
-            config: Arc::new(config),
             tls: tls.map(TlsAcceptor::from),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             open: open.clone(),
             tx,
+            ip_limiter: IpLimiter::new(config.ip_limits.clone()),
+            refusals: RefusalLog::default(),
+            config: Arc::new(config),
         };
         let is_tls = acceptor.tls.is_some();
         tracker.spawn(
@@ -253,6 +263,20 @@ async fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener, TransportError> {
 struct OpenGuard {
     open: Arc<AtomicUsize>,
     _permit: OwnedSemaphorePermit,
+    _ip: IpPermit,
+}
+
+/// A handshake that did not produce a connection: why (the `reason` metric label) and the
+/// error.
+struct Rejected {
+    reason: &'static str,
+    error: TransportError,
+}
+
+impl Rejected {
+    fn new(reason: &'static str) -> impl FnOnce(TransportError) -> Self {
+        move |error| Self { reason, error }
+    }
 }
 
 impl Drop for OpenGuard {
@@ -268,6 +292,8 @@ struct Acceptor {
     tracker: TaskTracker,
     open: Arc<AtomicUsize>,
     tx: mpsc::Sender<(Connection, WsRequest)>,
+    ip_limiter: IpLimiter,
+    refusals: RefusalLog,
 }
 
 impl Acceptor {
@@ -289,8 +315,19 @@ impl Acceptor {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            let ip_permit = match this.ip_limiter.admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refusal) => {
+                    metrics::handshake_rejected(TRANSPORT, refusal.reason());
+                    this.refusals.refused(TRANSPORT, peer.ip(), refusal);
+                    this.tracker
+                        .spawn(refuse(tcp, StatusCode::TOO_MANY_REQUESTS));
+                    continue;
+                }
+            };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
                 debug!(%peer, "refusing connection: max_connections reached");
+                metrics::handshake_rejected(TRANSPORT, reason::LIMIT);
                 this.tracker
                     .spawn(refuse(tcp, StatusCode::SERVICE_UNAVAILABLE));
                 continue;
@@ -299,6 +336,7 @@ impl Acceptor {
             let guard = OpenGuard {
                 open: this.open.clone(),
                 _permit: permit,
+                _ip: ip_permit,
             };
             let this2 = this.clone();
             this.tracker.spawn(async move {
@@ -308,8 +346,14 @@ impl Acceptor {
                     () = this2.shutdown.cancelled() => {}
                     result = tokio::time::timeout(deadline, shake) => match result {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => debug!(%peer, error = %e, "handshake failed"),
-                        Err(_) => debug!(%peer, "handshake timed out after {deadline:?}"),
+                        Ok(Err(Rejected { reason, error })) => {
+                            metrics::handshake_rejected(TRANSPORT, reason);
+                            debug!(%peer, error = %error, reason, "handshake failed");
+                        }
+                        Err(_) => {
+                            metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
+                            debug!(%peer, "handshake timed out after {deadline:?}");
+                        }
                     },
                 }
             });
@@ -321,13 +365,14 @@ impl Acceptor {
         tcp: TcpStream,
         peer: SocketAddr,
         guard: OpenGuard,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), Rejected> {
         match &self.tls {
             Some(acceptor) => {
                 let tls = acceptor
                     .accept(tcp)
                     .await
-                    .map_err(|e| TransportError::tls(e.to_string()))?;
+                    .map_err(|e| TransportError::tls(e.to_string()))
+                    .map_err(Rejected::new(reason::TLS))?;
                 self.upgrade(tls, peer, guard).await
             }
             None => self.upgrade(tcp, peer, guard).await,
@@ -339,12 +384,13 @@ impl Acceptor {
         stream: S,
         peer: SocketAddr,
         guard: OpenGuard,
-    ) -> Result<(), TransportError>
+    ) -> Result<(), Rejected>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let config = &self.config;
         let mut seen: Option<WsRequest> = None;
+        let mut refused: Option<&'static str> = None;
         // The error type is tungstenite's; its size is not ours to choose.
         #[allow(clippy::result_large_err)]
         let callback =
@@ -361,7 +407,8 @@ impl Acceptor {
                         seen = Some(request_info(request, Some(peer), subprotocol));
                         Ok(response)
                     }
-                    Err(status) => {
+                    Err((status, why)) => {
+                        refused = Some(why);
                         let mut refusal = ErrorResponse::new(None);
                         *refusal.status_mut() = status;
                         Err(refusal)
@@ -374,9 +421,18 @@ impl Acceptor {
             Some(config.tungstenite()),
         )
         .await
-        .map_err(crate::error::handshake_error)?;
-        let request =
-            seen.ok_or_else(|| TransportError::protocol("handshake finished without a request"))?;
+        .map_err(|e| {
+            let error = crate::error::handshake_error(e);
+            let reason = refused.unwrap_or(match error {
+                TransportError::ProtocolViolation { .. }
+                | TransportError::HandshakeRejected { .. } => reason::BAD_REQUEST,
+                _ => reason::FAILED,
+            });
+            Rejected { reason, error }
+        })?;
+        let request = seen
+            .ok_or_else(|| TransportError::protocol("handshake finished without a request"))
+            .map_err(Rejected::new(reason::BAD_REQUEST))?;
         let info = ConnectionInfo::new(TRANSPORT)
             .with_peer_addr(Some(peer))
             .with_subprotocol(request.subprotocol.clone());
@@ -392,6 +448,7 @@ impl Acceptor {
             .send((connection, request))
             .await
             .map_err(|_| TransportError::Closed)
+            .map_err(Rejected::new(reason::SHUTDOWN))
     }
 }
 
@@ -488,26 +545,38 @@ pub fn upgrade<B>(
     config: Arc<WsServerConfig>,
     peer_addr: Option<SocketAddr>,
 ) -> Result<(UpgradeResponse, PendingUpgrade), UpgradeResponse> {
+    upgrade_inner(request, config, peer_addr).map_err(|(status, why)| {
+        metrics::handshake_rejected(TRANSPORT, why);
+        status_response(status)
+    })
+}
+
+fn upgrade_inner<B>(
+    request: &mut http::Request<B>,
+    config: Arc<WsServerConfig>,
+    peer_addr: Option<SocketAddr>,
+) -> Result<(UpgradeResponse, PendingUpgrade), (StatusCode, &'static str)> {
+    let bad = |status| (status, reason::BAD_REQUEST);
     let headers = request.headers();
     if request.method() != http::Method::GET
         || !is_upgrade_request(request)
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
-        return Err(status_response(StatusCode::BAD_REQUEST));
+        return Err(bad(StatusCode::BAD_REQUEST));
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
         != Some(b"13")
     {
-        return Err(status_response(StatusCode::UPGRADE_REQUIRED));
+        return Err(bad(StatusCode::UPGRADE_REQUIRED));
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return Err(status_response(StatusCode::BAD_REQUEST));
+        return Err(bad(StatusCode::BAD_REQUEST));
     };
     let accept = derive_accept_key(key.as_bytes());
     let head = transport_core::request_head(request);
-    let subprotocol = check_request(&head, &config).map_err(status_response)?;
+    let subprotocol = check_request(&head, &config)?;
     let info = request_info(&head, peer_addr, subprotocol.clone());
 
     let mut response = status_response(StatusCode::SWITCHING_PROTOCOLS);

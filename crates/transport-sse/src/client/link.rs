@@ -385,7 +385,9 @@ impl Run<'_> {
 
     /// The session event: its send URL counts unless the response header gave one.
     fn on_session(&mut self, data: &str, io: &DriverIo) -> Result<(), TransportError> {
-        let (_token, send) = parse_session_json(data)?;
+        let (token, send) = parse_session_json(data)?;
+        // The link's span (opened by the dialer) names its session from now on.
+        tracing::Span::current().record("session", token.as_str());
         if self.poster.is_some() || self.post.is_some() {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use transport_core::{AcceptPolicy, TransportConfig, TransportError};
+use transport_core::{AcceptPolicy, IpLimits, TransportConfig, TransportError};
 
 /// Settings of a [`WtServer`](super::WtServer).
 ///
@@ -39,6 +39,13 @@ pub struct WtServerConfig {
     /// Sessions waiting for [`accept`](super::WtServer::accept) before the server stops reading
     /// further CONNECT requests (backpressure). Default: 64.
     pub accept_backlog: usize,
+    /// Per-remote-IP limits: QUIC connections open at once and connection attempts per second
+    /// from one address; refused attempts are refused at the QUIC level, like those over
+    /// `max_sessions`. Once an address has used half of either budget, its unvalidated attempts
+    /// first get a stateless retry (source addresses of QUIC Initials can be spoofed).
+    /// Default: [`IpLimits::default`] (1024 connections, 100 attempts/s with
+    /// bursts of 200).
+    pub ip_limits: IpLimits,
 }
 
 impl Default for WtServerConfig {
@@ -51,6 +58,7 @@ impl Default for WtServerConfig {
             datagram_queue: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             accept_backlog: 64,
+            ip_limits: IpLimits::default(),
         }
     }
 }
@@ -86,6 +94,12 @@ impl WtServerConfig {
         self
     }
 
+    /// Sets [`ip_limits`](Self::ip_limits).
+    pub fn ip_limits(&mut self, limits: IpLimits) -> &mut Self {
+        self.ip_limits = limits;
+        self
+    }
+
     /// Sets [`accept_backlog`](Self::accept_backlog).
     pub fn accept_backlog(&mut self, sessions: usize) -> &mut Self {
         self.accept_backlog = sessions;
@@ -114,7 +128,7 @@ impl WtServerConfig {
         if quinn::IdleTimeout::try_from(self.transport.dead_peer_timeout).is_err() {
             return bad("dead_peer_timeout is too long for a QUIC idle timeout");
         }
-        Ok(())
+        self.ip_limits.validate()
     }
 
     /// The quinn transport parameters for these settings.

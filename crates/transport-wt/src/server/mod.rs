@@ -26,7 +26,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
-use transport_core::TransportError;
+use transport_core::metrics::{self, reason};
+use transport_core::{IpLimiter, IpPermit, RefusalLog, TransportError};
 
 pub use config::WtServerConfig;
 pub use echo::echo;
@@ -40,11 +41,15 @@ use session::{H3Conn, WtRequest as Info};
 /// ALPN of HTTP/3.
 const ALPN_H3: &[u8] = b"h3";
 
+/// The `transport` label of this server's metrics.
+pub(crate) const TRANSPORT: &str = "wt";
+
 /// Holds one of the `max_sessions` slots while a connection is being set up or a session is
 /// alive.
 #[derive(Debug)]
 pub(crate) struct SessionGuard {
     _permit: OwnedSemaphorePermit,
+    _ip: IpPermit,
 }
 
 /// A WebTransport server on a UDP socket.
@@ -116,6 +121,8 @@ impl WtServer {
         let max_sessions = config.max_sessions;
         let close_timeout = config.transport.close_timeout;
         let acceptor = Acceptor {
+            ip_limiter: IpLimiter::new(config.ip_limits.clone()),
+            refusals: RefusalLog::default(),
             config: Arc::new(config),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
@@ -221,6 +228,8 @@ struct Acceptor {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     tx: mpsc::Sender<WtIncomingSession>,
+    ip_limiter: IpLimiter,
+    refusals: RefusalLog,
 }
 
 impl Acceptor {
@@ -235,12 +244,37 @@ impl Acceptor {
                 },
             };
             let peer = incoming.remote_address();
+            // An unvalidated source address may be spoofed: near its limits, make the client
+            // prove it (a stateless retry) before it counts against that address.
+            if !incoming.remote_address_validated()
+                && incoming.may_retry()
+                && this.ip_limiter.under_pressure(peer.ip())
+            {
+                debug!(%peer, "validating the address of a busy source with a retry");
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+                continue;
+            }
+            let ip_permit = match this.ip_limiter.admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refusal) => {
+                    metrics::handshake_rejected(TRANSPORT, refusal.reason());
+                    this.refusals.refused(TRANSPORT, peer.ip(), refusal);
+                    incoming.refuse();
+                    continue;
+                }
+            };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
                 debug!(%peer, "refusing connection: max_sessions reached");
+                metrics::handshake_rejected(TRANSPORT, reason::LIMIT);
                 incoming.refuse();
                 continue;
             };
-            let guard = SessionGuard { _permit: permit };
+            let guard = SessionGuard {
+                _permit: permit,
+                _ip: ip_permit,
+            };
             let this2 = this.clone();
             this.tracker.spawn(
                 async move {
@@ -249,7 +283,7 @@ impl Acceptor {
                         () = this2.connection(incoming, guard) => {}
                     }
                 }
-                .instrument(tracing::debug_span!("wt-connection", %peer)),
+                .instrument(tracing::debug_span!("wt-connection", transport = TRANSPORT, %peer)),
             );
         }
     }
@@ -257,20 +291,34 @@ impl Acceptor {
     /// Sets one connection up and queues its session request for the application.
     async fn connection(&self, incoming: quinn::Incoming, guard: SessionGuard) {
         let deadline = Instant::now() + self.config.handshake_timeout;
+        let rejected = |why| metrics::handshake_rejected(TRANSPORT, why);
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
-            Err(e) => return debug!(error = %e, "QUIC accept failed"),
+            Err(e) => {
+                rejected(reason::FAILED);
+                return debug!(error = %e, "QUIC accept failed");
+            }
         };
         let quic = match tokio::time::timeout_at(deadline, connecting).await {
             Ok(Ok(quic)) => quic,
-            Ok(Err(e)) => return debug!(error = %e, "QUIC handshake failed"),
-            Err(_) => return debug!("QUIC handshake timed out"),
+            Ok(Err(e)) => {
+                rejected(match e {
+                    quinn::ConnectionError::TransportError(_) => reason::TLS,
+                    _ => reason::FAILED,
+                });
+                return debug!(error = %e, "QUIC handshake failed");
+            }
+            Err(_) => {
+                rejected(reason::TIMEOUT);
+                return debug!("QUIC handshake timed out");
+            }
         };
         let peer = quic.remote_address();
         let request = match tokio::time::timeout_at(deadline, self.connect_request(&quic)).await {
             Ok(Some(request)) => request,
-            Ok(None) => return,
+            Ok(None) => return rejected(reason::FAILED),
             Err(_) => {
+                rejected(reason::TIMEOUT);
                 debug!(
                     "no WebTransport CONNECT within {:?}",
                     self.config.handshake_timeout
@@ -280,7 +328,8 @@ impl Acceptor {
             }
         };
         let (h3, connect, stream) = request;
-        if let Err(status) = self.config.policy.check(&connect) {
+        if let Err((status, why)) = self.config.policy.check_with_reason(&connect) {
+            rejected(why);
             debug!(%status, uri = %connect.uri(), "CONNECT refused by the policy");
             session::refuse(&quic, Some(h3), stream, status).await;
             return;

@@ -9,6 +9,9 @@ use h3_webtransport::server::{AcceptedBi, WebTransportSession};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use tracing::debug;
 use transport_core::TransportError;
+use transport_core::metrics::{self, ConnectionGauge, reason};
+
+use super::TRANSPORT;
 
 /// The HTTP/3 connection type underneath the server.
 pub(crate) type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
@@ -172,18 +175,21 @@ impl WtIncomingSession {
         let session = match Box::pin(Session::accept(connect, stream, *h3)).await {
             Ok(session) => session,
             Err(e) => {
+                metrics::handshake_rejected(TRANSPORT, reason::FAILED);
                 let error = close_error(&quic)
                     .unwrap_or_else(|| TransportError::protocol(format!("session: {e}")));
                 quic.close(H3_REQUEST_REJECTED.into(), b"session setup failed");
                 return Err(error);
             }
         };
+        metrics::handshake_accepted(TRANSPORT);
         let request = std::mem::replace(&mut self.request, placeholder_request());
         let session = WtServerSession {
             datagram_prefix: encode_varint(connect_id / 4),
             session: Box::new(session),
             quic,
             _guard: guard,
+            _gauge: ConnectionGauge::new(TRANSPORT),
         };
         Ok((session, request))
     }
@@ -201,6 +207,7 @@ impl WtIncomingSession {
             } else {
                 status
             };
+            metrics::handshake_rejected(TRANSPORT, metrics::status_reason(status));
             refuse(&parts.quic, Some(parts.h3), parts.stream, status).await;
         }
     }
@@ -209,6 +216,7 @@ impl WtIncomingSession {
 impl Drop for WtIncomingSession {
     fn drop(&mut self) {
         if let Some(parts) = self.parts.take() {
+            metrics::handshake_rejected(TRANSPORT, reason::DROPPED);
             parts
                 .quic
                 .close(H3_REQUEST_REJECTED.into(), b"request not accepted");
@@ -239,6 +247,7 @@ pub struct WtServerSession {
     /// The datagram prefix: the quarter stream ID of the CONNECT stream, as a varint.
     datagram_prefix: Bytes,
     _guard: Option<super::SessionGuard>,
+    _gauge: ConnectionGauge,
 }
 
 impl std::fmt::Debug for WtServerSession {

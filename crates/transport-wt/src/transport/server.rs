@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
 use transport_core::driver;
 use transport_core::{Connection, TransportConfig, TransportError};
 
@@ -52,14 +53,14 @@ impl WtServerSession {
         let options = LinkOptions::new(transport, stream);
         let link = Link::new(session, Box::new(send), Box::new(recv));
         let info = link.info();
-        Ok(driver::spawn_accepted(
-            &config,
-            info,
-            move |mut io| async move {
+        let span = tracing::debug_span!("wt", transport = info.transport, peer = ?info.peer_addr);
+        Ok(driver::spawn_accepted(&config, info, move |mut io| {
+            async move {
                 let outcome = link::run(link, &mut io, &options).await;
                 (outcome, io)
-            },
-        ))
+            }
+            .instrument(span)
+        }))
     }
 }
 

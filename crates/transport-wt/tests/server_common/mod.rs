@@ -61,6 +61,17 @@ pub async fn connect(
 
 /// A QUIC connection (ALPN h3) to `addr` from a bare quinn client that accepts any certificate.
 pub async fn bare_quic(addr: SocketAddr) -> quinn::Connection {
+    bare_quic_from("127.0.0.1:0".parse().unwrap(), addr)
+        .await
+        .unwrap()
+}
+
+/// As [`bare_quic`], from a client socket bound to `local` (e.g. 127.0.0.2:0); the error when
+/// the server refuses the connection.
+pub async fn bare_quic_from(
+    local: SocketAddr,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
     let tls = transport_core::tls::client_config(
         &{
             let mut o = transport_core::TlsOptions::default();
@@ -71,9 +82,9 @@ pub async fn bare_quic(addr: SocketAddr) -> quinn::Connection {
     )
     .unwrap();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from((*tls).clone()).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut endpoint = quinn::Endpoint::client(local).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    endpoint.connect(addr, "localhost").unwrap().await.unwrap()
+    endpoint.connect(addr, "localhost").unwrap().await
 }
 
 /// Sends a WebTransport CONNECT for `path` over raw HTTP/3 and returns the response status.
