@@ -72,9 +72,18 @@ fn no_stats_line_without_the_flag() {
 #[test]
 fn stats_are_printed_on_timeout_too() {
     let server = serve(&["--ws", "127.0.0.1:0"], 1);
-    // stdin stays open (no EOF): the run ends by --timeout, exit 3.
+    // The run ends by --timeout, exit 3: stdin's end (when `finish` closes it) is followed
+    // by a linger far longer than the timeout.
     let mut cmd = common::tcat();
-    cmd.args(["connect", "--stats", "--timeout", "1", server.url()]);
+    cmd.args([
+        "connect",
+        "--stats",
+        "--timeout",
+        "1",
+        "--linger",
+        "10",
+        server.url(),
+    ]);
     let mut proc = common::Proc::spawn(&mut cmd);
     proc.write(b"hi\n");
     let out = proc.finish(common::WAIT);
