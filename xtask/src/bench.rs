@@ -138,9 +138,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     proc::run(&mut cmd, Duration::from_secs(40 * 60)).context("cargo bench")?;
 
     let mut load = proc::cargo();
+    // The bench profile, so the crates `cargo bench` just built are reused.
     load.args([
         "run",
-        "--release",
+        "--profile",
+        "bench",
         "-p",
         "transport-benches",
         "--bin",
