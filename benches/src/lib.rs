@@ -34,6 +34,17 @@ pub async fn ours_ws_echo() -> String {
 pub async fn ours_ws_echo_with(tls: Option<Arc<rustls::ServerConfig>>) -> String {
     let mut config = WsServerConfig::default();
     config.accept_backlog = 1024;
+    ours_ws_echo_config(config, tls).await
+}
+
+/// As [`ours_ws_echo_with`] with these server settings.
+///
+/// # Panics
+/// When binding fails (benchmarks only).
+pub async fn ours_ws_echo_config(
+    config: WsServerConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> String {
     let mut server = match tls {
         None => WsServer::bind("127.0.0.1:0", config).await,
         Some(tls) => WsServer::bind_tls("127.0.0.1:0", config, tls).await,
