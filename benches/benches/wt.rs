@@ -370,8 +370,15 @@ where
     R: FnMut() -> F,
     F: Future<Output = Option<Bytes>>,
 {
-    // Drain what an earlier burst left behind.
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), recv()).await {}
+    // Drain what an earlier burst left behind (at most one burst's worth).
+    for _ in 0..burst {
+        if !matches!(
+            tokio::time::timeout(Duration::from_millis(200), recv()).await,
+            Ok(Some(_))
+        ) {
+            break;
+        }
+    }
     let sent = (0..burst).filter(|_| send()).count();
     let mut back = 0;
     while back < burst {

@@ -60,3 +60,25 @@ pub fn write(section: &Section) {
         std::fs::write(&path, text).expect("writing extra results");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_and_json_carry_the_same_table() {
+        let section = Section {
+            title: "t".into(),
+            text: "what".into(),
+            headers: vec!["a".into(), "b".into()],
+            rows: vec![vec!["1".into(), "2".into()]],
+        };
+        assert_eq!(
+            section.markdown(),
+            "## t\n\nwhat\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+        );
+        let json = section.to_json();
+        assert_eq!(json["rows"][0][1], "2");
+        assert_eq!(json["headers"][0], "a");
+    }
+}

@@ -473,3 +473,80 @@ fn plot(group: &str, rows: &[Row], path: &Path) -> Result<()> {
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(function: &str, value: &str, median_ns: f64, elements: Option<f64>) -> Row {
+        Row {
+            function: function.into(),
+            value: value.into(),
+            median_ns,
+            bytes: None,
+            elements,
+        }
+    }
+
+    #[test]
+    fn table_divides_by_the_baseline_and_judges_our_rows() {
+        let rows = [
+            row("ours", "32", 105.0, None),
+            row("ours-messages", "32", 120.0, None),
+            row("quinn", "32", 100.0, None),
+            row("wtransport", "32", 200.0, None),
+        ];
+        let md = table("wt_echo_rtt", &rows, Some("quinn"), Some(1.10));
+        assert!(
+            md.contains("| 32 | ours | 105 ns | — | 1.05x | ≤ 1.10x: met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 32 | ours-messages | 120 ns | — | 1.20x | ≤ 1.10x: **missed** |"),
+            "{md}"
+        );
+        // The baseline and other references get a ratio, no verdict.
+        assert!(
+            md.contains("| 32 | wtransport | 200 ns | — | 2.00x |  |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn element_throughput_is_messages_per_second() {
+        let rows = [
+            row("ours", "100", 10e6, Some(10_000.0)),
+            row("tokio-tungstenite", "100", 20e6, Some(10_000.0)),
+        ];
+        let md = table("ws_throughput", &rows, Some("tokio-tungstenite"), Some(1.0));
+        assert!(md.contains("1000000 msg/s"), "{md}");
+        assert!(md.contains("500000 msg/s"), "{md}");
+        assert!(md.contains("0.50x | ≤ 1.00x: met"), "{md}");
+    }
+
+    #[test]
+    fn extra_tables_become_markdown_in_file_order() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-extra-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let section = |title: &str| {
+            serde_json::json!({
+                "title": title,
+                "text": "what was measured",
+                "headers": ["a", "b"],
+                "rows": [["1", "2"], ["3", "4"]],
+            })
+            .to_string()
+        };
+        std::fs::write(dir.join("b_second.json"), section("b_second")).expect("write");
+        std::fs::write(dir.join("a_first.json"), section("a_first")).expect("write");
+        std::fs::write(dir.join("ignored.txt"), "not json").expect("write");
+        let sections = read_extra(&dir).expect("readable");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert_eq!(sections.len(), 2);
+        assert!(sections[0].starts_with("## a_first\n\nwhat was measured\n\n"));
+        assert!(sections[0].contains("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n"));
+        assert!(sections[1].starts_with("## b_second"));
+        // A missing directory means no extra results, not an error.
+        assert!(read_extra(&dir).expect("no dir").is_empty());
+    }
+}

@@ -619,3 +619,25 @@ fn serve_wt_bare() -> Serving {
     });
     (addr, Some(cert.sha256_hex()), task)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_hashes_parse_from_hex() {
+        let hex = "00ff".repeat(16);
+        let hash = parse_hex(&hex).expect("valid");
+        assert_eq!(hash[0], 0);
+        assert_eq!(hash[1], 0xff);
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn rss_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(rss_kib() > 0);
+        }
+    }
+}
