@@ -331,13 +331,11 @@ async fn measure(proto: Proto, server: Impl, n: usize) -> Result<Outcome> {
         .map(|i| {
             let bar = bar.clone();
             async move {
-                let client = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    open_client(proto, server, addr, cert_hash, i),
-                )
-                .await
-                .context("timed out")
-                .and_then(|r| r);
+                let client =
+                    tokio::time::timeout(CONNECT_TIMEOUT, open_client(proto, addr, cert_hash, i))
+                        .await
+                        .context("timed out")
+                        .and_then(|r| r);
                 bar.inc(1);
                 client
             }
@@ -396,9 +394,9 @@ async fn tcp_from(addr: SocketAddr, i: usize) -> Result<TcpStream> {
     Ok(tcp)
 }
 
+/// One client connection of `proto` to `addr`; the same client whichever server listens.
 async fn open_client(
     proto: Proto,
-    server: Impl,
     addr: SocketAddr,
     cert_hash: Option<[u8; 32]>,
     i: usize,
@@ -438,7 +436,6 @@ async fn open_client(
             let hash = cert_hash.context("the server printed no certificate hash")?;
             let mut config = transport_wt::WtClientConfig::default();
             config.cert_hash(hash);
-            let _ = server;
             let session = transport_wt::connect(&format!("https://{addr}/"), config).await?;
             Ok(Client::Wt {
                 _session: Box::new(session),
