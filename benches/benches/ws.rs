@@ -1,15 +1,29 @@
-//! WebSocket echo round trip on loopback, in one run: ours (transport-ws client and server),
-//! bare tokio-tungstenite (client and server), and a raw TCP echo (the floor). 32 B and 16 KiB.
+//! WebSocket on loopback, in one run per group: ours (transport-ws client and server) beside
+//! bare tokio-tungstenite (client and server), and where it applies a raw TCP floor.
+//!
+//! * `ws_echo_rtt`: one echo round trip, 32 B and 16 KiB (raw TCP: length-prefixed frames).
+//! * `ws_connect`: connection setup to a usable connection, plain (TCP + upgrade) and TLS.
+//! * `ws_throughput`: 100 connections × 20 B messages, each connection keeping a window of
+//!   messages in flight (like uWebSockets' `load_test`); messages per second.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use futures_util::{SinkExt, StreamExt};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use transport_core::{Message, ReconnectPolicy, Transport};
-use transport_ws::{ProxyConfig, WsConfig};
+use transport_benches::{bare_ws_connect, bare_wss_connect, ours_ws_config};
+use transport_core::{Connection, Connector, Message, Transport};
+
+/// Connections of `ws_throughput`.
+const CONNECTIONS: usize = 100;
+/// Messages each connection sends (and gets back) per iteration of `ws_throughput`.
+const MESSAGES: usize = 100;
+/// Messages each connection keeps in flight.
+const WINDOW: usize = 16;
+/// Message size of `ws_throughput`.
+const MESSAGE_SIZE: usize = 20;
 
 fn echo_round_trip(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -17,16 +31,14 @@ fn echo_round_trip(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("ws_echo_rtt");
-    group.measurement_time(Duration::from_secs(5));
     for size in [32usize, 16 * 1024] {
         let payload = Bytes::from(vec![0x5a; size]);
 
         let mut ours = rt.block_on(async {
             let url = transport_benches::ours_ws_echo().await;
-            let mut config = WsConfig::default();
-            config.proxy(ProxyConfig::none());
-            config.transport.reconnect(ReconnectPolicy::disabled());
-            transport_ws::connect(&url, config).await.expect("connect")
+            transport_ws::connect(&url, ours_ws_config(false))
+                .await
+                .expect("connect")
         });
         group.bench_with_input(BenchmarkId::new("ours", size), &payload, |b, p| {
             b.iter(|| {
@@ -39,13 +51,7 @@ fn echo_round_trip(c: &mut Criterion) {
 
         let mut bare = rt.block_on(async {
             let url = transport_benches::bare_ws_echo().await;
-            let addr = url.trim_start_matches("ws://").trim_end_matches('/');
-            let tcp = TcpStream::connect(addr).await.expect("connect");
-            tcp.set_nodelay(true).expect("nodelay");
-            let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
-                .await
-                .expect("handshake");
-            ws
+            bare_ws_connect(&url).await
         });
         group.bench_with_input(
             BenchmarkId::new("tokio-tungstenite", size),
@@ -79,5 +85,200 @@ fn echo_round_trip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, echo_round_trip);
+fn connection_setup(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (server_tls, client_tls) = transport_benches::ws_tls();
+    let (ours_plain, bare_plain, ours_tls, bare_tls) = rt.block_on(async {
+        (
+            transport_benches::ours_ws_echo().await,
+            transport_benches::bare_ws_echo().await,
+            transport_benches::ours_ws_echo_with(Some(server_tls.clone())).await,
+            transport_benches::bare_ws_echo_with(Some(server_tls)).await,
+        )
+    });
+    let mut group = c.benchmark_group("ws_connect");
+    for (case, ours_url, bare_url) in [
+        ("tcp", &ours_plain, &bare_plain),
+        ("tls", &ours_tls, &bare_tls),
+    ] {
+        let tls = case == "tls";
+        // Built once and reused, as the bare client reuses its TLS connector.
+        let connector =
+            transport_ws::WsConnector::new(ours_url, ours_ws_config(tls)).expect("connector");
+        group.bench_function(BenchmarkId::new("ours", case), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let started = Instant::now();
+                        let conn = connector.connect().await.expect("connect");
+                        total += started.elapsed();
+                        let _ = conn.close(1000, "").await;
+                        settle().await;
+                    }
+                    total
+                })
+            });
+        });
+        group.bench_function(BenchmarkId::new("tokio-tungstenite", case), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let started = Instant::now();
+                        if tls {
+                            let mut ws = bare_wss_connect(bare_url, &client_tls).await;
+                            total += started.elapsed();
+                            let _ = ws.close(None).await;
+                            while let Some(Ok(_)) = ws.next().await {}
+                        } else {
+                            let mut ws = bare_ws_connect(bare_url).await;
+                            total += started.elapsed();
+                            let _ = ws.close(None).await;
+                            while let Some(Ok(_)) = ws.next().await {}
+                        }
+                        settle().await;
+                    }
+                    total
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Lets the teardown of the connection just closed (both ends run on this runtime) finish
+/// before the next measured connect.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// One connection's share of a `ws_throughput` iteration on our client: a window of messages
+/// in flight, one more sent for each echo, until [`MESSAGES`] came back.
+async fn ours_windowed(conn: Connection, payload: Bytes) -> Connection {
+    let mut conn = conn;
+    let mut sent = 0;
+    while sent < WINDOW.min(MESSAGES) {
+        conn.send(Message::binary(payload.clone()))
+            .await
+            .expect("send");
+        sent += 1;
+    }
+    for _ in 0..MESSAGES {
+        conn.recv().await.expect("recv").expect("message");
+        if sent < MESSAGES {
+            conn.send(Message::binary(payload.clone()))
+                .await
+                .expect("send");
+            sent += 1;
+        }
+    }
+    conn
+}
+
+/// As [`ours_windowed`] on a bare tokio-tungstenite client, written to batch: replies to every
+/// echo already received are queued with `feed`, then flushed once.
+async fn bare_windowed(
+    mut ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    payload: Bytes,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let mut sent = 0;
+    while sent < WINDOW.min(MESSAGES) {
+        ws.feed(WsMessage::Binary(payload.clone()))
+            .await
+            .expect("feed");
+        sent += 1;
+    }
+    ws.flush().await.expect("flush");
+    let mut received = 0;
+    while received < MESSAGES {
+        ws.next().await.expect("message").expect("ok");
+        received += 1;
+        // Everything already received, without waiting (bounded by the window).
+        while received < MESSAGES {
+            match ws.next().now_or_never() {
+                Some(Some(m)) => {
+                    m.expect("ok");
+                    received += 1;
+                }
+                _ => break,
+            }
+        }
+        while sent < MESSAGES && sent < received + WINDOW {
+            ws.feed(WsMessage::Binary(payload.clone()))
+                .await
+                .expect("feed");
+            sent += 1;
+        }
+        ws.flush().await.expect("flush");
+    }
+    ws
+}
+
+fn throughput(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payload = Bytes::from(vec![0x5a; MESSAGE_SIZE]);
+    let mut group = c.benchmark_group("ws_throughput");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements((CONNECTIONS * MESSAGES) as u64));
+
+    let mut ours: Vec<Connection> = rt.block_on(async {
+        let url = transport_benches::ours_ws_echo().await;
+        let mut conns = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            conns.push(
+                transport_ws::connect(&url, ours_ws_config(false))
+                    .await
+                    .expect("connect"),
+            );
+        }
+        conns
+    });
+    group.bench_function(BenchmarkId::new("ours", CONNECTIONS), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = ours
+                    .drain(..)
+                    .map(|conn| tokio::spawn(ours_windowed(conn, payload.clone())))
+                    .collect();
+                for task in tasks {
+                    ours.push(task.await.expect("task"));
+                }
+            });
+        });
+    });
+    drop(ours);
+
+    let mut bare: Vec<_> = rt.block_on(async {
+        let url = transport_benches::bare_ws_echo().await;
+        let mut conns = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            conns.push(bare_ws_connect(&url).await);
+        }
+        conns
+    });
+    group.bench_function(BenchmarkId::new("tokio-tungstenite", CONNECTIONS), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = bare
+                    .drain(..)
+                    .map(|ws| tokio::spawn(bare_windowed(ws, payload.clone())))
+                    .collect();
+                for task in tasks {
+                    bare.push(task.await.expect("task"));
+                }
+            });
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, echo_round_trip, connection_setup, throughput);
 criterion_main!(benches);

@@ -1,25 +1,55 @@
 //! Shared fixtures of the benchmarks: loopback echo servers for our transport, the bare
 //! library it wraps and a raw TCP floor, and a realistic SSE stream.
 //!
-//! The benches themselves are in `benches/`: `ws.rs` (end to end, loopback) and
-//! `sse_parser.rs` (sans-IO codec).
+//! The benches themselves are in `benches/`: `ws.rs`, `wt.rs`, `sse.rs` (end to end,
+//! loopback) and `sse_parser.rs` (sans-IO codec). [`wt`] and [`sse`] hold the fixtures of
+//! their transports, [`extra`] the results measured outside criterion, and the load tool
+//! (`src/bin/load.rs`) counts concurrent connections and server memory per connection.
+
+pub mod extra;
+pub mod sse;
+pub mod wt;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use transport_core::Transport;
-use transport_ws::{WsServer, WsServerConfig};
+use transport_core::{ReconnectPolicy, Transport};
+use transport_ws::{ProxyConfig, WsConfig, WsServer, WsServerConfig};
 
 /// Starts our WebSocket echo server (transport-ws) on 127.0.0.1:0; returns its URL.
 ///
 /// # Panics
 /// When binding fails (benchmarks only).
 pub async fn ours_ws_echo() -> String {
-    let mut server = WsServer::bind("127.0.0.1:0", WsServerConfig::default())
-        .await
-        .expect("bind");
+    ours_ws_echo_with(None).await
+}
+
+/// As [`ours_ws_echo`], over TLS (`wss://`) when `tls` is given.
+///
+/// # Panics
+/// When binding fails (benchmarks only).
+pub async fn ours_ws_echo_with(tls: Option<Arc<rustls::ServerConfig>>) -> String {
+    let mut config = WsServerConfig::default();
+    config.accept_backlog = 1024;
+    ours_ws_echo_config(config, tls).await
+}
+
+/// As [`ours_ws_echo_with`] with these server settings.
+///
+/// # Panics
+/// When binding fails (benchmarks only).
+pub async fn ours_ws_echo_config(
+    config: WsServerConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> String {
+    let mut server = match tls {
+        None => WsServer::bind("127.0.0.1:0", config).await,
+        Some(tls) => WsServer::bind_tls("127.0.0.1:0", config, tls).await,
+    }
+    .expect("bind");
     let url = server.url();
     tokio::spawn(async move {
         while let Some((mut conn, _)) = server.accept().await {
@@ -40,24 +70,131 @@ pub async fn ours_ws_echo() -> String {
 /// # Panics
 /// When binding fails (benchmarks only).
 pub async fn bare_ws_echo() -> String {
+    bare_ws_echo_with(None).await
+}
+
+/// As [`bare_ws_echo`], over TLS (tokio-rustls, `wss://`) when `tls` is given. Each connection
+/// is echoed the way tokio-tungstenite's own echo server example does it: data messages
+/// `forward`ed from the read half to the write half (which flushes once per ready batch).
+///
+/// # Panics
+/// When binding fails (benchmarks only).
+pub async fn bare_ws_echo_with(tls: Option<Arc<rustls::ServerConfig>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        break;
+                match acceptor {
+                    None => {
+                        if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                            echo_forward(ws).await;
+                        }
+                    }
+                    Some(acceptor) => {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                            echo_forward(ws).await;
+                        }
                     }
                 }
             });
         }
     });
-    format!("ws://{addr}/")
+    format!("{scheme}://{addr}/")
+}
+
+async fn echo_forward<S>(ws: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (write, read) = ws.split();
+    let _ = read
+        .try_filter(|m| std::future::ready(m.is_text() || m.is_binary()))
+        .forward(write)
+        .await;
+}
+
+/// A bare tokio-tungstenite client connection to `ws://` `url`: TCP connect, no Nagle,
+/// WebSocket upgrade.
+///
+/// # Panics
+/// When connecting fails (benchmarks only).
+pub async fn bare_ws_connect(url: &str) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let tcp = TcpStream::connect(host_port(url)).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("handshake");
+    ws
+}
+
+/// As [`bare_ws_connect`] for a `wss://` `url`, with a TLS handshake (tokio-rustls) first.
+///
+/// # Panics
+/// When connecting fails (benchmarks only).
+pub async fn bare_wss_connect(
+    url: &str,
+    tls: &tokio_rustls::TlsConnector,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(host_port(url)).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tls.connect(name, tcp).await.expect("TLS");
+    let (ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("handshake");
+    ws
+}
+
+fn host_port(url: &str) -> &str {
+    url.trim_start_matches("ws://")
+        .trim_start_matches("wss://")
+        .trim_end_matches('/')
+}
+
+/// Our client settings: no proxy, no reconnect; with `tls_any`, any server certificate is
+/// accepted (the benches' self-signed one; the bare client gets the same rustls settings from
+/// [`ws_tls_client`]).
+pub fn ours_ws_config(tls_any: bool) -> WsConfig {
+    let mut config = WsConfig::default();
+    config.proxy(ProxyConfig::none());
+    config.transport.reconnect(ReconnectPolicy::disabled());
+    config.transport.tls.danger_accept_invalid_certs = tls_any;
+    config
+}
+
+/// The TLS settings of the WebSocket benches: a fresh P-256 certificate for the servers, and a
+/// client configuration (built as our client builds its own) that accepts it.
+///
+/// # Panics
+/// When the configuration cannot be built (benchmarks only).
+pub fn ws_tls() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+    let cert = transport_wt::cert::generate(&[]).expect("certificate");
+    let server = transport_core::tls::server_config(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        &[b"http/1.1"],
+    )
+    .expect("server TLS");
+    (server, ws_tls_client())
+}
+
+/// See [`ws_tls`].
+///
+/// # Panics
+/// When the configuration cannot be built (benchmarks only).
+pub fn ws_tls_client() -> tokio_rustls::TlsConnector {
+    let mut options = transport_core::TlsOptions::default();
+    options.danger_accept_invalid_certs = true;
+    let client = transport_core::tls::client_config(&options, &[b"http/1.1"]).expect("client TLS");
+    tokio_rustls::TlsConnector::from(client)
 }
 
 /// Starts a raw TCP echo server (length-prefixed frames: u32 big-endian length + payload) on
