@@ -31,6 +31,7 @@ fn main() {
                 .ok()
                 .and_then(|v| v.parse().ok());
             let mut server = transport_ws::WsServerConfig::default();
+            server.ip_limits = transport_core::IpLimits::unlimited();
             let mut client = transport_benches::ours_ws_config(false);
             if let Some(bytes) = read_buffer {
                 server.read_buffer_size = bytes;

@@ -34,6 +34,8 @@ pub async fn ours_ws_echo() -> String {
 pub async fn ours_ws_echo_with(tls: Option<Arc<rustls::ServerConfig>>) -> String {
     let mut config = WsServerConfig::default();
     config.accept_backlog = 1024;
+    // Every benchmark client comes from 127.0.0.1, thousands of times a second.
+    config.ip_limits = transport_core::IpLimits::unlimited();
     ours_ws_echo_config(config, tls).await
 }
 

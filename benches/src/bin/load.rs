@@ -516,6 +516,8 @@ async fn serve_ws_ours() -> Result<Serving> {
     let mut config = transport_ws::WsServerConfig::default();
     config.max_connections = SERVER_CAPACITY;
     config.accept_backlog = 1024;
+    // Thousands of connections from a few loopback addresses.
+    config.ip_limits = transport_core::IpLimits::unlimited();
     let mut server = transport_ws::WsServer::bind("127.0.0.1:0", config).await?;
     let addr = server.local_addr();
     let task = tokio::spawn(async move {
