@@ -35,6 +35,38 @@ const H3_REQUEST_REJECTED: u32 = 0x10b;
 /// How long a refused request's connection stays open so the client can read the status.
 const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
+/// How long accepting a session waits for the client's SETTINGS when its CONNECT overtook
+/// them: QUIC does not order streams, and under load the request stream can be read before
+/// the control stream. Clients send SETTINGS first thing, so this is only ever a short wait.
+const PEER_SETTINGS_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads the client's control stream until its SETTINGS frame has arrived; returns at once
+/// when it already has. After [`PEER_SETTINGS_WAIT`] it returns `Ok` and lets the accept that
+/// follows report the missing settings.
+async fn peer_settings(h3: &mut H3Conn) -> Result<(), TransportError> {
+    use h3::ConnectionState as _;
+    // `settings()` borrows the peer's SETTINGS once received and is an owned default before.
+    let received =
+        |h3: &H3Conn| matches!(h3.inner.shared.settings(), std::borrow::Cow::Borrowed(_));
+    let wait = async {
+        while !received(h3) {
+            match std::future::poll_fn(|cx| h3.inner.poll_control(cx)).await {
+                Ok(h3::proto::frame::Frame::Settings(_)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(TransportError::protocol(format!(
+                        "the client's HTTP/3 control stream: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(PEER_SETTINGS_WAIT, wait)
+        .await
+        .unwrap_or(Ok(()))
+}
+
 /// What the application learns about a WebTransport CONNECT request.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -166,12 +198,18 @@ impl WtIncomingSession {
     pub async fn accept(mut self) -> Result<(WtServerSession, WtRequest), TransportError> {
         let Parts {
             quic,
-            h3,
+            mut h3,
             connect,
             stream,
         } = *self.parts.take().ok_or(TransportError::Closed)?;
         let guard = self.guard.take();
         let connect_id = stream.send_id().into_inner();
+        // h3-webtransport checks the client's SETTINGS when it accepts: they must be here.
+        if let Err(e) = peer_settings(&mut h3).await {
+            metrics::handshake_rejected(TRANSPORT, reason::FAILED);
+            quic.close(H3_REQUEST_REJECTED.into(), b"session setup failed");
+            return Err(e);
+        }
         let session = match Box::pin(Session::accept(connect, stream, *h3)).await {
             Ok(session) => session,
             Err(e) => {
