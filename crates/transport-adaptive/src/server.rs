@@ -108,6 +108,10 @@ struct Shared {
     table: SessionTable,
     incoming: sessions::Incoming,
     stop: CancellationToken,
+    /// Cancelled before `stop` by [`AdaptiveServer::shutdown`]: sessions end too.
+    end: CancellationToken,
+    /// The session tasks started by this server.
+    sessions: TaskTracker,
     sever: watch::Sender<u64>,
     tracker: TaskTracker,
 }
@@ -123,6 +127,8 @@ impl Shared {
                 table: self.table.clone(),
                 incoming: self.incoming.clone(),
                 stop: self.stop.clone(),
+                end: self.end.clone(),
+                sessions: self.sessions.clone(),
                 sever: self.sever.subscribe(),
             },
         ));
@@ -216,6 +222,8 @@ impl AdaptiveServer {
             table,
             incoming: tx,
             stop: CancellationToken::new(),
+            end: CancellationToken::new(),
+            sessions: TaskTracker::new(),
             sever: watch::channel(0).0,
             tracker: TaskTracker::new(),
         });
@@ -335,11 +343,40 @@ impl AdaptiveServer {
         self.shared.sever.send_modify(|g| *g += 1);
     }
 
-    /// Stops listening and closes every link (WebSocket and WebTransport with 1001, SSE
-    /// streams with `transport.close`), waiting a bounded time. Sessions stay in their
-    /// [`SessionTable`] until they expire, so a server bound later with that table resumes
-    /// them; clients of a server bound without it get a "session lost" error.
+    /// Ends every session and stops listening: each attached client gets the session `CLOSE`
+    /// (1001, "server shutting down") and stops reconnecting, its connection ending with
+    /// [`TransportError::ClosedByPeer`] with that code and reason; the application's
+    /// connections of those sessions (and detached ones) end with the same error. Then every
+    /// link is closed (WebSocket and WebTransport with 1001, SSE streams with
+    /// `transport.close`), waiting a bounded time.
+    ///
+    /// To restart the listeners and keep the sessions, use
+    /// [`shutdown_for_restart`](Self::shutdown_for_restart) instead.
     pub async fn shutdown(&self) {
+        self.shared.end.cancel();
+        // The sessions send CLOSE while their links are still up, then end.
+        self.shared.sessions.close();
+        let limit = self.shared.settings.transport.close_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.shared.sessions.wait())
+            .await
+            .is_err()
+        {
+            warn!("adaptive server shutdown: sessions still running after {limit:?}");
+        }
+        self.stop().await;
+    }
+
+    /// Stops listening and closes every link, like [`shutdown`](Self::shutdown), but keeps
+    /// the sessions: they stay in their [`SessionTable`] until they expire, clients keep
+    /// reconnecting, and a server bound later with that table
+    /// ([`bind_with_sessions`](Self::bind_with_sessions)) resumes them, exactly once. Clients
+    /// of a server bound without it get a "session lost" error. Dropping the server without a
+    /// shutdown behaves like this too.
+    pub async fn shutdown_for_restart(&self) {
+        self.stop().await;
+    }
+
+    async fn stop(&self) {
         self.shared.stop.cancel();
         self.shared.sse.shutdown().await;
         self.shared.tracker.close();

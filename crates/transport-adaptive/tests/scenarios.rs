@@ -181,7 +181,7 @@ async fn c_server_restart_behind_the_proxy_resumes_exactly_once() {
     exchange(first.clone(), client, N, None, |progress| async move {
         let table = f.sessions();
         let down = Instant::now();
-        bounded(f.shutdown()).await;
+        bounded(f.shutdown_for_restart()).await;
         let mut config = server_config();
         config.wt_cert = Some(cert);
         let second = bounded(AdaptiveServer::bind_with_sessions(addr, config, table))
