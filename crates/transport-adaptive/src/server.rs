@@ -68,6 +68,13 @@ pub struct AdaptiveServerConfig {
     pub session: SessionLimits,
     /// Connections accepted and not yet taken by `accept()`. Default: 128.
     pub accept_backlog: usize,
+    /// The largest event (and line) the SSE clients' parsers accept: a session frame travels
+    /// over SSE as one base64 line, so the application's messages are capped at 3/4 of this
+    /// (less the session header) on every transport, since a session may move to SSE at any
+    /// time (and 6 bytes of the line are its `data: ` prefix). A larger `send` fails at once with
+    /// [`TransportError::MessageTooLarge`], instead of breaking the link on every replay.
+    /// Default: 1 MiB, the limit of this crate's client ([`AdaptiveConfig`](crate::AdaptiveConfig)).
+    pub sse_client_event_limit: usize,
 }
 
 impl Default for AdaptiveServerConfig {
@@ -91,6 +98,7 @@ impl Default for AdaptiveServerConfig {
             hello_timeout: Duration::from_secs(5),
             session: SessionLimits::default(),
             accept_backlog: 128,
+            sse_client_event_limit: transport_sse::DEFAULT_MAX_EVENT_SIZE,
         }
     }
 }
@@ -214,7 +222,7 @@ impl AdaptiveServer {
             wt_port: wt.as_ref().map(|w| w.local_addr().port()),
             cert_hash: cert.as_ref().map(SelfSignedCert::sha256_hex),
             settings: Arc::new(SessionSettings {
-                transport: app_transport(&config.transport),
+                transport: app_transport(&config.transport, config.sse_client_event_limit),
                 limits: config.session.clone(),
                 hello_timeout: config.hello_timeout,
                 expiry: config.session_expiry,
@@ -396,12 +404,17 @@ impl Drop for AdaptiveServer {
     }
 }
 
+/// `data: `, before the base64 of a session frame on its SSE line (the line limit counts it).
+const SSE_DATA_PREFIX: usize = 6;
+
 /// The settings of the application's connections: room for the session header inside the
-/// links' message limit.
-fn app_transport(links: &TransportConfig) -> TransportConfig {
+/// smallest message limit of any link a session may use (SSE: the client's event limit, after
+/// base64), so that an oversized send fails at once rather than on the link.
+fn app_transport(links: &TransportConfig, sse_event_limit: usize) -> TransportConfig {
     let mut t = links.clone();
     t.max_message_size = t
         .max_message_size
+        .min(sse_event_limit.saturating_sub(SSE_DATA_PREFIX) / 4 * 3)
         .saturating_sub(crate::session::DATA_OVERHEAD)
         .max(1);
     t
