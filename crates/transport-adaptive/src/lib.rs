@@ -82,7 +82,9 @@ mod server;
 pub mod session;
 mod sessions;
 
-pub use client::{AdaptiveConnection, AdaptiveEvent, AdaptiveStatus, ChangeReason, connect};
+pub use client::{
+    AdaptiveConnection, AdaptiveEvent, AdaptiveStatus, ChangeReason, connect, connect_lazy,
+};
 pub use config::{AdaptiveConfig, Endpoint, SendBufferPolicy, SessionMode, TransportKind};
 pub use negotiate::{Negotiation, negotiate};
 pub use server::{AdaptiveServer, AdaptiveServerConfig};
