@@ -544,6 +544,9 @@ async fn tcp_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        // Small session frames (DATA, ACK) go out at once: without this, Nagle holds an echo
+        // behind an unacknowledged ACK frame (about 1.4 ms per round trip over WebSocket).
+        let _ = tcp.set_nodelay(true);
         let s = shared.clone();
         shared.tracker.spawn(async move {
             let stop = s.stop.clone();
