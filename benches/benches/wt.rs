@@ -379,15 +379,15 @@ where
             break;
         }
     }
-    let sent = (0..burst).filter(|_| send()).count();
-    let mut back = 0;
-    while back < burst {
+    let delivered_to_quic = (0..burst).filter(|_| send()).count();
+    let mut echoed = 0;
+    while echoed < burst {
         match tokio::time::timeout(Duration::from_secs(1), recv()).await {
-            Ok(Some(_)) => back += 1,
+            Ok(Some(_)) => echoed += 1,
             _ => break,
         }
     }
-    (sent, back)
+    (delivered_to_quic, echoed)
 }
 
 fn main() {

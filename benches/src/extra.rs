@@ -23,10 +23,10 @@ impl Section {
     /// The section as Markdown: heading, text, table.
     pub fn markdown(&self) -> String {
         let mut md = format!("## {}\n\n{}\n\n", self.title, self.text);
-        md.push_str(&format!("| {} |\n", self.headers.join(" | ")));
-        md.push_str(&format!("|{}\n", "---|".repeat(self.headers.len())));
+        md += &["| ", &self.headers.join(" | "), " |\n"].concat();
+        md += &["|", &"---|".repeat(self.headers.len()), "\n"].concat();
         for row in &self.rows {
-            md.push_str(&format!("| {} |\n", row.join(" | ")));
+            md += &["| ", &row.join(" | "), " |\n"].concat();
         }
         md
     }

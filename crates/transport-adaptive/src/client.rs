@@ -567,6 +567,50 @@ pub struct AdaptiveConnection {
 /// # Cancel safety
 /// Cancel safe: dropped attempts close what they had opened.
 pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, TransportError> {
+    let (dial, transport, parts) = prepare(config)?;
+    let inner = driver::connect(dial, &transport, "adaptive").await?;
+    Ok(parts.with(inner))
+}
+
+/// As [`connect`], but returns at once: the connection reports
+/// [`ConnectionState::Connecting`](transport_core::ConnectionState::Connecting) while the race
+/// runs in the background (bounded by `config.transport.connect_timeout`), then `Connected`.
+/// Sends meanwhile wait in the send buffer. When every transport fails, `recv` returns the
+/// error [`connect`] would have returned and the state goes `Failed`. Must be called within a
+/// Tokio runtime.
+///
+/// # Errors
+/// [`TransportError::InvalidConfig`] / [`TransportError::InvalidUrl`], at once.
+pub fn connect_lazy(config: AdaptiveConfig) -> Result<AdaptiveConnection, TransportError> {
+    let (dial, transport, parts) = prepare(config)?;
+    let inner = driver::connect_lazy(dial, &transport, "adaptive")?;
+    Ok(parts.with(inner))
+}
+
+/// What an [`AdaptiveConnection`] holds besides its core connection.
+struct Parts {
+    policy: SendBufferPolicy,
+    status: watch::Receiver<AdaptiveStatus>,
+    events: broadcast::Sender<AdaptiveEvent>,
+    first_events: broadcast::Receiver<AdaptiveEvent>,
+}
+
+impl Parts {
+    fn with(self, inner: Connection) -> AdaptiveConnection {
+        AdaptiveConnection {
+            inner,
+            policy: self.policy,
+            status: self.status,
+            events: self.events,
+            first_events: std::sync::Mutex::new(Some(self.first_events)),
+        }
+    }
+}
+
+/// Validates `config` and builds the dialer and the adaptive connection's settings.
+fn prepare(
+    config: AdaptiveConfig,
+) -> Result<(AdaptiveDial, transport_core::TransportConfig, Parts), TransportError> {
     config.validate()?;
     let candidates = race::candidates(&config)?;
     let (status, status_rx) = watch::channel(AdaptiveStatus::default());
@@ -612,14 +656,16 @@ pub async fn connect(config: AdaptiveConfig) -> Result<AdaptiveConnection, Trans
         last: None,
         closed_by_server: false,
     };
-    let inner = driver::connect(dial, &transport, "adaptive").await?;
-    Ok(AdaptiveConnection {
-        inner,
-        policy,
-        status: status_rx,
-        events,
-        first_events: std::sync::Mutex::new(Some(first_events)),
-    })
+    Ok((
+        dial,
+        transport,
+        Parts {
+            policy,
+            status: status_rx,
+            events,
+            first_events,
+        },
+    ))
 }
 
 impl AdaptiveConnection {

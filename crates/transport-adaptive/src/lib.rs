@@ -23,12 +23,17 @@
 //!   [`ReconnectPolicy`](transport_core::ReconnectPolicy); sends meanwhile wait in a bounded
 //!   buffer ([`SendBufferPolicy`]). [`AdaptiveStatus`] and [`AdaptiveEvent`] say which
 //!   transport is in use and why it changed.
+//!   [`connect_lazy`] returns the connection at once, `Connecting` while the race runs.
 //! * **Session layer** ([`session`], `docs/protocols/session.md`): with a server of this crate,
 //!   every message is delivered exactly once and in order across reconnects, transport changes
 //!   and listener restarts; replay buffers are bounded and a session that cannot be resumed is
 //!   an error, never a silent loss. Against a third-party server the client still races,
 //!   falls back and reconnects, and reports that delivery is not guaranteed.
 //! * **Server** ([`AdaptiveServer`]): one `accept()` for all three transports.
+//!   [`AdaptiveServer::shutdown`] ends the sessions (clients get code 1001 and stop
+//!   reconnecting); [`AdaptiveServer::shutdown_for_restart`] keeps them for a server bound
+//!   later with the same [`SessionTable`]. Sends larger than the smallest link limit a session
+//!   may use fail at `send` with `MessageTooLarge`.
 //!
 //! ## Example
 //!
@@ -82,7 +87,9 @@ mod server;
 pub mod session;
 mod sessions;
 
-pub use client::{AdaptiveConnection, AdaptiveEvent, AdaptiveStatus, ChangeReason, connect};
+pub use client::{
+    AdaptiveConnection, AdaptiveEvent, AdaptiveStatus, ChangeReason, connect, connect_lazy,
+};
 pub use config::{AdaptiveConfig, Endpoint, SendBufferPolicy, SessionMode, TransportKind};
 pub use negotiate::{Negotiation, negotiate};
 pub use server::{AdaptiveServer, AdaptiveServerConfig};

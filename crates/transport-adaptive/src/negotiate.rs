@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
-use transport_core::TransportError;
+use transport_core::{TlsOptions, TransportError};
 
 use crate::config::{AdaptiveConfig, TransportKind};
 
@@ -48,12 +48,14 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Fetches `{base_url}/transport/negotiate` (plain `http://` only) and returns `config` with
+/// Fetches `{base_url}/transport/negotiate` (`http://`, or `https://` verified with
+/// `config.transport.tls`: extra roots, client certificate, ...) and returns `config` with
 /// the advertised endpoints appended in the default order (WebTransport, WebSocket, SSE) and
 /// the WebTransport certificate hash pinned.
 ///
 /// # Errors
-/// [`TransportError::InvalidUrl`] for a URL that is not `http://host[:port]`;
+/// [`TransportError::InvalidUrl`] for a URL that is not `http[s]://host[:port][/path]`;
+/// [`TransportError::Tls`] when the TLS handshake fails (e.g. an untrusted certificate);
 /// [`TransportError::ConnectionFailed`] / [`TransportError::Timeout`] when the server cannot be
 /// reached within `config.transport.connect_timeout`; [`TransportError::HandshakeRejected`] for
 /// a non-200 answer; [`TransportError::ProtocolViolation`] for a malformed document.
@@ -65,7 +67,7 @@ pub async fn negotiate(
     mut config: AdaptiveConfig,
 ) -> Result<AdaptiveConfig, TransportError> {
     let timeout = config.transport.connect_timeout;
-    let doc = tokio::time::timeout(timeout, fetch(base_url))
+    let doc = tokio::time::timeout(timeout, Box::pin(fetch(base_url, &config.transport.tls)))
         .await
         .map_err(|_| TransportError::Timeout {
             operation: "negotiate",
@@ -94,14 +96,18 @@ pub async fn negotiate(
     Ok(config)
 }
 
-async fn fetch(base_url: &str) -> Result<Negotiation, TransportError> {
+async fn fetch(base_url: &str, tls: &TlsOptions) -> Result<Negotiation, TransportError> {
     let bad = |reason: &str| TransportError::invalid_url(base_url, reason);
     let uri: Uri = base_url.parse().map_err(|_| bad("not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad("negotiation supports http:// base URLs"));
-    }
+    let secure = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad("negotiation supports http:// and https:// base URLs")),
+    };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority
+        .port_u16()
+        .unwrap_or(if secure { 443 } else { 80 });
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -109,19 +115,36 @@ async fn fetch(base_url: &str) -> Result<Negotiation, TransportError> {
     let tcp = TcpStream::connect((host, port))
         .await
         .map_err(|e| TransportError::connection_failed("connecting for negotiation", e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| TransportError::ConnectionFailed {
-            reason: format!("negotiation HTTP handshake: {e}"),
-            source: None,
-        })?;
-    let driver = tokio::spawn(conn);
     let path = format!("{}/transport/negotiate", uri.path().trim_end_matches('/'));
     let request = Request::get(path)
         .header(header::HOST, authority.as_str())
         .header(header::ACCEPT, "application/json")
         .body(Empty::<Bytes>::new())
         .map_err(|e| bad(&e.to_string()))?;
+    if !secure {
+        return get(tcp, request).await;
+    }
+    let config = transport_core::tls::client_config(tls, &[b"http/1.1"])?;
+    let name = transport_core::tls::server_name(authority.host())?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| TransportError::tls(format!("negotiation TLS handshake: {e}")))?;
+    get(stream, request).await
+}
+
+/// Sends the negotiation request over `io` and reads the document.
+async fn get<S>(io: S, request: Request<Empty<Bytes>>) -> Result<Negotiation, TransportError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| TransportError::ConnectionFailed {
+            reason: format!("negotiation HTTP handshake: {e}"),
+            source: None,
+        })?;
+    let driver = tokio::spawn(conn);
     let result = async {
         let response = sender
             .send_request(request)

@@ -68,6 +68,13 @@ pub struct AdaptiveServerConfig {
     pub session: SessionLimits,
     /// Connections accepted and not yet taken by `accept()`. Default: 128.
     pub accept_backlog: usize,
+    /// The largest event (and line) the SSE clients' parsers accept: a session frame travels
+    /// over SSE as one base64 line, so the application's messages are capped at 3/4 of this
+    /// (less the session header) on every transport, since a session may move to SSE at any
+    /// time (and 6 bytes of the line are its `data: ` prefix). A larger `send` fails at once with
+    /// [`TransportError::MessageTooLarge`], instead of breaking the link on every replay.
+    /// Default: 1 MiB, the limit of this crate's client ([`AdaptiveConfig`](crate::AdaptiveConfig)).
+    pub sse_client_event_limit: usize,
 }
 
 impl Default for AdaptiveServerConfig {
@@ -91,6 +98,7 @@ impl Default for AdaptiveServerConfig {
             hello_timeout: Duration::from_secs(5),
             session: SessionLimits::default(),
             accept_backlog: 128,
+            sse_client_event_limit: transport_sse::DEFAULT_MAX_EVENT_SIZE,
         }
     }
 }
@@ -108,6 +116,10 @@ struct Shared {
     table: SessionTable,
     incoming: sessions::Incoming,
     stop: CancellationToken,
+    /// Cancelled before `stop` by [`AdaptiveServer::shutdown`]: sessions end too.
+    end: CancellationToken,
+    /// The session tasks started by this server.
+    sessions: TaskTracker,
     sever: watch::Sender<u64>,
     tracker: TaskTracker,
 }
@@ -123,6 +135,8 @@ impl Shared {
                 table: self.table.clone(),
                 incoming: self.incoming.clone(),
                 stop: self.stop.clone(),
+                end: self.end.clone(),
+                sessions: self.sessions.clone(),
                 sever: self.sever.subscribe(),
             },
         ));
@@ -208,7 +222,7 @@ impl AdaptiveServer {
             wt_port: wt.as_ref().map(|w| w.local_addr().port()),
             cert_hash: cert.as_ref().map(SelfSignedCert::sha256_hex),
             settings: Arc::new(SessionSettings {
-                transport: app_transport(&config.transport),
+                transport: app_transport(&config.transport, config.sse_client_event_limit),
                 limits: config.session.clone(),
                 hello_timeout: config.hello_timeout,
                 expiry: config.session_expiry,
@@ -216,6 +230,8 @@ impl AdaptiveServer {
             table,
             incoming: tx,
             stop: CancellationToken::new(),
+            end: CancellationToken::new(),
+            sessions: TaskTracker::new(),
             sever: watch::channel(0).0,
             tracker: TaskTracker::new(),
         });
@@ -335,11 +351,40 @@ impl AdaptiveServer {
         self.shared.sever.send_modify(|g| *g += 1);
     }
 
-    /// Stops listening and closes every link (WebSocket and WebTransport with 1001, SSE
-    /// streams with `transport.close`), waiting a bounded time. Sessions stay in their
-    /// [`SessionTable`] until they expire, so a server bound later with that table resumes
-    /// them; clients of a server bound without it get a "session lost" error.
+    /// Ends every session and stops listening: each attached client gets the session `CLOSE`
+    /// (1001, "server shutting down") and stops reconnecting, its connection ending with
+    /// [`TransportError::ClosedByPeer`] with that code and reason; the application's
+    /// connections of those sessions (and detached ones) end with the same error. Then every
+    /// link is closed (WebSocket and WebTransport with 1001, SSE streams with
+    /// `transport.close`), waiting a bounded time.
+    ///
+    /// To restart the listeners and keep the sessions, use
+    /// [`shutdown_for_restart`](Self::shutdown_for_restart) instead.
     pub async fn shutdown(&self) {
+        self.shared.end.cancel();
+        // The sessions send CLOSE while their links are still up, then end.
+        self.shared.sessions.close();
+        let limit = self.shared.settings.transport.close_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.shared.sessions.wait())
+            .await
+            .is_err()
+        {
+            warn!("adaptive server shutdown: sessions still running after {limit:?}");
+        }
+        self.stop().await;
+    }
+
+    /// Stops listening and closes every link, like [`shutdown`](Self::shutdown), but keeps
+    /// the sessions: they stay in their [`SessionTable`] until they expire, clients keep
+    /// reconnecting, and a server bound later with that table
+    /// ([`bind_with_sessions`](Self::bind_with_sessions)) resumes them, exactly once. Clients
+    /// of a server bound without it get a "session lost" error. Dropping the server without a
+    /// shutdown behaves like this too.
+    pub async fn shutdown_for_restart(&self) {
+        self.stop().await;
+    }
+
+    async fn stop(&self) {
         self.shared.stop.cancel();
         self.shared.sse.shutdown().await;
         self.shared.tracker.close();
@@ -359,12 +404,17 @@ impl Drop for AdaptiveServer {
     }
 }
 
+/// `data: `, before the base64 of a session frame on its SSE line (the line limit counts it).
+const SSE_DATA_PREFIX: usize = 6;
+
 /// The settings of the application's connections: room for the session header inside the
-/// links' message limit.
-fn app_transport(links: &TransportConfig) -> TransportConfig {
+/// smallest message limit of any link a session may use (SSE: the client's event limit, after
+/// base64), so that an oversized send fails at once rather than on the link.
+fn app_transport(links: &TransportConfig, sse_event_limit: usize) -> TransportConfig {
     let mut t = links.clone();
     t.max_message_size = t
         .max_message_size
+        .min(sse_event_limit.saturating_sub(SSE_DATA_PREFIX) / 4 * 3)
         .saturating_sub(crate::session::DATA_OVERHEAD)
         .max(1);
     t
@@ -494,6 +544,9 @@ async fn tcp_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        // Small session frames (DATA, ACK) go out at once: without this, Nagle holds an echo
+        // behind an unacknowledged ACK frame (about 1.4 ms per round trip over WebSocket).
+        let _ = tcp.set_nodelay(true);
         let s = shared.clone();
         shared.tracker.spawn(async move {
             let stop = s.stop.clone();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
 use transport_core::driver::{self, DriverIo, RunOutcome};
 use transport_core::{
@@ -39,6 +41,10 @@ struct Attach {
     kind: TransportKind,
     ack: u64,
     stop: CancellationToken,
+    /// Cancelled (before `stop`) by a shutdown that ends the sessions.
+    end: CancellationToken,
+    /// Tracks the server's session tasks (a shutdown waits for them to send `CLOSE`).
+    sessions: TaskTracker,
     sever: watch::Receiver<u64>,
 }
 
@@ -124,6 +130,10 @@ pub(crate) struct Hub {
     pub(crate) table: SessionTable,
     pub(crate) incoming: Incoming,
     pub(crate) stop: CancellationToken,
+    /// Cancelled before `stop` when the server ends its sessions (not for a restart).
+    pub(crate) end: CancellationToken,
+    /// Tracks the session tasks this server started.
+    pub(crate) sessions: TaskTracker,
     pub(crate) sever: watch::Receiver<u64>,
 }
 
@@ -144,6 +154,8 @@ pub(crate) async fn handle_link(
         table,
         incoming,
         stop,
+        end,
+        sessions,
         sever,
     } = hub;
     let deadline = tokio::time::Instant::now() + settings.hello_timeout;
@@ -169,6 +181,8 @@ pub(crate) async fn handle_link(
                     kind,
                     ack,
                     stop,
+                    end,
+                    sessions,
                     sever,
                 };
                 hello(attach, peer_addr, session, &settings, &table, &incoming).await;
@@ -336,6 +350,18 @@ struct Attached {
     sever: watch::Receiver<u64>,
 }
 
+/// The reason a session ended by [`AdaptiveServer::shutdown`](crate::AdaptiveServer::shutdown)
+/// carries to both ends.
+pub(crate) const SHUTDOWN_REASON: &str = "server shutting down";
+
+/// What the application's connection of a session ended by a server shutdown reports.
+fn shut_down() -> RunOutcome {
+    RunOutcome::Failed(TransportError::ClosedByPeer {
+        code: 1001,
+        reason: SHUTDOWN_REASON.into(),
+    })
+}
+
 /// What handling a frame or a send asks of the session loop.
 enum Next {
     /// Carry on.
@@ -354,6 +380,10 @@ struct SessionTask<'a> {
     io: &'a mut DriverIo,
     attach_rx: mpsc::Receiver<Attach>,
     attach_open: bool,
+    /// Cancelled when the server ends its sessions.
+    end: CancellationToken,
+    /// Counts this task among the sessions of the server its link came from.
+    running: TaskTrackerToken,
 }
 
 impl SessionTask<'_> {
@@ -439,6 +469,8 @@ impl SessionTask<'_> {
         self.io
             .set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr));
         let (tx, rx) = a.conn.split();
+        self.end = a.end;
+        self.running = a.sessions.token();
         let mut l = Attached {
             tx,
             rx,
@@ -475,6 +507,8 @@ async fn serve_session(
         io,
         attach_rx,
         attach_open: true,
+        end: first.end.clone(),
+        running: first.sessions.token(),
     };
     let mut link = None;
     let mut next = Next::Moved(first);
@@ -524,6 +558,7 @@ impl SessionTask<'_> {
                 }
                 Command::Close(_) => Next::End(RunOutcome::LocalClosed),
             },
+            () = self.end.cancelled() => Next::End(shut_down()),
             () = expiry => {
                 debug!(id = %self.id, "detached session expired");
                 Next::End(RunOutcome::Failed(TransportError::lost("session expired while detached")))
@@ -566,8 +601,19 @@ impl SessionTask<'_> {
                 debug!(id = %self.id, "link severed");
                 Next::Detach
             }
+            () = self.end.cancelled() => {
+                // The server ends its sessions (before it closes the links): tell the client,
+                // which then stops reconnecting and reports the code and reason.
+                let close = Frame::Close { code: 1001, reason: SHUTDOWN_REASON.into() };
+                let _ = tokio::time::timeout(
+                    settings.transport.close_timeout,
+                    l.tx.send(session::encode(&close)),
+                ).await;
+                let _ = l.tx.close(1001, SHUTDOWN_REASON).await;
+                return Next::End(shut_down());
+            }
             () = l.stop.cancelled() => {
-                let _ = l.tx.close(1001, "server shutting down").await;
+                let _ = l.tx.close(1001, SHUTDOWN_REASON).await;
                 Next::Detach
             }
         };

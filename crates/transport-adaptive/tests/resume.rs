@@ -73,7 +73,7 @@ async fn server_restart_on_the_same_ports_resumes_exactly_once() {
     // The handler accepts from the first server; the session survives the restart.
     exchange(first.clone(), client, N, None, |progress| async move {
         let table = f.sessions();
-        bounded(f.shutdown()).await;
+        bounded(f.shutdown_for_restart()).await;
         let mut config = server_config();
         config.wt_cert = Some(cert);
         let second = bounded(AdaptiveServer::bind_with_sessions(addr, config, table))
@@ -113,7 +113,7 @@ async fn a_server_that_lost_the_session_is_an_error_not_a_silent_loss() {
     .unwrap();
     let (server_conn, _) = bounded(first.accept()).await.unwrap();
     conn.send(Message::text("before")).await.unwrap();
-    bounded(first.shutdown()).await;
+    bounded(first.shutdown_for_restart()).await;
     drop(first);
     drop(server_conn);
     // A new server with a new session table: the old session cannot be resumed.
@@ -293,7 +293,7 @@ async fn a_session_detached_past_its_expiry_is_lost_with_an_error() {
     let (server_conn, _) = bounded(first.accept()).await.unwrap();
     let table = first.sessions();
     assert_eq!(table.len(), 1);
-    bounded(first.shutdown()).await;
+    bounded(first.shutdown_for_restart()).await;
     drop(first);
     // The session expires while nobody listens; its application connection ends.
     let mut server_conn = server_conn;

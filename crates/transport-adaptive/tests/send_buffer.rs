@@ -39,7 +39,7 @@ async fn run(policy: SendBufferPolicy) {
 
     // The server goes away: the client keeps trying (connections refused).
     let table = first.sessions();
-    bounded(first.shutdown()).await;
+    bounded(first.shutdown_for_restart()).await;
     drop(first);
     bounded(
         conn.watch_state()

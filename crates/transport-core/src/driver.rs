@@ -337,6 +337,60 @@ pub async fn connect<D: Dial>(
     Ok(connection)
 }
 
+/// As [`connect`], but returns at once, in [`ConnectionState::Connecting`], while the first
+/// link is dialed in the background (bounded by `config.connect_timeout`). Sends wait in the
+/// send buffer meanwhile; the state goes `Connected` when the link is up. A failed first
+/// attempt ends the connection as `connect` would have: `recv` returns its error and the state
+/// goes `Failed`. `close` while connecting stops the attempt.
+///
+/// Must be called within a Tokio runtime.
+///
+/// # Errors
+/// [`TransportError::InvalidConfig`].
+pub fn connect_lazy<D: Dial>(
+    mut dialer: D,
+    config: &TransportConfig,
+    transport: &'static str,
+) -> Result<Connection, TransportError> {
+    config.validate()?;
+    let (connection, mut io) = new_io(
+        config,
+        ConnectionInfo::new(transport),
+        ConnectionState::Connecting,
+        None,
+    );
+    let config = config.clone();
+    let span = tracing::debug_span!("connection", transport);
+    tokio::spawn(
+        async move {
+            let attempt = dial_once(&mut dialer, config.connect_timeout);
+            let result = tokio::select! {
+                result = attempt => result,
+                () = io.wait_close_request() => {
+                    let _ = io.shared.state.transition(ConnectionState::Disconnected);
+                    return;
+                }
+            };
+            match result {
+                Ok(link) => {
+                    io.set_info(dialer.info(&link));
+                    io.set_send_unsupported(dialer.send_unsupported(&link));
+                    io.shared.counters.link_up(false);
+                    let _ = io.shared.state.transition(ConnectionState::Connected);
+                    drive(dialer, link, io, config).await;
+                }
+                Err(e) => {
+                    debug!(error = %e, "first connection attempt failed");
+                    io.finish_with_error(e).await;
+                    let _ = io.shared.state.transition(ConnectionState::Failed);
+                }
+            }
+        }
+        .instrument(span),
+    );
+    Ok(connection)
+}
+
 async fn drive<D: Dial>(
     mut dialer: D,
     mut link: D::Link,

@@ -1,0 +1,293 @@
+//! The adaptive transport on loopback, beside what it runs on.
+//!
+//! * `adaptive_rtt`, 32 B echo round trip: `adaptive-ws` (ours: transport-adaptive client and
+//!   server, session layer, over WebSocket) against `transport-ws` (the bare protocol
+//!   connection it picked, no session layer) and `tokio-tungstenite` (raw WebSocket floor);
+//!   `adaptive-wt` and `adaptive-sse` for the other transports.
+//! * `adaptive_throughput`, 1 KiB messages, 32 in flight, echoed: `adaptive-ws` against
+//!   `transport-ws`.
+//! * `adaptive_connect`, time from `connect` to a connection: every transport open
+//!   (`wt-open`), UDP blackholed (`wt-blackholed`, WebSocket wins after its 250 ms head
+//!   start), UDP blackholed and WebSocket stalled (`wt-blackholed-ws-stalled`, SSE wins).
+//!   Medians over 20 tries are printed first.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Runtime;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use transport_adaptive::{AdaptiveConfig, AdaptiveServer, AdaptiveServerConfig, TransportKind};
+use transport_core::{Message, ReconnectPolicy, Transport};
+use transport_ws::{ProxyConfig, WsConfig};
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// An adaptive echo server on 127.0.0.1:0 (every transport).
+async fn adaptive_echo() -> Arc<AdaptiveServer> {
+    let server = Arc::new(
+        AdaptiveServer::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            AdaptiveServerConfig::default(),
+        )
+        .await
+        .expect("bind"),
+    );
+    let s = server.clone();
+    tokio::spawn(async move {
+        while let Some((mut conn, _)) = s.accept().await {
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = conn.recv().await {
+                    if conn.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    server
+}
+
+/// Client settings for `server` (discovered through negotiation, certificate pinned), keeping
+/// only `kinds`; endpoints of `replace` are swapped for the given URLs.
+async fn client_config(
+    server: &AdaptiveServer,
+    kinds: &[TransportKind],
+    replace: &[(TransportKind, String)],
+) -> AdaptiveConfig {
+    let mut base = AdaptiveConfig::default();
+    base.ws.proxy(ProxyConfig::none());
+    let mut config = transport_adaptive::negotiate(&server.base_url(), base)
+        .await
+        .expect("negotiate");
+    config.endpoints.retain(|e| kinds.contains(&e.kind));
+    for (kind, url) in replace {
+        for e in &mut config.endpoints {
+            if e.kind == *kind {
+                e.url.clone_from(url);
+            }
+        }
+    }
+    config.probe_interval(None);
+    config
+}
+
+async fn adaptive_client(
+    server: &AdaptiveServer,
+    kind: TransportKind,
+) -> transport_adaptive::AdaptiveConnection {
+    let conn = transport_adaptive::connect(client_config(server, &[kind], &[]).await)
+        .await
+        .expect("connect");
+    assert_eq!(conn.transport(), Some(kind));
+    conn
+}
+
+async fn bare_ws() -> transport_core::Connection {
+    let url = transport_benches::ours_ws_echo().await;
+    let mut config = WsConfig::default();
+    config.proxy(ProxyConfig::none());
+    config.transport.reconnect(ReconnectPolicy::disabled());
+    transport_ws::connect(&url, config).await.expect("connect")
+}
+
+fn rtt(c: &mut Criterion) {
+    let rt = runtime();
+    let server = rt.block_on(adaptive_echo());
+    let mut group = c.benchmark_group("adaptive_rtt");
+    group.measurement_time(Duration::from_secs(5));
+    let size = 32usize;
+    let payload = Bytes::from(vec![0x5a; size]);
+    for (name, kind) in [
+        ("adaptive-ws", TransportKind::WebSocket),
+        ("adaptive-wt", TransportKind::WebTransport),
+        ("adaptive-sse", TransportKind::Sse),
+    ] {
+        let mut conn = rt.block_on(adaptive_client(&server, kind));
+        group.bench_with_input(BenchmarkId::new(name, size), &payload, |b, p| {
+            b.iter(|| {
+                rt.block_on(async {
+                    conn.send(Message::binary(p.clone())).await.expect("send");
+                    conn.recv().await.expect("recv").expect("message")
+                })
+            });
+        });
+    }
+
+    let mut bare = rt.block_on(bare_ws());
+    group.bench_with_input(BenchmarkId::new("transport-ws", size), &payload, |b, p| {
+        b.iter(|| {
+            rt.block_on(async {
+                bare.send(Message::binary(p.clone())).await.expect("send");
+                bare.recv().await.expect("recv").expect("message")
+            })
+        });
+    });
+
+    let mut raw = rt.block_on(async {
+        let url = transport_benches::bare_ws_echo().await;
+        let addr = url.trim_start_matches("ws://").trim_end_matches('/');
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+            .await
+            .expect("handshake");
+        ws
+    });
+    group.bench_with_input(
+        BenchmarkId::new("tokio-tungstenite", size),
+        &payload,
+        |b, p| {
+            b.iter(|| {
+                rt.block_on(async {
+                    raw.send(WsMessage::Binary(p.clone())).await.expect("send");
+                    raw.next().await.expect("message").expect("ok")
+                })
+            });
+        },
+    );
+    group.finish();
+}
+
+/// Sends `n` messages of `payload` with at most `window` unanswered, and reads every echo.
+async fn pump<T: Transport>(conn: &mut T, payload: &Bytes, n: usize, window: usize) {
+    let mut sent = 0;
+    let mut received = 0;
+    while received < n {
+        while sent < n && sent - received < window {
+            conn.send(Message::binary(payload.clone()))
+                .await
+                .expect("send");
+            sent += 1;
+        }
+        conn.recv().await.expect("recv").expect("message");
+        received += 1;
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    const N: usize = 1000;
+    // Below every queue (64 by default): a window past them deadlocks any bounded echo.
+    const WINDOW: usize = 32;
+    let rt = runtime();
+    let server = rt.block_on(adaptive_echo());
+    let mut group = c.benchmark_group("adaptive_throughput");
+    group.measurement_time(Duration::from_secs(5));
+    group.sample_size(20);
+    let size = 1024usize;
+    let payload = Bytes::from(vec![0x5a; size]);
+    group.throughput(Throughput::Bytes((N * size) as u64));
+    let mut ours = rt.block_on(adaptive_client(&server, TransportKind::WebSocket));
+    group.bench_with_input(BenchmarkId::new("adaptive-ws", size), &payload, |b, p| {
+        b.iter(|| rt.block_on(pump(&mut ours, p, N, WINDOW)));
+    });
+    let mut bare = rt.block_on(bare_ws());
+    group.bench_with_input(BenchmarkId::new("transport-ws", size), &payload, |b, p| {
+        b.iter(|| rt.block_on(pump(&mut bare, p, N, WINDOW)));
+    });
+    group.finish();
+}
+
+/// A UDP port that swallows everything, and a TCP port that accepts and never answers.
+async fn holes() -> (UdpSocket, SocketAddr, SocketAddr) {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let udp_addr = udp.local_addr().expect("addr");
+    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let tcp_addr = tcp.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tcp.accept().await {
+            held.push(s);
+            if held.len() > 64 {
+                held.remove(0);
+            }
+        }
+    });
+    (udp, udp_addr, tcp_addr)
+}
+
+/// One connect with `config`; returns the time it took.
+async fn time_connect(config: AdaptiveConfig, expect: TransportKind) -> Duration {
+    let started = Instant::now();
+    let conn = transport_adaptive::connect(config).await.expect("connect");
+    let took = started.elapsed();
+    assert_eq!(conn.transport(), Some(expect));
+    let _ = conn.close(1000, "").await;
+    took
+}
+
+fn connect_time(c: &mut Criterion) {
+    let rt = runtime();
+    let server = rt.block_on(adaptive_echo());
+    let (_udp, udp_hole, tcp_stall) = rt.block_on(holes());
+    let all = [
+        TransportKind::WebTransport,
+        TransportKind::WebSocket,
+        TransportKind::Sse,
+    ];
+    let cases = [
+        ("wt-open", vec![], TransportKind::WebTransport),
+        (
+            "wt-blackholed",
+            vec![(
+                TransportKind::WebTransport,
+                format!("https://{udp_hole}/wt"),
+            )],
+            TransportKind::WebSocket,
+        ),
+        (
+            "wt-blackholed-ws-stalled",
+            vec![
+                (
+                    TransportKind::WebTransport,
+                    format!("https://{udp_hole}/wt"),
+                ),
+                (TransportKind::WebSocket, format!("ws://{tcp_stall}/ws")),
+            ],
+            TransportKind::Sse,
+        ),
+    ];
+    let configs: Vec<_> = cases
+        .iter()
+        .map(|(name, replace, expect)| {
+            let config = rt.block_on(client_config(&server, &all, replace));
+            (*name, config, *expect)
+        })
+        .collect();
+    for (name, config, expect) in &configs {
+        let mut times: Vec<Duration> = (0..20)
+            .map(|_| rt.block_on(time_connect(config.clone(), *expect)))
+            .collect();
+        times.sort();
+        println!(
+            "adaptive_connect/{name}: median {:?} over 20 (min {:?}, max {:?}), over {expect}",
+            times[10], times[0], times[19]
+        );
+    }
+    let mut group = c.benchmark_group("adaptive_connect");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    for (name, config, expect) in &configs {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| rt.block_on(time_connect(config.clone(), *expect)))
+                    .sum()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, rtt, throughput, connect_time);
+criterion_main!(benches);
