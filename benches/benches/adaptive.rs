@@ -1,10 +1,10 @@
 //! The adaptive transport on loopback, beside what it runs on.
 //!
-//! * `adaptive_rtt`, 32 B echo round trip: `adaptive-ws` (ours: transport-adaptive client and
+//! * `adaptive_rtt`, 32 B echo round trip: `ours-adaptive-ws` (ours: transport-adaptive client and
 //!   server, session layer, over WebSocket) against `transport-ws` (the bare protocol
 //!   connection it picked, no session layer) and `tokio-tungstenite` (raw WebSocket floor);
 //!   `adaptive-wt` and `adaptive-sse` for the other transports.
-//! * `adaptive_throughput`, 1 KiB messages, 32 in flight, echoed: `adaptive-ws` against
+//! * `adaptive_throughput`, 1 KiB messages, 32 in flight, echoed: `ours-adaptive-ws` against
 //!   `transport-ws`.
 //! * `adaptive_connect`, time from `connect` to a connection: every transport open
 //!   (`wt-open`), UDP blackholed (`wt-blackholed`, WebSocket wins after its 250 ms head
@@ -108,7 +108,7 @@ fn rtt(c: &mut Criterion) {
     let size = 32usize;
     let payload = Bytes::from(vec![0x5a; size]);
     for (name, kind) in [
-        ("adaptive-ws", TransportKind::WebSocket),
+        ("ours-adaptive-ws", TransportKind::WebSocket),
         ("adaptive-wt", TransportKind::WebTransport),
         ("adaptive-sse", TransportKind::Sse),
     ] {
@@ -187,9 +187,13 @@ fn throughput(c: &mut Criterion) {
     let payload = Bytes::from(vec![0x5a; size]);
     group.throughput(Throughput::Bytes((N * size) as u64));
     let mut ours = rt.block_on(adaptive_client(&server, TransportKind::WebSocket));
-    group.bench_with_input(BenchmarkId::new("adaptive-ws", size), &payload, |b, p| {
-        b.iter(|| rt.block_on(pump(&mut ours, p, N, WINDOW)));
-    });
+    group.bench_with_input(
+        BenchmarkId::new("ours-adaptive-ws", size),
+        &payload,
+        |b, p| {
+            b.iter(|| rt.block_on(pump(&mut ours, p, N, WINDOW)));
+        },
+    );
     let mut bare = rt.block_on(bare_ws());
     group.bench_with_input(BenchmarkId::new("transport-ws", size), &payload, |b, p| {
         b.iter(|| rt.block_on(pump(&mut bare, p, N, WINDOW)));

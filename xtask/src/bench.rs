@@ -43,6 +43,8 @@ const BASELINES: &[(&str, &str)] = &[
     ("wt_setup", "quinn"),
     ("sse_latency", "raw-hyper"),
     ("sse_parser", "eventsource-stream"),
+    ("adaptive_rtt", "transport-ws"),
+    ("adaptive_throughput", "transport-ws"),
 ];
 
 /// What each group measures, printed under its heading.
@@ -96,6 +98,25 @@ const NOTES: &[(&str, &str)] = &[
         "sse_parser",
         "Parsing a realistic event stream (sans-IO), ours against eventsource-stream.",
     ),
+    (
+        "adaptive_rtt",
+        "One echo round trip through the adaptive transport and its session layer against our \
+         server, over the transport it picked: ours-adaptive-ws against the bare transport-ws \
+         connection it wraps (the baseline) and tokio-tungstenite; adaptive-wt and adaptive-sse \
+         for reference (ratios to WebSocket, no verdict).",
+    ),
+    (
+        "adaptive_throughput",
+        "1 KiB messages, 32 in flight, through the adaptive transport over WebSocket against the \
+         bare transport-ws connection.",
+    ),
+    (
+        "adaptive_connect",
+        "Time to connected (race won and health check answered), median of the tries: \
+         wt-open (WebTransport answers), wt-blackholed (UDP silently dropped: WebSocket wins; \
+         target < 300 ms), wt-blackholed-ws-stalled (WebSocket accepts TCP and never answers \
+         too: SSE wins; target < 600 ms).",
+    ),
 ];
 
 /// The targets of issue #6: the largest ratio of time (ours / baseline, same case) each group
@@ -108,6 +129,8 @@ const TARGETS: &[(&str, f64)] = &[
     ("wt_echo_rtt", 1.10),
     ("wt_setup", 1.5),
     ("sse_latency", 1.10),
+    ("adaptive_rtt", 1.05),
+    ("adaptive_throughput", 1.05),
 ];
 
 /// One measured benchmark.
