@@ -647,12 +647,19 @@ fn prepare(
         status,
         events: events.clone(),
     });
+    // A winner remembered from an earlier run is tried first, like this client's own.
+    let winner = shared.config.remembered.and_then(|kind| {
+        shared
+            .candidates
+            .iter()
+            .position(|candidate| candidate.kind == kind)
+    });
     let dial = AdaptiveDial {
         session: Session::new(shared.config.session.clone()),
         shared,
         mode: Mode::Undecided,
         session_id: SessionId::default(),
-        winner: None,
+        winner,
         last: None,
         closed_by_server: false,
     };

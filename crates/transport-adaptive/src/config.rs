@@ -100,6 +100,14 @@ pub struct AdaptiveConfig {
     /// `None` disables upgrades. Only with a server speaking the session protocol (moving a
     /// connection without it could lose messages). Default: 30 s.
     pub probe_interval: Option<Duration>,
+    /// A transport that won before, e.g. in an earlier run (persist
+    /// [`AdaptiveConnection::transport`](crate::AdaptiveConnection::transport) and hand it back
+    /// here): it is raced first, ahead of the preference order, as the winner of this client's
+    /// own earlier races is on every reconnect. A more preferred transport still gets its
+    /// chance: the race gives the next one the head start, and while the remembered one carries
+    /// the connection the preferred ones are probed in the background (`probe_interval`).
+    /// Ignored when no endpoint has that transport. Default: `None`.
+    pub remembered: Option<TransportKind>,
     /// What a full send buffer does while reconnecting. Default: [`SendBufferPolicy::Wait`].
     pub send_buffer_policy: SendBufferPolicy,
     /// Session layer use. Default: [`SessionMode::Auto`].
@@ -137,6 +145,7 @@ impl Default for AdaptiveConfig {
             head_start: Duration::from_millis(250),
             health_timeout: Duration::from_secs(2),
             probe_interval: Some(Duration::from_secs(30)),
+            remembered: None,
             send_buffer_policy: SendBufferPolicy::Wait,
             session_mode: SessionMode::Auto,
             session: SessionLimits::default(),
@@ -188,6 +197,12 @@ impl AdaptiveConfig {
     /// Sets [`probe_interval`](Self::probe_interval).
     pub fn probe_interval(&mut self, interval: Option<Duration>) -> &mut Self {
         self.probe_interval = interval;
+        self
+    }
+
+    /// Sets [`remembered`](Self::remembered).
+    pub fn remembered(&mut self, kind: Option<TransportKind>) -> &mut Self {
+        self.remembered = kind;
         self
     }
 

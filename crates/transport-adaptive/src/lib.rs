@@ -18,7 +18,8 @@
 //!   discovered from a base URL ([`negotiate`]). The preferred transport starts first; each
 //!   next one starts after a head start (250 ms) or as soon as the previous failed; the first
 //!   that connects *and* answers a health check wins, the others are closed. The winner is
-//!   remembered; after a fallback the preferred transports are probed in the background and
+//!   remembered (across runs too, when the application persists it and hands it back in
+//!   [`AdaptiveConfig::remembered`]); after a fallback the preferred transports are probed in the background and
 //!   the connection moves back when one works. Drops reconnect through the core
 //!   [`ReconnectPolicy`](transport_core::ReconnectPolicy); sends meanwhile wait in a bounded
 //!   buffer ([`SendBufferPolicy`]). [`AdaptiveStatus`] and [`AdaptiveEvent`] say which

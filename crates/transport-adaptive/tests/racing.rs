@@ -203,3 +203,44 @@ async fn an_upgrade_that_stalls_loses_to_the_next_transport() {
     assert!(err.is_timeout(), "{err}");
     bounded(server.shutdown()).await;
 }
+
+#[tokio::test]
+async fn a_remembered_winner_is_raced_first_and_the_preferred_one_probed_later() {
+    let server = Arc::new(server().await);
+    let _echo = spawn_echo(server.clone());
+    let mut config = client_config(
+        &server,
+        &[
+            TransportKind::WebTransport,
+            TransportKind::WebSocket,
+            TransportKind::Sse,
+        ],
+    );
+    // An earlier run ended on WebSocket and the application kept that.
+    config.remembered(Some(TransportKind::WebSocket));
+    config.probe_interval(Some(Duration::from_millis(200)));
+    let mut conn = bounded(transport_adaptive::connect(config)).await.unwrap();
+    assert_eq!(conn.transport(), Some(TransportKind::WebSocket));
+    let mut events = conn.events();
+    // WebTransport works: the background probe moves the connection up to it.
+    let mut status = conn.watch_status();
+    bounded(status.wait_for(|s| s.transport == Some(TransportKind::WebTransport)))
+        .await
+        .unwrap();
+    round_trip(&mut conn, Message::text("after the upgrade")).await;
+    let mut upgraded = false;
+    while let Ok(event) = events.try_recv() {
+        if let AdaptiveEvent::TransportChanged { from, to, reason } = event
+            && reason == ChangeReason::Upgrade
+        {
+            assert_eq!(
+                (from, to),
+                (Some(TransportKind::WebSocket), TransportKind::WebTransport)
+            );
+            upgraded = true;
+        }
+    }
+    assert!(upgraded, "no Upgrade event");
+    bounded(conn.close(1000, "")).await.unwrap();
+    bounded(server.shutdown()).await;
+}
