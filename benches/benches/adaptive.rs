@@ -34,13 +34,16 @@ fn runtime() -> Runtime {
 
 /// An adaptive echo server on 127.0.0.1:0 (every transport).
 async fn adaptive_echo() -> Arc<AdaptiveServer> {
+    let mut config = AdaptiveServerConfig::default();
+    // Every benchmark client comes from 127.0.0.1, hundreds of times a second: the per-IP
+    // handshake rate would otherwise turn WebTransport attempts away (and WebSocket would win).
+    config.ws.ip_limits = transport_core::IpLimits::unlimited();
+    config.sse.ip_limits = transport_core::IpLimits::unlimited();
+    config.wt.ip_limits(transport_core::IpLimits::unlimited());
     let server = Arc::new(
-        AdaptiveServer::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            AdaptiveServerConfig::default(),
-        )
-        .await
-        .expect("bind"),
+        AdaptiveServer::bind("127.0.0.1:0".parse().expect("addr"), config)
+            .await
+            .expect("bind"),
     );
     let s = server.clone();
     tokio::spawn(async move {
@@ -219,14 +222,15 @@ async fn holes() -> (UdpSocket, SocketAddr, SocketAddr) {
     (udp, udp_addr, tcp_addr)
 }
 
-/// One connect with `config`; returns the time it took.
-async fn time_connect(config: AdaptiveConfig, expect: TransportKind) -> Duration {
+/// One connect with `config`: the time it took, and whether the transport that won is
+/// `expect` (on a loaded machine a preferred transport can miss its head start).
+async fn time_connect(config: AdaptiveConfig, expect: TransportKind) -> (Duration, bool) {
     let started = Instant::now();
     let conn = transport_adaptive::connect(config).await.expect("connect");
     let took = started.elapsed();
-    assert_eq!(conn.transport(), Some(expect));
+    let as_expected = conn.transport() == Some(expect);
     let _ = conn.close(1000, "").await;
-    took
+    (took, as_expected)
 }
 
 fn connect_time(c: &mut Criterion) {
@@ -268,12 +272,15 @@ fn connect_time(c: &mut Criterion) {
         })
         .collect();
     for (name, config, expect) in &configs {
-        let mut times: Vec<Duration> = (0..20)
+        let runs: Vec<(Duration, bool)> = (0..20)
             .map(|_| rt.block_on(time_connect(config.clone(), *expect)))
             .collect();
+        let others = runs.iter().filter(|(_, ok)| !ok).count();
+        let mut times: Vec<Duration> = runs.into_iter().map(|(t, _)| t).collect();
         times.sort();
         println!(
-            "adaptive_connect/{name}: median {:?} over 20 (min {:?}, max {:?}), over {expect}",
+            "adaptive_connect/{name}: median {:?} over 20 (min {:?}, max {:?}), over {expect} \
+             ({others} of 20 over another transport)",
             times[10], times[0], times[19]
         );
     }
@@ -285,7 +292,7 @@ fn connect_time(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| rt.block_on(time_connect(config.clone(), *expect)))
+                    .map(|_| rt.block_on(time_connect(config.clone(), *expect)).0)
                     .sum()
             });
         });
