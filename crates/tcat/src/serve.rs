@@ -104,8 +104,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Done, Failure> {
         tracker.spawn(metrics.run(stop.clone(), tracker.clone()));
     }
     for server in all_servers {
-        tracker.spawn(serve_all::accept_loop(
-            server,
+        tracker.spawn(accept_loop(
+            Listener::All(Box::new(server)),
             args.mode,
             hub.clone(),
             stop.clone(),
@@ -240,6 +240,8 @@ fn sse_server_config(args: &ServeArgs) -> SseServerConfig {
 enum Listener {
     Ws(WsServer),
     Sse(SseServer),
+    /// The unified server of `--all`: any transport, one adaptive connection per session.
+    All(Box<transport_adaptive::AdaptiveServer>),
 }
 
 impl Listener {
@@ -248,6 +250,7 @@ impl Listener {
         match self {
             Self::Ws(server) => server.url(),
             Self::Sse(server) => server.url(),
+            Self::All(server) => server.base_url(),
         }
     }
 
@@ -257,6 +260,7 @@ impl Listener {
         match self {
             Self::Ws(server) => server.url(),
             Self::Sse(server) => format!("sse {}", server.url()),
+            Self::All(server) => format!("auto {}", server.base_url()),
         }
     }
 
@@ -276,6 +280,11 @@ impl Listener {
                 log_sse_accept(&request);
                 Some(connection)
             }
+            Self::All(server) => {
+                let (connection, request) = server.accept().await?;
+                debug!(?request, "accepted an adaptive connection");
+                Some(connection)
+            }
         }
     }
 
@@ -284,6 +293,7 @@ impl Listener {
         match self {
             Self::Ws(server) => server.shutdown().await,
             Self::Sse(server) => server.shutdown().await,
+            Self::All(server) => server.shutdown().await,
         }
     }
 }
@@ -492,7 +502,7 @@ fn log_sse_accept(request: &SseRequest) {
 
 /// Sends every message back to its sender. Waiting on a full send queue stops reading the
 /// client: backpressure instead of buffering.
-pub(crate) async fn echo(mut connection: Connection) {
+async fn echo(mut connection: Connection) {
     // Ends with the connection.
     loop {
         match connection.recv().await {
@@ -512,7 +522,7 @@ pub(crate) async fn echo(mut connection: Connection) {
 }
 
 /// Publishes every message of one client to all clients.
-pub(crate) async fn broadcast(connection: Connection, hub: Arc<Hub>) {
+async fn broadcast(connection: Connection, hub: Arc<Hub>) {
     let (sender, mut receiver) = connection.split();
     let id = hub.join(sender);
     // Ends with the connection.
@@ -531,7 +541,7 @@ pub(crate) async fn broadcast(connection: Connection, hub: Arc<Hub>) {
 
 /// The connected broadcast clients.
 #[derive(Debug)]
-pub(crate) struct Hub {
+struct Hub {
     clients: Mutex<HashMap<u64, Sender>>,
     next_id: AtomicU64,
     tracker: TaskTracker,

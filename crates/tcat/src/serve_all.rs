@@ -15,20 +15,14 @@
 //! listening wt https://ADDR/wt
 //! ```
 
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::debug;
 use transport_adaptive::{AdaptiveServer, AdaptiveServerConfig};
 use transport_core::TransportConfig;
 use transport_sse::SseServerConfig;
 use transport_ws::WsServerConfig;
 use transport_wt::cert::SelfSignedCert;
 
-use crate::cli::{Mode, ServeArgs};
+use crate::cli::ServeArgs;
 use crate::exit::Failure;
-use crate::serve::{Hub, broadcast, echo};
 
 /// Binds one unified server per `--all` address.
 pub(crate) async fn bind(
@@ -73,31 +67,4 @@ pub(crate) fn listening_lines(server: &AdaptiveServer) -> Vec<String> {
         lines.push(format!("listening wt {wt}"));
     }
     lines
-}
-
-/// Accepts connections until `stop`, then shuts the server down (every link closed with
-/// 1001, sessions ended).
-pub(crate) async fn accept_loop(
-    server: AdaptiveServer,
-    mode: Mode,
-    hub: Arc<Hub>,
-    stop: CancellationToken,
-    tracker: TaskTracker,
-) {
-    // Ends on `stop` or when the server stops accepting.
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = server.accept() => accepted,
-        };
-        let Some((connection, request)) = accepted else {
-            break;
-        };
-        debug!(?request, "accepted an adaptive connection");
-        match mode {
-            Mode::Echo => tracker.spawn(echo(connection)),
-            Mode::Broadcast => tracker.spawn(broadcast(connection, hub.clone())),
-        };
-    }
-    server.shutdown().await;
 }
