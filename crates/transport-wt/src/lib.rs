@@ -37,7 +37,7 @@ pub use client::{SessionClose, WtClientConfig, WtSession, connect};
 pub use quinn;
 pub use server::{
     H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest, WtSendStream, WtServer,
-    WtServerConfig, WtServerSession, echo,
+    WtServerConfig, WtServerSession, echo, echo_session,
 };
 pub use transport::{
     CongestionControl, Ordering, Reliability, StreamConfig, WtConfig, WtConnector,

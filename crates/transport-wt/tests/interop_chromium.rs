@@ -18,7 +18,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use transport_core::AcceptPolicy;
 use transport_wt::cert::{self, SelfSignedCert};
-use transport_wt::{WtRequest, WtServer, WtServerConfig, WtServerSession, echo};
+use transport_wt::{
+    SessionClose, WtRequest, WtServer, WtServerConfig, WtServerSession, echo, echo_session,
+};
 
 /// Upper bound for the whole browser run (launch included; two shared cores are slow).
 const BROWSER_LIMIT: Duration = Duration::from_secs(60);
@@ -256,23 +258,28 @@ async fn chromium_echo_through_our_server() {
 }
 
 /// Chromium closes a session with a CLOSE_WEBTRANSPORT_SESSION capsule and a FIN on the CONNECT
-/// stream (the aioquic server of `interop_aioquic` decodes both), and keeps the QUIC connection.
-/// Our server (h3-webtransport 0.1.2) only watches the connection, so `echo` ends by the QUIC
-/// idle timeout (about 50 s after the close), as `ConnectionLost`, not as a clean close.
+/// stream, and keeps the QUIC connection: the server's session driver reads the capsule, so the
+/// session ends at once with the page's code and reason (not by the QUIC idle timeout).
 #[tokio::test]
-#[ignore = "the server misses a browser's CLOSE_WEBTRANSPORT_SESSION capsule (ends by idle timeout)"]
 async fn server_sees_the_browser_close() {
     let Some(peer) = peer() else { return };
     let (server, cert) = server(WtServerConfig::default());
     let url = server.url();
-    let (_request, serving) = serve_one(server, echo);
+    let (_request, serving) = serve_one(server, |session| async move {
+        let echoed = echo_session(&session).await;
+        (echoed, session.session_closed().await)
+    });
     let result = run_page(&peer, &url, &cert, "close", "echo").await;
     assert_eq!(field(&result, "closedCode"), Some("7"), "{result}");
-    let (ended, server) = tokio::time::timeout(LIMIT, serving)
+    let ((ended, close), server) = tokio::time::timeout(LIMIT, serving)
         .await
         .expect("the server did not notice the browser's close")
         .unwrap();
     assert_eq!(ended, Ok(()));
+    match close {
+        SessionClose::Peer { code: 7, reason } => assert_eq!(reason, "done"),
+        other => panic!("unexpected close: {other:?}"),
+    }
     tokio::time::timeout(LIMIT, server.shutdown())
         .await
         .unwrap();

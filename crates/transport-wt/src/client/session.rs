@@ -53,7 +53,7 @@ impl SessionClose {
         }
     }
 
-    pub(super) fn from_connection(e: &ConnectionError) -> Self {
+    pub(crate) fn from_connection(e: &ConnectionError) -> Self {
         match e {
             ConnectionError::ApplicationClosed(c) => match u32::try_from(c.error_code.into_inner())
             {

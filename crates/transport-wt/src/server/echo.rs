@@ -22,6 +22,18 @@ use super::WtServerSession;
 /// # Cancel safety
 /// Cancelling stops echoing; streams being echoed are dropped (reset).
 pub async fn echo(session: WtServerSession) -> Result<(), TransportError> {
+    echo_session(&session).await
+}
+
+/// [`echo`] on a borrowed session, so the caller can ask it afterwards how it ended
+/// ([`WtServerSession::session_closed`]).
+///
+/// # Errors
+/// As [`echo`].
+///
+/// # Cancel safety
+/// As [`echo`].
+pub async fn echo_session(session: &WtServerSession) -> Result<(), TransportError> {
     // Three loops polled side by side; each keeps its accept future alive between streams
     // (`accept_bi` is not cancel safe), and the first to end ends them all.
     let bidi = async {

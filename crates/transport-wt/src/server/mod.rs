@@ -1,4 +1,5 @@
-//! The WebTransport server: a quinn endpoint speaking HTTP/3 with h3 and h3-webtransport.
+//! The WebTransport server: a quinn endpoint speaking HTTP/3 with h3; the WebTransport session
+//! layer (streams, datagrams, the CONNECT stream's capsules) is ours, on h3's public API.
 //!
 //! ```text
 //!  UDP ─ quinn Endpoint ─ accept loop ──(max_sessions)── per-connection task
@@ -8,10 +9,15 @@
 //!                    WtServer::accept() ◄── bounded ─────┘
 //!                           │ WtIncomingSession: request() → accept() / reject(status)
 //!                           ▼
-//!                    WtServerSession: accept_bi/uni, open_bi/uni, datagrams, close
+//!                    WtServerSession: accept_bi/uni, open_bi/uni, datagrams, close, drain
+//!                           │ shares a SessionState with
+//!                           ▼
+//!                    driver task: the CONNECT stream (CLOSE/DRAIN capsules, FIN both ways)
 //! ```
 
+mod accepted;
 mod config;
+mod driver;
 mod echo;
 mod session;
 
@@ -29,14 +35,12 @@ use tracing::{Instrument, debug, warn};
 use transport_core::metrics::{self, reason};
 use transport_core::{IpLimiter, IpPermit, RefusalLog, TransportError};
 
+pub use accepted::{WtBiStream, WtRecvStream, WtSendStream, WtServerSession};
 pub use config::WtServerConfig;
-pub use echo::echo;
-pub use session::{
-    H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest, WtSendStream,
-    WtServerSession,
-};
+pub use echo::{echo, echo_session};
+pub use session::{H3_NO_ERROR, WtIncomingSession, WtRequest};
 
-use session::{H3Conn, WtRequest as Info};
+use session::{H3Conn, SessionContext, WtRequest as Info};
 
 /// ALPN of HTTP/3.
 const ALPN_H3: &[u8] = b"h3";
@@ -186,8 +190,10 @@ impl WtServer {
         }
     }
 
-    /// Stops accepting, closes every connection with [`H3_NO_ERROR`] ("server shutting down"),
-    /// and waits until they are closed, at most the close timeout.
+    /// Stops accepting, closes every session with CLOSE_WEBTRANSPORT_SESSION
+    /// ([`H3_NO_ERROR`], "server shutting down") and a FIN on its CONNECT stream, waits until
+    /// the clients have closed (at most the close timeout), then closes every connection left
+    /// with the same code.
     ///
     /// # Cancel safety
     /// Cancelling stops waiting; the connections are closed regardless.
@@ -198,15 +204,14 @@ impl WtServer {
         while let Ok(pending) = self.incoming.try_recv() {
             drop(pending);
         }
-        self.endpoint
-            .close(H3_NO_ERROR.into(), b"server shutting down");
         self.tracker.close();
-        let waited = tokio::time::timeout(self.close_timeout, async {
-            self.tracker.wait().await;
-            self.endpoint.wait_idle().await;
-        })
-        .await;
-        if waited.is_err() {
+        // The session drivers send their close capsules and wait for the clients.
+        let deadline = Instant::now() + self.close_timeout;
+        let drained = tokio::time::timeout_at(deadline, self.tracker.wait()).await;
+        self.endpoint
+            .close(H3_NO_ERROR.into(), driver::SHUTDOWN_REASON.as_bytes());
+        let idle = tokio::time::timeout_at(deadline, self.endpoint.wait_idle()).await;
+        if drained.is_err() || idle.is_err() {
             warn!(
                 open = self.endpoint.open_connections(),
                 "shutdown: connections still open after {:?}", self.close_timeout
@@ -219,7 +224,7 @@ impl Drop for WtServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
         self.endpoint
-            .close(H3_NO_ERROR.into(), b"server shutting down");
+            .close(H3_NO_ERROR.into(), driver::SHUTDOWN_REASON.as_bytes());
     }
 }
 
@@ -335,7 +340,12 @@ impl Acceptor {
             return;
         }
         let info = Info::new(&connect, peer);
-        let pending = WtIncomingSession::new(info, quic, h3, connect, stream, guard);
+        let context = SessionContext {
+            tracker: self.tracker.clone(),
+            shutdown: self.shutdown.clone(),
+            close_timeout: self.config.transport.close_timeout,
+        };
+        let pending = WtIncomingSession::new(info, quic, h3, connect, stream, guard, context);
         // Waits while the application's backlog is full; the request is dropped (and its
         // connection closed) when the server shuts down.
         if self.tx.send(pending).await.is_err() {

@@ -1,33 +1,25 @@
-//! A request waiting for the application's decision ([`WtIncomingSession`]) and an accepted
-//! session ([`WtServerSession`]).
+//! A request waiting for the application's decision ([`WtIncomingSession`]); accepting it
+//! answers the CONNECT and starts the session's [`driver`](super::driver).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use h3_webtransport::server::{AcceptedBi, WebTransportSession};
+use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug};
 use transport_core::TransportError;
-use transport_core::metrics::{self, ConnectionGauge, reason};
+use transport_core::metrics::{self, reason};
 
 use super::TRANSPORT;
+use super::accepted::{WtServerSession, close_error};
+use super::driver::{Driver, SessionState};
 
 /// The HTTP/3 connection type underneath the server.
 pub(crate) type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 /// A request stream (the CONNECT stream) of that connection.
 pub(crate) type H3Request = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
-type Session = WebTransportSession<h3_quinn::Connection, Bytes>;
-
-/// A bidirectional WebTransport stream: `tokio::io::AsyncRead + AsyncWrite`;
-/// `shutdown()` finishes the sending half.
-pub type WtBiStream = h3_webtransport::stream::BidiStream<h3_quinn::BidiStream<Bytes>, Bytes>;
-/// The sending side of a unidirectional WebTransport stream: `tokio::io::AsyncWrite`;
-/// `shutdown()` finishes it.
-pub type WtSendStream = h3_webtransport::stream::SendStream<h3_quinn::SendStream<Bytes>, Bytes>;
-/// The receiving side of a unidirectional WebTransport stream: `tokio::io::AsyncRead`.
-pub type WtRecvStream = h3_webtransport::stream::RecvStream<h3_quinn::RecvStream, Bytes>;
-
 /// HTTP/3's "no error" application code (RFC 9114), used for normal closes.
 pub const H3_NO_ERROR: u32 = 0x100;
 /// HTTP/3's "request rejected" code, used when a pending session is dropped unanswered.
@@ -39,6 +31,23 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 /// them: QUIC does not order streams, and under load the request stream can be read before
 /// the control stream. Clients send SETTINGS first thing, so this is only ever a short wait.
 const PEER_SETTINGS_WAIT: Duration = Duration::from_secs(5);
+
+/// Checks that the client's SETTINGS enable WebTransport and HTTP datagrams.
+fn check_peer_settings(h3: &H3Conn) -> Result<(), TransportError> {
+    use h3::ConnectionState as _;
+    let settings = h3.inner.shared.settings();
+    if !settings.enable_webtransport() {
+        return Err(TransportError::protocol(
+            "the client's HTTP/3 SETTINGS do not enable WebTransport",
+        ));
+    }
+    if !settings.enable_datagram() {
+        return Err(TransportError::protocol(
+            "the client's HTTP/3 SETTINGS do not enable HTTP datagrams",
+        ));
+    }
+    Ok(())
+}
 
 /// Reads the client's control stream until its SETTINGS frame has arrived; returns at once
 /// when it already has. After [`PEER_SETTINGS_WAIT`] it returns `Ok` and lets the accept that
@@ -150,6 +159,18 @@ struct Parts {
     h3: Box<H3Conn>,
     connect: Request<()>,
     stream: H3Request,
+    context: SessionContext,
+}
+
+/// What an accepted session's driver needs from the server.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionContext {
+    /// Tracks the driver, so a graceful shutdown waits for the close capsules.
+    pub(crate) tracker: TaskTracker,
+    /// The server's shutdown.
+    pub(crate) shutdown: CancellationToken,
+    /// How long a close waits for the client.
+    pub(crate) close_timeout: Duration,
 }
 
 impl std::fmt::Debug for WtIncomingSession {
@@ -168,6 +189,7 @@ impl WtIncomingSession {
         connect: Request<()>,
         stream: H3Request,
         guard: super::SessionGuard,
+        context: SessionContext,
     ) -> Self {
         Self {
             request,
@@ -176,6 +198,7 @@ impl WtIncomingSession {
                 h3,
                 connect,
                 stream,
+                context,
             })),
             guard: Some(guard),
         }
@@ -200,35 +223,53 @@ impl WtIncomingSession {
             quic,
             mut h3,
             connect,
-            stream,
+            mut stream,
+            context,
         } = *self.parts.take().ok_or(TransportError::Closed)?;
         let guard = self.guard.take();
-        let connect_id = stream.send_id().into_inner();
-        // h3-webtransport checks the client's SETTINGS when it accepts: they must be here.
-        if let Err(e) = peer_settings(&mut h3).await {
+        let failed = |quic: &quinn::Connection, error: TransportError| {
             metrics::handshake_rejected(TRANSPORT, reason::FAILED);
+            let error = close_error(quic).unwrap_or(error);
             quic.close(H3_REQUEST_REJECTED.into(), b"session setup failed");
-            return Err(e);
-        }
-        let session = match Box::pin(Session::accept(connect, stream, *h3)).await {
-            Ok(session) => session,
-            Err(e) => {
-                metrics::handshake_rejected(TRANSPORT, reason::FAILED);
-                let error = close_error(&quic)
-                    .unwrap_or_else(|| TransportError::protocol(format!("session: {e}")));
-                quic.close(H3_REQUEST_REJECTED.into(), b"session setup failed");
-                return Err(error);
-            }
+            Err(error)
         };
+        // The client's SETTINGS say whether it speaks WebTransport: they must be here.
+        if let Err(e) = peer_settings(&mut h3).await {
+            return failed(&quic, e);
+        }
+        if let Err(e) = check_peer_settings(&h3) {
+            return failed(&quic, e);
+        }
+        // Our own settings enable WebTransport, extended CONNECT and datagrams, and the
+        // request is a WebTransport CONNECT (the acceptor checked): answer 200.
+        let response = Response::builder()
+            // What Chromium looks for to pick the draft.
+            .header("sec-webtransport-http3-draft", "draft02")
+            .status(StatusCode::OK)
+            .body(());
+        let sent = match response {
+            Ok(response) => stream.send_response(response).await,
+            Err(e) => return failed(&quic, TransportError::protocol(format!("response: {e}"))),
+        };
+        if let Err(e) = sent {
+            return failed(&quic, TransportError::protocol(format!("session: {e}")));
+        }
+        drop(connect);
         metrics::handshake_accepted(TRANSPORT);
         let request = std::mem::replace(&mut self.request, placeholder_request());
-        let session = WtServerSession {
-            datagram_prefix: encode_varint(connect_id / 4),
-            session: Box::new(session),
+        let state = SessionState::new();
+        let session = WtServerSession::new(quic.clone(), h3, stream.send_id(), state.clone());
+        let driver = Driver {
             quic,
-            _guard: guard,
-            _gauge: ConnectionGauge::new(TRANSPORT),
+            connect: stream,
+            state,
+            shutdown: context.shutdown,
+            close_timeout: context.close_timeout,
+            guard,
         };
+        context
+            .tracker
+            .spawn(driver.run().instrument(tracing::Span::current()));
         Ok((session, request))
     }
 
@@ -273,289 +314,9 @@ fn placeholder_request() -> WtRequest {
     }
 }
 
-/// An accepted WebTransport session (server side): one per QUIC connection.
-///
-/// Streams and datagrams are raw: bytes in, bytes out. All methods take `&self`, so accepting
-/// streams, reading datagrams and sending can run concurrently from one task (`select!`,
-/// `join!`) or, behind an `Arc`, from several. Dropping the session closes the connection
-/// with [`H3_NO_ERROR`].
-pub struct WtServerSession {
-    session: Box<Session>,
-    quic: quinn::Connection,
-    /// The datagram prefix: the quarter stream ID of the CONNECT stream, as a varint.
-    datagram_prefix: Bytes,
-    _guard: Option<super::SessionGuard>,
-    _gauge: ConnectionGauge,
-}
-
-impl std::fmt::Debug for WtServerSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WtServerSession")
-            .field("peer", &self.quic.remote_address())
-            .field("session_id", &self.session.session_id())
-            .finish_non_exhaustive()
-    }
-}
-
-impl WtServerSession {
-    /// The client's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.quic.remote_address()
-    }
-
-    /// The QUIC connection underneath (statistics, RTT, ...). Closing it closes the session.
-    pub fn quic(&self) -> &quinn::Connection {
-        &self.quic
-    }
-
-    /// The next bidirectional stream the client opens.
-    ///
-    /// # Errors
-    /// The close error once the session is closed ([`TransportError::ClosedByPeer`],
-    /// [`TransportError::ConnectionLost`], [`TransportError::Closed`]).
-    ///
-    /// # Cancel safety
-    /// Not cancel safe: h3-webtransport takes the stream from QUIC, then reads its header; a
-    /// call cancelled in between loses that stream. Keep one `accept_bi` future alive in a
-    /// loop of its own (as [`echo`](super::echo) does) rather than re-creating it in a
-    /// `select!`.
-    pub async fn accept_bi(&self) -> Result<WtBiStream, TransportError> {
-        loop {
-            match self.session.accept_bi().await {
-                Ok(Some(AcceptedBi::BidiStream(_, stream))) => return Ok(stream),
-                Ok(Some(AcceptedBi::Request(request, stream))) => {
-                    // One session per connection: further requests get a plain refusal.
-                    debug!(uri = %request.uri(), "refusing a request inside a session");
-                    let mut stream = stream;
-                    let mut response = Response::new(());
-                    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                    let _ = stream.send_response(response).await;
-                    let _ = stream.finish().await;
-                }
-                Ok(None) => return Err(self.closed_error()),
-                Err(e) => return Err(close_error(&self.quic).unwrap_or_else(|| stream_error(&e))),
-            }
-        }
-    }
-
-    /// The next unidirectional stream the client opens.
-    ///
-    /// # Errors
-    /// As [`accept_bi`](Self::accept_bi).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn accept_uni(&self) -> Result<WtRecvStream, TransportError> {
-        match self.session.accept_uni().await {
-            Ok(Some((_, stream))) => Ok(stream),
-            Ok(None) => Err(self.closed_error()),
-            Err(e) => Err(close_error(&self.quic)
-                .unwrap_or_else(|| TransportError::protocol(format!("HTTP/3: {e}")))),
-        }
-    }
-
-    /// Opens a bidirectional stream to the client.
-    ///
-    /// # Errors
-    /// As [`accept_bi`](Self::accept_bi).
-    ///
-    /// # Cancel safety
-    /// Cancel safe; a cancelled open may leave an unused stream that is dropped.
-    pub async fn open_bi(&self) -> Result<WtBiStream, TransportError> {
-        self.session
-            .open_bi(self.session.session_id())
-            .await
-            .map_err(|e| close_error(&self.quic).unwrap_or_else(|| stream_error(&e)))
-    }
-
-    /// Opens a unidirectional stream to the client.
-    ///
-    /// # Errors
-    /// As [`accept_bi`](Self::accept_bi).
-    ///
-    /// # Cancel safety
-    /// As [`open_bi`](Self::open_bi).
-    pub async fn open_uni(&self) -> Result<WtSendStream, TransportError> {
-        self.session
-            .open_uni(self.session.session_id())
-            .await
-            .map_err(|e| close_error(&self.quic).unwrap_or_else(|| stream_error(&e)))
-    }
-
-    /// Sends a datagram (unreliable, unordered). Waits for nothing: when the send buffer is
-    /// full, older queued datagrams are dropped.
-    ///
-    /// # Errors
-    /// [`TransportError::MessageTooLarge`] beyond [`max_datagram_size`](Self::max_datagram_size),
-    /// [`TransportError::Unsupported`] when the client did not enable datagrams, or the close
-    /// error once the session is closed.
-    // `Bytes` like every payload of the workspace, although the prefix forces a copy.
-    #[allow(clippy::needless_pass_by_value)]
-    pub fn send_datagram(&self, payload: Bytes) -> Result<(), TransportError> {
-        let mut datagram = BytesMut::with_capacity(self.datagram_prefix.len() + payload.len());
-        datagram.put_slice(&self.datagram_prefix);
-        datagram.put_slice(&payload);
-        self.quic
-            .send_datagram(datagram.freeze())
-            .map_err(|e| match e {
-                quinn::SendDatagramError::TooLarge => TransportError::MessageTooLarge {
-                    size: payload.len(),
-                    limit: self.max_datagram_size().unwrap_or(0),
-                },
-                quinn::SendDatagramError::UnsupportedByPeer
-                | quinn::SendDatagramError::Disabled => {
-                    TransportError::Unsupported("datagrams are not enabled by the peer".into())
-                }
-                quinn::SendDatagramError::ConnectionLost(e) => connection_error(&e),
-            })
-    }
-
-    /// The next datagram of this session. Datagrams that arrive while nobody reads are kept up
-    /// to [`WtServerConfig::datagram_queue`](super::WtServerConfig::datagram_queue) bytes, the
-    /// oldest dropped first.
-    ///
-    /// # Errors
-    /// The close error once the session is closed.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn read_datagram(&self) -> Result<Bytes, TransportError> {
-        loop {
-            let mut datagram = self
-                .quic
-                .read_datagram()
-                .await
-                .map_err(|e| connection_error(&e))?;
-            match decode_varint(&mut datagram) {
-                Some(id) if encode_varint(id) == self.datagram_prefix => return Ok(datagram),
-                // A datagram for another (unknown) session, or a malformed prefix: dropped.
-                _ => debug!("dropping a datagram for another session"),
-            }
-        }
-    }
-
-    /// The largest datagram payload that fits in one QUIC packet now (the path MTU minus
-    /// overheads); `None` when the client does not accept datagrams.
-    pub fn max_datagram_size(&self) -> Option<usize> {
-        self.quic
-            .max_datagram_size()
-            .map(|n| n.saturating_sub(self.datagram_prefix.len()))
-    }
-
-    /// Closes the session by closing its QUIC connection with application code `code` and a
-    /// reason (at most a few hundred bytes are sent). Use [`H3_NO_ERROR`] for a normal close.
-    ///
-    /// h3-webtransport 0.1.2 cannot send `CLOSE_WEBTRANSPORT_SESSION`; with one session per
-    /// connection, closing the connection ends the session just the same for the client.
-    pub fn close(&self, code: u32, reason: &str) {
-        let reason = reason.as_bytes();
-        self.quic
-            .close(code.into(), &reason[..reason.len().min(512)]);
-    }
-
-    /// Waits until the session is closed (by either side, or by a timeout) and returns why.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn closed(&self) -> TransportError {
-        connection_error(&self.quic.closed().await)
-    }
-
-    fn closed_error(&self) -> TransportError {
-        close_error(&self.quic).unwrap_or_else(|| TransportError::lost("session ended"))
-    }
-}
-
-impl Drop for WtServerSession {
-    fn drop(&mut self) {
-        self.quic.close(H3_NO_ERROR.into(), b"");
-    }
-}
-
-/// The error a closed connection stands for, if it is closed.
-pub(crate) fn close_error(quic: &quinn::Connection) -> Option<TransportError> {
-    quic.close_reason().map(|e| connection_error(&e))
-}
-
-/// Maps quinn's reason for a closed connection to the shared error.
-pub(crate) fn connection_error(e: &quinn::ConnectionError) -> TransportError {
-    match e {
-        quinn::ConnectionError::ApplicationClosed(close) => TransportError::ClosedByPeer {
-            code: u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX),
-            reason: String::from_utf8_lossy(&close.reason).into_owned(),
-        },
-        quinn::ConnectionError::LocallyClosed => TransportError::Closed,
-        quinn::ConnectionError::TimedOut => {
-            TransportError::lost("the client stopped answering (QUIC idle timeout)")
-        }
-        quinn::ConnectionError::TransportError(e) => TransportError::protocol(e.to_string()),
-        quinn::ConnectionError::ConnectionClosed(e) => TransportError::lost(e.to_string()),
-        other => TransportError::lost(other.to_string()),
-    }
-}
-
-fn stream_error(e: &h3::error::StreamError) -> TransportError {
-    TransportError::protocol(format!("HTTP/3: {e}"))
-}
-
-/// Encodes a QUIC variable-length integer (RFC 9000, section 16). `v` must be below 2^62;
-/// quarter stream IDs always are.
-pub(crate) fn encode_varint(v: u64) -> Bytes {
-    let mut out = BytesMut::with_capacity(8);
-    if v < 1 << 6 {
-        out.put_u8(u8::try_from(v).unwrap_or(0));
-    } else if v < 1 << 14 {
-        out.put_u16(u16::try_from(v).unwrap_or(0) | 0x4000);
-    } else if v < 1 << 30 {
-        out.put_u32(u32::try_from(v).unwrap_or(0) | 0x8000_0000);
-    } else {
-        out.put_u64(v | 0xc000_0000_0000_0000);
-    }
-    out.freeze()
-}
-
-/// Decodes a QUIC variable-length integer from the front of `buf`; `None` when it is cut short.
-pub(crate) fn decode_varint(buf: &mut Bytes) -> Option<u64> {
-    let first = *buf.first()?;
-    let len = 1usize << (first >> 6);
-    if buf.len() < len {
-        return None;
-    }
-    let mut value = u64::from(first & 0x3f);
-    buf.advance(1);
-    for _ in 1..len {
-        value = (value << 8) | u64::from(buf.get_u8());
-    }
-    Some(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints_round_trip() {
-        for v in [
-            0,
-            1,
-            63,
-            64,
-            16383,
-            16384,
-            (1 << 30) - 1,
-            1 << 30,
-            (1 << 62) - 1,
-        ] {
-            let encoded = encode_varint(v);
-            let mut buf = Bytes::from([encoded.as_ref(), b"rest"].concat());
-            assert_eq!(decode_varint(&mut buf), Some(v), "{v}");
-            assert_eq!(&buf[..], b"rest");
-        }
-        assert_eq!(encode_varint(37).as_ref(), &[0x25]);
-        assert_eq!(encode_varint(15293).as_ref(), &[0x7b, 0xbd]);
-        assert_eq!(decode_varint(&mut Bytes::from_static(&[0x7b])), None);
-        assert_eq!(decode_varint(&mut Bytes::new()), None);
-    }
 
     #[test]
     fn request_info() {
