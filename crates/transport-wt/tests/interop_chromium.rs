@@ -253,7 +253,7 @@ async fn chromium_echo_through_our_server() {
     let origin = get("origin").unwrap().trim_matches('"');
     assert_eq!(request.origin.as_deref(), Some(origin));
     assert_eq!(request.path, "/echo");
-    // The server's view of the close is `server_sees_the_browser_close` (ignored for now).
+    // The server's view of the close is `server_sees_the_browser_close`.
     serving.abort();
 }
 
@@ -315,10 +315,8 @@ async fn chromium_reads_streams_the_server_opens() {
     assert_eq!(reply, b"reply");
 }
 
-/// h3-webtransport 0.1.2 cannot send CLOSE_WEBTRANSPORT_SESSION, so `WtServerSession::close`
-/// closes the QUIC connection with the code instead. Chromium 156 then rejects `closed`
-/// ("Connection lost", source "session") rather than resolving it with the code; either is
-/// accepted here, the code is checked when it arrives.
+/// `WtServerSession::close` sends CLOSE_WEBTRANSPORT_SESSION and a FIN: Chromium resolves
+/// `closed` with the server's code and reason.
 #[tokio::test]
 async fn chromium_sees_the_server_close() {
     let Some(peer) = peer() else { return };
@@ -331,26 +329,17 @@ async fn chromium_sees_the_server_close() {
     });
     let result = run_page(&peer, &url, &cert, "close", "server-close").await;
     assert_eq!(field(&result, "error"), None, "the page failed: {result}");
-    match field(&result, "closedHow") {
-        // What a CLOSE_WEBTRANSPORT_SESSION capsule would give.
-        Some("\"resolved\"") => {
-            assert_eq!(field(&result, "closedCode"), Some("42"), "{result}");
-            assert_eq!(
-                field(&result, "closedReason"),
-                Some(quoted("bye").as_str()),
-                "{result}"
-            );
-        }
-        // What the CONNECTION_CLOSE gives today: the session ends, without the code.
-        Some("\"rejected\"") => {
-            assert_eq!(
-                field(&result, "closedSource"),
-                Some(quoted("session").as_str()),
-                "{result}"
-            );
-        }
-        other => panic!("closed settled as {other:?}: {result}"),
-    }
+    assert_eq!(
+        field(&result, "closedHow"),
+        Some(quoted("resolved").as_str()),
+        "{result}"
+    );
+    assert_eq!(field(&result, "closedCode"), Some("42"), "{result}");
+    assert_eq!(
+        field(&result, "closedReason"),
+        Some(quoted("bye").as_str()),
+        "{result}"
+    );
     let _ = tokio::time::timeout(LIMIT, serving).await.unwrap().unwrap();
 }
 
