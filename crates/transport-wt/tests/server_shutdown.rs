@@ -1,5 +1,5 @@
-//! Graceful shutdown: accepting stops, open sessions are closed with H3_NO_ERROR, and the
-//! server waits a bounded time.
+//! Graceful shutdown: accepting stops, open sessions are closed with a CLOSE_WEBTRANSPORT_SESSION
+//! capsule (H3_NO_ERROR, "server shutting down"), and the server waits a bounded time.
 
 mod server_common;
 
@@ -43,11 +43,14 @@ async fn shutdown_closes_sessions_with_a_code() {
         started.elapsed()
     );
 
-    match bounded(first.closed()).await {
-        ConnectionError::ApplicationClosed(close) => {
+    // wtransport reads the CLOSE_WEBTRANSPORT_SESSION capsule (and closes the connection
+    // itself): its session calls report the code and reason.
+    match bounded(first.accept_bi()).await {
+        Err(ConnectionError::ApplicationClosed(close)) => {
             assert_eq!(close.code(), wtransport::VarInt::from_u32(H3_NO_ERROR));
+            assert_eq!(close.reason(), b"server shutting down");
         }
-        other => panic!("unexpected close: {other:?}"),
+        other => panic!("unexpected close: {:?}", other.map(|_| ())),
     }
     assert_eq!(bounded(echoing).await.unwrap(), Ok(()));
     assert!(

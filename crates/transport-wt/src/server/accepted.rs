@@ -54,7 +54,9 @@ const H3_ID_ERROR: u64 = 0x108;
 /// breaks.
 pub struct WtServerSession {
     quic: quinn::Connection,
-    h3: Mutex<Box<H3Conn>>,
+    /// Shared with the driver: h3 closes the connection when its `Connection` is dropped, so
+    /// the driver keeps it until the close capsule is out.
+    h3: Arc<Mutex<Box<H3Conn>>>,
     opener: Mutex<h3_quinn::OpenStreams>,
     /// The session id: the stream id of the CONNECT request.
     session_id: u64,
@@ -78,7 +80,7 @@ impl std::fmt::Debug for WtServerSession {
 impl WtServerSession {
     pub(crate) fn new(
         quic: quinn::Connection,
-        h3: Box<H3Conn>,
+        h3: Arc<Mutex<Box<H3Conn>>>,
         connect_id: h3::quic::StreamId,
         state: Arc<SessionState>,
     ) -> Self {
@@ -87,7 +89,7 @@ impl WtServerSession {
         let session_id = connect_id.into_inner();
         Self {
             quic,
-            h3: Mutex::new(h3),
+            h3,
             opener: Mutex::new(opener),
             session_id,
             session: SessionId::from(connect_id),

@@ -146,6 +146,8 @@ pub(crate) struct Driver {
     pub(crate) close_timeout: Duration,
     /// The session's slot in the server's limits, held until the connection is closed.
     pub(crate) guard: Option<super::SessionGuard>,
+    /// h3 closes the connection when its `Connection` is dropped: kept until the driver ends.
+    pub(crate) h3: Arc<std::sync::Mutex<Box<super::session::H3Conn>>>,
 }
 
 /// What ended the reading of the CONNECT stream.
@@ -166,8 +168,9 @@ impl Driver {
             shutdown,
             close_timeout,
             guard,
+            h3,
         } = self;
-        let _guard = guard;
+        let _held = (guard, h3);
         let (mut send, recv) = connect.split();
         let reading = read_capsules(recv, state.clone());
         tokio::pin!(reading);

@@ -2,6 +2,7 @@
 //! answers the CONNECT and starts the session's [`driver`](super::driver).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -258,7 +259,9 @@ impl WtIncomingSession {
         metrics::handshake_accepted(TRANSPORT);
         let request = std::mem::replace(&mut self.request, placeholder_request());
         let state = SessionState::new();
-        let session = WtServerSession::new(quic.clone(), h3, stream.send_id(), state.clone());
+        let h3 = Arc::new(std::sync::Mutex::new(h3));
+        let session =
+            WtServerSession::new(quic.clone(), h3.clone(), stream.send_id(), state.clone());
         let driver = Driver {
             quic,
             connect: stream,
@@ -266,6 +269,7 @@ impl WtIncomingSession {
             shutdown: context.shutdown,
             close_timeout: context.close_timeout,
             guard,
+            h3,
         };
         context
             .tracker

@@ -95,29 +95,33 @@ impl Session {
         Some(size.saturating_sub(1 + varint::encoded_len(size as u64)))
     }
 
-    /// Waits until the session has ended; the reason as an error. A close of the session
-    /// itself (not of the message stream) is a [`TransportError::ConnectionLost`]: the peer
-    /// went away without the close handshake.
-    async fn ended(&self) -> TransportError {
+    /// Waits until the session has ended and says how.
+    ///
+    /// On the client, a close of the session itself (not of the message stream) is a
+    /// [`TransportError::ConnectionLost`]: the server went away without the close handshake,
+    /// and the client reconnects. On the server, a client that closes the session with
+    /// CLOSE_WEBTRANSPORT_SESSION (a browser's `WebTransport.close`, say) closes the
+    /// connection with its code and reason, as a close frame would.
+    async fn ended(&self) -> Ended {
         let without_close = |code: u32, reason: &str| {
             TransportError::lost(format!(
                 "the peer ended the session (code {code:#x}{}{reason}) without a close frame",
                 if reason.is_empty() { "" } else { ": " }
             ))
         };
-        match self {
-            Self::Client(s) => match s.closed().await {
-                SessionClose::Peer { code, reason } => without_close(code, &reason),
-                SessionClose::Local { .. } => TransportError::Closed,
-                SessionClose::Lost(e) => e,
+        let close = match self {
+            Self::Client(s) => s.closed().await,
+            Self::Server(s) => s.session_closed().await,
+        };
+        Ended::Error(match (self, close) {
+            (Self::Server(_), SessionClose::Peer { code, reason }) => match u16::try_from(code) {
+                Ok(code) => return Ended::Peer(CloseFrame::new(code, reason)),
+                Err(_) => without_close(code, &reason),
             },
-            Self::Server(s) => match s.closed().await {
-                TransportError::ClosedByPeer { code, reason } => {
-                    without_close(u32::from(code), &reason)
-                }
-                other => other,
-            },
-        }
+            (Self::Client(_), SessionClose::Peer { code, reason }) => without_close(code, &reason),
+            (_, SessionClose::Local { .. }) => TransportError::Closed,
+            (_, SessionClose::Lost(e)) => e,
+        })
     }
 
     /// Ends the session now (after the close handshake, or when the link failed).
@@ -174,6 +178,13 @@ impl LinkOptions {
             max_receive: transport.max_message_size,
         }
     }
+}
+
+/// How a session ended, for the link.
+enum Ended {
+    /// The peer closed the session with a code that fits a close frame.
+    Peer(CloseFrame),
+    Error(TransportError),
 }
 
 enum Event {
@@ -291,7 +302,11 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                     phase = Phase::Closing;
                 }
             },
-            error = ended.as_mut() => return phase.finish(|| error),
+            end = ended.as_mut() => return match (end, open) {
+                (Ended::Peer(frame), true) => RunOutcome::PeerClosed(frame),
+                (Ended::Peer(_), false) => phase.finish(|| TransportError::Closed),
+                (Ended::Error(error), _) => phase.finish(|| error),
+            },
             () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
             _ = rtt.tick() => io.record_rtt(session.quic().rtt()),
         }
