@@ -83,7 +83,7 @@ pub(crate) fn connection_error(e: &ConnectionError) -> TransportError {
         }
         ConnectionError::ApplicationClosed(c) => TransportError::ClosedByPeer {
             code: u16::try_from(c.error_code.into_inner()).unwrap_or(u16::MAX),
-            reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            reason: crate::client::reason_text(&c.reason),
         },
         other => TransportError::lost(describe(other)),
     }
@@ -96,7 +96,7 @@ fn describe(e: &ConnectionError) -> String {
             format!(
                 "server closed the connection with {} ({code:#x}): {}",
                 h3_code::name(code),
-                String::from_utf8_lossy(&c.reason)
+                crate::client::reason_text(&c.reason)
             )
         }
         other => other.to_string(),

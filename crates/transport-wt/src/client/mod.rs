@@ -20,4 +20,5 @@ mod tasks;
 
 pub use config::WtClientConfig;
 pub use connect::connect;
+pub(crate) use session::reason_text;
 pub use session::{SessionClose, WtSession};

@@ -59,7 +59,7 @@ impl SessionClose {
             {
                 Ok(code) => Self::Peer {
                     code,
-                    reason: String::from_utf8_lossy(&c.reason).into_owned(),
+                    reason: reason_text(&c.reason),
                 },
                 Err(_) => Self::Lost(connection_error(e)),
             },
@@ -69,6 +69,15 @@ impl SessionClose {
             },
             other => Self::Lost(connection_error(other)),
         }
+    }
+}
+
+/// A QUIC CONNECTION_CLOSE reason as text, losslessly: UTF-8 as is, anything else with each
+/// byte outside printable ASCII escaped (`\xff`), so no byte of the peer's reason is replaced.
+pub(crate) fn reason_text(reason: &[u8]) -> String {
+    match std::str::from_utf8(reason) {
+        Ok(text) => text.to_owned(),
+        Err(_) => reason.escape_ascii().to_string(),
     }
 }
 
@@ -378,5 +387,14 @@ impl Drop for WtSession {
             },
         );
         self.conn.close(VarInt::from_u32(0), b"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reasons_are_never_lossy() {
+        assert_eq!(super::reason_text("bye é".as_bytes()), "bye é");
+        assert_eq!(super::reason_text(b"bad \xff\xfe"), "bad \\xff\\xfe");
     }
 }

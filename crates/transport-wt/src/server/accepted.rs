@@ -438,7 +438,7 @@ pub(crate) fn connection_error(e: &quinn::ConnectionError) -> TransportError {
     match e {
         quinn::ConnectionError::ApplicationClosed(close) => TransportError::ClosedByPeer {
             code: u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX),
-            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+            reason: crate::client::reason_text(&close.reason),
         },
         quinn::ConnectionError::LocallyClosed => TransportError::Closed,
         quinn::ConnectionError::TimedOut => {

@@ -33,6 +33,8 @@ use crate::proto::capsule::{self, Capsule};
 
 /// HTTP/3's H3_MESSAGE_ERROR: a malformed capsule on the CONNECT stream.
 const H3_MESSAGE_ERROR: u32 = 0x10e;
+/// What the FIN answering a client's close gets on top of four round trips.
+const FIN_GRACE: Duration = Duration::from_millis(50);
 /// The reason a server shutdown gives its sessions.
 pub(crate) const SHUTDOWN_REASON: &str = "server shutting down";
 
@@ -203,8 +205,14 @@ impl Driver {
                 debug!(code, %reason, "the client closed the session");
                 state.set_close(SessionClose::Peer { code, reason });
                 // Our side of the CONNECT stream ends too, then the connection (and with it every
-                // stream of the session).
-                let _ = tokio::time::timeout(close_timeout, send.finish()).await;
+                // stream of the session). quinn drops unsent stream data when the connection
+                // closes, so the FIN gets a few round trips unless the client closes first.
+                let grace = close_timeout.min(quic.rtt() * 4 + FIN_GRACE);
+                let _ = tokio::time::timeout(grace, async {
+                    let _ = send.finish().await;
+                    quic.closed().await
+                })
+                .await;
                 quic.close(H3_NO_ERROR.into(), b"");
             }
             Some(PeerEnd::Failed { .. }) if quic.close_reason().is_some() => {
