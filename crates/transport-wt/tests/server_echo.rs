@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use server_common::{LIMIT, bounded, connect, server};
 use tokio::io::AsyncReadExt;
-use transport_wt::{WtServerConfig, echo};
+use transport_wt::{CongestionControl, WtServerConfig, echo};
 
 #[tokio::test]
 async fn request_visible_then_bidi_uni_datagram_echo() {
@@ -87,4 +87,40 @@ async fn request_visible_then_bidi_uni_datagram_echo() {
     assert_eq!(ended, Ok(()));
     assert_eq!(server.open_sessions(), 0);
     bounded(server.shutdown()).await;
+}
+
+/// The server's congestion controller is configurable (per endpoint); BBR and NewReno carry a
+/// stream larger than the initial window.
+#[tokio::test]
+async fn echo_with_each_congestion_controller() {
+    for cc in [CongestionControl::Bbr, CongestionControl::NewReno] {
+        let mut config = WtServerConfig::default();
+        config.congestion_control(cc);
+        let (mut server, cert) = server(config);
+        let url = format!("{}/cc", server.url());
+        let client = tokio::spawn(async move { connect(&cert, &url, &[]).await });
+        let (session, _) =
+            bounded(async { server.accept().await.unwrap().accept().await.unwrap() }).await;
+        let echoing = tokio::spawn(echo(session));
+        let conn = bounded(client).await.unwrap().unwrap();
+        let payload: Vec<u8> = (0..200_000u32)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let (mut send, mut recv) =
+            bounded(async { conn.open_bi().await.unwrap().await.unwrap() }).await;
+        let writer = {
+            let payload = payload.clone();
+            async move {
+                send.write_all(&payload).await.unwrap();
+                send.finish().await.unwrap();
+            }
+        };
+        let mut back = Vec::new();
+        let reader = recv.read_to_end(&mut back);
+        let ((), read) = bounded(async { tokio::join!(writer, reader) }).await;
+        read.unwrap();
+        assert!(back == payload, "{cc:?}");
+        drop(conn);
+        let _ = bounded(echoing).await;
+    }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use transport_core::{AcceptPolicy, IpLimits, TransportConfig, TransportError};
 
+use crate::CongestionControl;
+
 /// Settings of a [`WtServer`](super::WtServer).
 ///
 /// Every queue is bounded and every wait has a deadline, so a client that opens connections and
@@ -46,6 +48,13 @@ pub struct WtServerConfig {
     /// Default: [`IpLimits::default`] (1024 connections, 100 attempts/s with
     /// bursts of 200).
     pub ip_limits: IpLimits,
+    /// The congestion controller of every connection of the server (it governs what the server
+    /// sends): quinn picks it per endpoint, before a session's
+    /// [`StreamConfig`](crate::StreamConfig) is known, so a `StreamConfig`'s
+    /// `congestion_control` given to [`WtServer::accept_transport`](super::WtServer::accept_transport)
+    /// or [`into_connection`](super::WtServerSession::into_connection) is not used on the server.
+    /// Default: [`CongestionControl::Cubic`], quinn's default.
+    pub congestion_control: CongestionControl,
 }
 
 impl Default for WtServerConfig {
@@ -59,6 +68,7 @@ impl Default for WtServerConfig {
             handshake_timeout: Duration::from_secs(10),
             accept_backlog: 64,
             ip_limits: IpLimits::default(),
+            congestion_control: CongestionControl::default(),
         }
     }
 }
@@ -97,6 +107,12 @@ impl WtServerConfig {
     /// Sets [`ip_limits`](Self::ip_limits).
     pub fn ip_limits(&mut self, limits: IpLimits) -> &mut Self {
         self.ip_limits = limits;
+        self
+    }
+
+    /// Sets [`congestion_control`](Self::congestion_control).
+    pub fn congestion_control(&mut self, cc: CongestionControl) -> &mut Self {
+        self.congestion_control = cc;
         self
     }
 
@@ -145,7 +161,8 @@ impl WtServerConfig {
             // HTTP/3 control, QPACK encoder and QPACK decoder streams come on top.
             .max_concurrent_uni_streams((self.max_streams_per_session + 3).into())
             .datagram_receive_buffer_size(Some(self.datagram_queue))
-            .datagram_send_buffer_size(self.datagram_queue);
+            .datagram_send_buffer_size(self.datagram_queue)
+            .congestion_controller_factory(self.congestion_control.factory());
         Ok(Arc::new(quic))
     }
 }

@@ -74,7 +74,9 @@ pub struct StreamConfig {
     /// Default: [`Ordering::Ordered`].
     pub ordering: Ordering,
     /// Congestion controller of the connection. Applies to clients (each connection gets its
-    /// own); a server uses quinn's default (CUBIC). Default: [`CongestionControl::Cubic`].
+    /// own); a server sets it for all its connections with
+    /// [`WtServerConfig::congestion_control`](crate::WtServerConfig::congestion_control).
+    /// Default: [`CongestionControl::Cubic`].
     pub congestion_control: CongestionControl,
     /// quinn stream priority of the message stream and of per-message streams (higher is sent
     /// first when streams compete). Applies to clients; h3-webtransport's server streams do not
