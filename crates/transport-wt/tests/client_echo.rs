@@ -1,4 +1,4 @@
-//! The client against this crate's h3-webtransport server running `echo`: session set-up with a
+//! The client against this crate's server running `echo`: session set-up with a
 //! pinned certificate hash and with a custom CA, bidirectional and unidirectional streams,
 //! datagrams, server-opened streams.
 

@@ -1,7 +1,6 @@
 //! The client against a scripted HTTP/3 server written here on quinn with this crate's `proto`
-//! module, to drive what the h3-webtransport server cannot: CLOSE_WEBTRANSPORT_SESSION in both
-//! directions, the end of the CONNECT stream, Huffman-coded responses, SETTINGS without
-//! WebTransport.
+//! module, to drive what a well-behaved server does not: odd orderings of CLOSE_WEBTRANSPORT_SESSION
+//! and the end of the CONNECT stream, Huffman-coded responses, SETTINGS without WebTransport.
 
 mod client_common;
 

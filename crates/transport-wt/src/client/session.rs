@@ -20,7 +20,7 @@ use crate::proto::{datagram, stream};
 pub enum SessionClose {
     /// The server closed the session: a CLOSE_WEBTRANSPORT_SESSION capsule, the end of the
     /// CONNECT stream (code 0, empty reason, as the draft says), or a QUIC CONNECTION_CLOSE with
-    /// an application code (h3-webtransport servers, which cannot send the capsule, end a
+    /// an application code (servers that cannot send the capsule, such as h3-webtransport's, end a
     /// session that way).
     Peer {
         /// The application's error code.

@@ -15,7 +15,7 @@ pub const QPACK_BLOCKED_STREAMS: u64 = 0x7;
 pub const ENABLE_CONNECT_PROTOCOL: u64 = 0x8;
 /// SETTINGS_H3_DATAGRAM (RFC 9297 §2.1.1).
 pub const H3_DATAGRAM: u64 = 0x33;
-/// SETTINGS_ENABLE_WEBTRANSPORT (draft-ietf-webtrans-http3 up to -06; what h3-webtransport and
+/// SETTINGS_ENABLE_WEBTRANSPORT (draft-ietf-webtrans-http3 up to -06; what h3 and
 /// current browsers check).
 pub const ENABLE_WEBTRANSPORT: u64 = 0x2b60_3742;
 /// SETTINGS_WEBTRANSPORT_MAX_SESSIONS in its draft -05..-07 number.

@@ -279,6 +279,30 @@ impl WtServerSession {
         Ok(stream)
     }
 
+    /// Opens a unidirectional stream with quinn's stream `priority`, for the message link's
+    /// per-message streams (h3-quinn's streams expose no priority, so this one is quinn's own).
+    pub(crate) async fn open_uni_with_priority(
+        &self,
+        priority: i32,
+    ) -> Result<quinn::SendStream, TransportError> {
+        self.check_open()?;
+        let mut send = self
+            .quic
+            .open_uni()
+            .await
+            .map_err(|e| self.error_or(|| connection_error(&e)))?;
+        // Fails only on a stream already closed: the write below reports that.
+        let _ = send.set_priority(priority);
+        let mut header = Vec::with_capacity(16);
+        wt_stream::encode_uni_header(self.session_id, &mut header);
+        send.write_all(&header).await.map_err(|e| {
+            self.error_or(|| {
+                TransportError::send_failed("a stream header", std::io::Error::from(e))
+            })
+        })?;
+        Ok(send)
+    }
+
     /// Sends a datagram (unreliable, unordered). Waits for nothing: when the send buffer is
     /// full, older queued datagrams are dropped.
     ///

@@ -344,6 +344,7 @@ impl Acceptor {
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.clone(),
             close_timeout: self.config.transport.close_timeout,
+            span: tracing::Span::current(),
         };
         let pending = WtIncomingSession::new(info, quic, h3, connect, stream, guard, context);
         // Waits while the application's backlog is full; the request is dropped (and its

@@ -172,6 +172,8 @@ pub(crate) struct SessionContext {
     pub(crate) shutdown: CancellationToken,
     /// How long a close waits for the client.
     pub(crate) close_timeout: Duration,
+    /// The connection's span (`wt-connection`, with the peer), for the driver's events.
+    pub(crate) span: tracing::Span,
 }
 
 impl std::fmt::Debug for WtIncomingSession {
@@ -271,9 +273,7 @@ impl WtIncomingSession {
             guard,
             h3,
         };
-        context
-            .tracker
-            .spawn(driver.run().instrument(tracing::Span::current()));
+        context.tracker.spawn(driver.run().instrument(context.span));
         Ok((session, request))
     }
 

@@ -79,8 +79,8 @@ pub struct StreamConfig {
     /// Default: [`CongestionControl::Cubic`].
     pub congestion_control: CongestionControl,
     /// quinn stream priority of the message stream and of per-message streams (higher is sent
-    /// first when streams compete). Applies to clients; h3-webtransport's server streams do not
-    /// expose priorities. Default: 0.
+    /// first when streams compete). A server applies it to its per-message streams only: its
+    /// side of the message stream is an h3-quinn stream, which exposes no priority. Default: 0.
     pub priority: i32,
 }
 

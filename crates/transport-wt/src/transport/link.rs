@@ -67,7 +67,7 @@ impl Session {
                 let _ = send.set_priority(priority);
                 Box::new(send)
             }
-            Self::Server(s) => Box::new(s.open_uni().await?),
+            Self::Server(s) => Box::new(s.open_uni_with_priority(priority).await?),
         })
     }
 
