@@ -14,21 +14,25 @@ use crate::proto::capsule::{self, Capsule};
 use crate::proto::frame::Frame;
 use crate::proto::{datagram, stream};
 
-/// How a session ended, as [`WtSession::closed`] reports it.
+/// How a session ended, as [`WtSession::closed`] and, on the server,
+/// [`WtServerSession::session_closed`](crate::WtServerSession::session_closed) report it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum SessionClose {
-    /// The server closed the session: a CLOSE_WEBTRANSPORT_SESSION capsule, the end of the
+    /// The peer closed the session: a CLOSE_WEBTRANSPORT_SESSION capsule, the end of the
     /// CONNECT stream (code 0, empty reason, as the draft says), or a QUIC CONNECTION_CLOSE with
     /// an application code (servers that cannot send the capsule, such as h3-webtransport's, end a
-    /// session that way).
+    /// session that way). A reason that is not UTF-8 in a capsule is a protocol violation
+    /// ([`Lost`](Self::Lost)); in a CONNECTION_CLOSE it is kept with its bytes escaped.
     Peer {
         /// The application's error code.
         code: u32,
         /// The reason (may be empty).
         reason: String,
     },
-    /// This side closed the session with [`WtSession::close`] or by dropping it.
+    /// This side closed the session with [`WtSession::close`] /
+    /// [`WtServerSession::close`](crate::WtServerSession::close), by dropping it, or (server) by
+    /// a server shutdown.
     Local {
         /// The code sent.
         code: u32,
