@@ -172,7 +172,10 @@ impl Driver {
             guard,
             h3,
         } = self;
-        let _held = (guard, h3);
+        // Released when the driver ends (the connection closed), or before the session's end is
+        // published when the connection closed first, so whoever sees that end sees the slot
+        // free.
+        let held = (guard, h3);
         let (mut send, recv) = connect.split();
         let reading = read_capsules(recv, state.clone());
         tokio::pin!(reading);
@@ -195,6 +198,7 @@ impl Driver {
                     break None;
                 }
                 e = quic.closed() => {
+                    drop(held);
                     state.set_close(SessionClose::from_connection(&e));
                     return;
                 }
