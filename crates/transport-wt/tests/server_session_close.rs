@@ -128,8 +128,10 @@ async fn shutdown_sends_the_close_capsule() {
 #[tokio::test]
 async fn drain_leaves_the_session_open() {
     let (client, server, _srv) = pair().await;
+    assert!(!client.drain_requested());
     server.drain();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    bounded(client.drain_received()).await;
+    assert!(client.drain_requested());
     assert!(!server.drain_requested());
     // Still usable both ways.
     let mut uni = bounded(server.open_uni()).await.unwrap();

@@ -120,11 +120,13 @@ pub(crate) async fn handshake(
         bi_tx,
         close.clone(),
     ));
+    let drain = Arc::new(watch::channel(false).0);
     tokio::spawn(tasks::connect_stream_loop(
         conn.clone(),
         recv,
         reader,
         close.clone(),
+        drain.clone(),
     ));
     tokio::spawn(tasks::watch_connection(conn.clone(), close.clone()));
     guard.0 = None;
@@ -138,6 +140,7 @@ pub(crate) async fn handshake(
         bi: Mutex::new(bi_rx),
         uni: Mutex::new(uni_rx),
         close,
+        drain,
         close_timeout: t.close_timeout,
         zero_rtt_accepted,
     })

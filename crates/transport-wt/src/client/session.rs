@@ -124,6 +124,8 @@ pub struct WtSession {
     pub(super) bi: Mutex<mpsc::Receiver<(SendStream, RecvStream)>>,
     pub(super) uni: Mutex<mpsc::Receiver<(u64, RecvStream)>>,
     pub(super) close: CloseCell,
+    /// Set once the server sent DRAIN_WEBTRANSPORT_SESSION.
+    pub(super) drain: Arc<watch::Sender<bool>>,
     pub(super) close_timeout: Duration,
     pub(super) zero_rtt_accepted: bool,
 }
@@ -362,6 +364,25 @@ impl WtSession {
         // the CONNECTION_CLOSE goes out even if the session is dropped right away.
         self.conn.close(VarInt::from_u32(code), reason.as_bytes());
         Ok(())
+    }
+
+    /// Whether the server sent DRAIN_WEBTRANSPORT_SESSION (it asks the client to finish and
+    /// close the session; the session stays usable).
+    pub fn drain_requested(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Waits until the server sends DRAIN_WEBTRANSPORT_SESSION or the session ends.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn drain_received(&self) {
+        let mut drain = self.drain.subscribe();
+        let mut close = self.close.subscribe();
+        tokio::select! {
+            _ = drain.wait_for(|d| *d) => {}
+            _ = close.wait_for(Option::is_some) => {}
+        }
     }
 
     /// Waits until the session has ended and says how.

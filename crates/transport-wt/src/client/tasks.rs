@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 
 use bytes::BytesMut;
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use transport_core::TransportError;
 
 use super::error::{h3_code, read_error};
@@ -226,6 +226,7 @@ pub(super) async fn connect_stream_loop(
     mut recv: RecvStream,
     mut reader: FrameReader,
     close: CloseCell,
+    drain: Arc<watch::Sender<bool>>,
 ) {
     let mut capsules = BytesMut::new();
     loop {
@@ -260,7 +261,10 @@ pub(super) async fn connect_stream_loop(
                             conn.close(VarInt::from_u32(h3_code::NO_ERROR), b"");
                             return;
                         }
-                        Capsule::Drain => tracing::debug!("server asks to drain the session"),
+                        Capsule::Drain => {
+                            tracing::debug!("server asks to drain the session");
+                            drain.send_replace(true);
+                        }
                         _ => {}
                     }
                 }
