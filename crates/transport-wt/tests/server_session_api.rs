@@ -120,4 +120,23 @@ fn public_types_are_send_and_sync() {
     is_send_sync::<transport_wt::WtIncomingSession>();
     is_send_sync::<transport_wt::WtRequest>();
     is_send_sync::<transport_wt::WtServerConfig>();
+    is_send_sync::<transport_wt::SessionClose>();
+    is_send_sync::<transport_wt::WtBiStream>();
+    is_send_sync::<transport_wt::WtSendStream>();
+    is_send_sync::<transport_wt::WtRecvStream>();
+}
+
+/// The session's futures can move between tasks (compile-time check).
+#[allow(dead_code)]
+fn session_futures_are_send(session: &WtServerSession) {
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&session.accept_bi());
+    is_send(&session.accept_uni());
+    is_send(&session.open_bi());
+    is_send(&session.open_uni());
+    is_send(&session.read_datagram());
+    is_send(&session.closed());
+    is_send(&session.session_closed());
+    is_send(&session.drain_received());
+    is_send(&transport_wt::echo_session(session));
 }
