@@ -163,7 +163,14 @@ fn put_magic(buf: &mut BytesMut, t: u8) {
 
 /// Encodes a frame as one binary message.
 pub fn encode(frame: &Frame) -> Message {
-    let mut buf = BytesMut::with_capacity(32);
+    // One allocation of the right size: a DATA frame (the hot path) copies its payload once,
+    // behind the header.
+    let capacity = match frame {
+        Frame::Data { message, .. } => message.len() + DATA_OVERHEAD,
+        Frame::Reject { reason, .. } | Frame::Close { reason, .. } => 8 + reason.len(),
+        _ => 32,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     match frame {
         Frame::Ping => put_magic(&mut buf, T_PING),
         Frame::Pong => put_magic(&mut buf, T_PONG),
@@ -188,7 +195,6 @@ pub fn encode(frame: &Frame) -> Message {
             buf.put_slice(reason.as_bytes());
         }
         Frame::Data { seq, message } => {
-            buf.reserve(message.len() + DATA_OVERHEAD);
             buf.put_u8(T_DATA);
             buf.put_u64(*seq);
             buf.put_u8(u8::from(message.is_binary()));
@@ -480,6 +486,13 @@ impl Session {
         })
     }
 
+    /// Whether `ack_every` deliveries wait for an `ACK`: one is due whatever the time. Lets a
+    /// driver skip reading the clock after each message, calling [`poll_ack`](Self::poll_ack)
+    /// only when this holds or its timer ([`next_timeout`](Self::next_timeout)) fired.
+    pub fn ack_count_due(&self) -> bool {
+        self.delivered - self.ack_sent >= self.limits.ack_every
+    }
+
     /// When [`poll_ack`](Self::poll_ack) should be called next.
     pub fn next_timeout(&self) -> Option<Instant> {
         self.ack_due
@@ -665,6 +678,7 @@ mod tests {
         let mut s = Session::new(limits(8));
         assert_eq!(s.poll_ack(t), None);
         s.on_data(1, Message::text("a"), t).unwrap();
+        assert!(!s.ack_count_due());
         assert_eq!(s.poll_ack(t), None);
         assert_eq!(s.next_timeout(), Some(t + Duration::from_millis(50)));
         assert_eq!(
@@ -674,7 +688,9 @@ mod tests {
         assert_eq!(s.next_timeout(), None);
         s.on_data(2, Message::text("b"), t).unwrap();
         s.on_data(3, Message::text("c"), t).unwrap();
+        assert!(s.ack_count_due());
         assert_eq!(s.poll_ack(t), Some(Frame::Ack { seq: 3 }));
+        assert!(!s.ack_count_due());
         assert_eq!(s.poll_ack(t + Duration::from_secs(1)), None);
     }
 
