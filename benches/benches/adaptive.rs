@@ -37,9 +37,8 @@ async fn adaptive_echo() -> Arc<AdaptiveServer> {
     let mut config = AdaptiveServerConfig::default();
     // Every benchmark client comes from 127.0.0.1, hundreds of times a second: the per-IP
     // handshake rate would otherwise turn WebTransport attempts away (and WebSocket would win).
-    config.ws.ip_limits = transport_core::IpLimits::unlimited();
-    config.sse.ip_limits = transport_core::IpLimits::unlimited();
-    config.wt.ip_limits(transport_core::IpLimits::unlimited());
+    // `ip_limits` covers the server's TCP listener and its WebTransport server.
+    config.ip_limits = transport_core::IpLimits::unlimited();
     let server = Arc::new(
         AdaptiveServer::bind("127.0.0.1:0".parse().expect("addr"), config)
             .await
