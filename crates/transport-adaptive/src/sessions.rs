@@ -526,6 +526,8 @@ async fn serve_session(
     let mut link = None;
     let mut next = Next::Moved(first);
     let mut resumed = false;
+    // The transport of the last link attached, for the resume and fallback metrics.
+    let mut previous: Option<TransportKind> = None;
     loop {
         // Settle what the last step asked for.
         loop {
@@ -540,7 +542,14 @@ async fn serve_session(
                 Next::Moved(a) => {
                     // The client moved (reconnect, fallback, upgrade); the old link is dropped.
                     drop(link.take());
+                    let kind = a.kind;
                     let (l, n) = task.attach(a, resumed).await;
+                    if l.is_some() {
+                        if let Some(from) = previous.filter(|_| resumed) {
+                            record_resume(from, kind);
+                        }
+                        previous = Some(kind);
+                    }
                     resumed = true;
                     link = l;
                     next = n;
@@ -551,6 +560,21 @@ async fn serve_session(
             None => task.detached(settings).await,
             Some(l) => task.attached(l, settings).await,
         };
+    }
+}
+
+/// Counts a session resumed on a new link of `to` ([`ADAPTIVE_RESUMES`]), and a switch of
+/// transport when its last link was of another ([`ADAPTIVE_FALLBACKS`]: a fallback, or an
+/// upgrade back to a preferred transport).
+///
+/// [`ADAPTIVE_RESUMES`]: transport_core::metrics::ADAPTIVE_RESUMES
+/// [`ADAPTIVE_FALLBACKS`]: transport_core::metrics::ADAPTIVE_FALLBACKS
+fn record_resume(from: TransportKind, to: TransportKind) {
+    use transport_core::metrics::{ADAPTIVE_FALLBACKS, ADAPTIVE_RESUMES, LABEL_TRANSPORT};
+    metrics::counter!(ADAPTIVE_RESUMES, LABEL_TRANSPORT => to.name()).increment(1);
+    if from != to {
+        metrics::counter!(ADAPTIVE_FALLBACKS, "from" => from.name(), "to" => to.name())
+            .increment(1);
     }
 }
 
