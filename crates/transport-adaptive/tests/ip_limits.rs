@@ -135,3 +135,18 @@ async fn over_limit_connections_are_refused_other_addresses_and_freed_slots_pass
     client.close(1000, "").await.unwrap();
     bounded(server.shutdown()).await;
 }
+
+#[tokio::test]
+async fn invalid_limits_are_refused_at_bind() {
+    let mut config = server_config();
+    config.enable_wt = false;
+    config.ip_limits.max_connections_per_ip(Some(0));
+    let refused = AdaptiveServer::bind("127.0.0.1:0".parse().unwrap(), config).await;
+    assert!(
+        matches!(
+            refused,
+            Err(transport_core::TransportError::InvalidConfig(_))
+        ),
+        "{refused:?}"
+    );
+}
