@@ -347,7 +347,7 @@ impl AdaptiveDial {
             Frame::Data { seq, message } => {
                 if let Received::Deliver(m) = self
                     .session
-                    .on_data(seq, message, Instant::now())
+                    .on_data_with(seq, message, Instant::now)
                     .map_err(lost)?
                 {
                     io.deliver(m).await;

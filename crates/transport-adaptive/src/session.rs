@@ -456,6 +456,21 @@ impl Session {
         message: Message,
         now: Instant,
     ) -> Result<Received, TransportError> {
+        self.on_data_with(seq, message, || now)
+    }
+
+    /// As [`on_data`](Self::on_data), calling `now` only when the delivery starts the
+    /// acknowledgement timer (the first one after an `ACK`): a driver passes `Instant::now` and
+    /// reads the clock once per `ACK`, not once per message.
+    ///
+    /// # Errors
+    /// As [`on_data`](Self::on_data).
+    pub fn on_data_with(
+        &mut self,
+        seq: u64,
+        message: Message,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<Received, TransportError> {
         if seq <= self.delivered {
             return Ok(Received::Duplicate);
         }
@@ -464,7 +479,7 @@ impl Session {
         }
         self.delivered = seq;
         if self.ack_due.is_none() {
-            self.ack_due = Some(now + self.limits.ack_delay);
+            self.ack_due = Some(now() + self.limits.ack_delay);
         }
         Ok(Received::Deliver(message))
     }
@@ -692,6 +707,29 @@ mod tests {
         assert_eq!(s.poll_ack(t), Some(Frame::Ack { seq: 3 }));
         assert!(!s.ack_count_due());
         assert_eq!(s.poll_ack(t + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn the_clock_is_read_once_per_ack_cycle() {
+        let t = Instant::now();
+        let mut s = Session::new(limits(8));
+        let mut reads = 0;
+        for seq in 1..=2 {
+            s.on_data_with(seq, Message::text("x"), || {
+                reads += 1;
+                t
+            })
+            .unwrap();
+        }
+        assert_eq!(reads, 1);
+        assert_eq!(s.poll_ack(t), Some(Frame::Ack { seq: 2 }));
+        s.on_data_with(3, Message::text("x"), || {
+            reads += 1;
+            t
+        })
+        .unwrap();
+        assert_eq!(reads, 2);
+        assert_eq!(s.next_timeout(), Some(t + Duration::from_millis(50)));
     }
 
     #[test]

@@ -412,7 +412,7 @@ impl SessionTask<'_> {
         };
         match session::decode(&m) {
             Ok(Frame::Data { seq, message }) => {
-                match self.session.on_data(seq, message, Instant::now()) {
+                match self.session.on_data_with(seq, message, Instant::now) {
                     Ok(Received::Deliver(m)) => {
                         self.io.deliver(m).await;
                         Next::Go
