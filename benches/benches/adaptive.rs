@@ -10,6 +10,12 @@
 //!   (`wt-open`), UDP blackholed (`wt-blackholed`, WebSocket wins after its 250 ms head
 //!   start), UDP blackholed and WebSocket stalled (`wt-blackholed-ws-stalled`, SSE wins).
 //!   Medians over 20 tries are printed first.
+//!
+//! Before the `adaptive_rtt` and `adaptive_throughput` groups, a paired run is printed: the
+//! adaptive and the bare connection measured alternately (one round trip, or one 1,000-message
+//! pump, each in turn), with the medians of both and the median of the per-pair ratios. On a
+//! shared, noisy machine the load changes between criterion's groups, one after the other; a
+//! pair sees the same load on both sides, so its ratio is the figure to compare with 1.05x.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,9 +43,8 @@ async fn adaptive_echo() -> Arc<AdaptiveServer> {
     let mut config = AdaptiveServerConfig::default();
     // Every benchmark client comes from 127.0.0.1, hundreds of times a second: the per-IP
     // handshake rate would otherwise turn WebTransport attempts away (and WebSocket would win).
-    config.ws.ip_limits = transport_core::IpLimits::unlimited();
-    config.sse.ip_limits = transport_core::IpLimits::unlimited();
-    config.wt.ip_limits(transport_core::IpLimits::unlimited());
+    // `ip_limits` covers the server's TCP listener and its WebTransport server.
+    config.ip_limits = transport_core::IpLimits::unlimited();
     let server = Arc::new(
         AdaptiveServer::bind("127.0.0.1:0".parse().expect("addr"), config)
             .await
@@ -103,9 +108,76 @@ async fn bare_ws() -> transport_core::Connection {
     transport_ws::connect(&url, config).await.expect("connect")
 }
 
+/// The median of `values` (sorted in place); zero when empty.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs `a` and `b` alternately `pairs` times (which goes first alternates too) and prints
+/// both medians and the median of the per-pair ratios `a / b`.
+fn paired<A: FnMut() -> Duration, B: FnMut() -> Duration>(
+    name: &str,
+    pairs: usize,
+    mut a: A,
+    mut b: B,
+) {
+    let mut ta = Vec::with_capacity(pairs);
+    let mut tb = Vec::with_capacity(pairs);
+    let mut ratios = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        let (x, y) = if i % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        let (x, y) = (x.as_secs_f64(), y.as_secs_f64());
+        ta.push(x);
+        tb.push(y);
+        ratios.push(x / y);
+    }
+    println!(
+        "{name}/paired: ours-adaptive-ws median {:.2} us, transport-ws median {:.2} us, \
+         ratio of medians {:.3}, median of pair ratios {:.3} ({pairs} pairs)",
+        median(&mut ta) * 1e6,
+        median(&mut tb) * 1e6,
+        median(&mut ta) / median(&mut tb),
+        median(&mut ratios)
+    );
+}
+
+/// One echo round trip of `payload` on `conn`, timed.
+fn time_echo<T: Transport>(rt: &Runtime, conn: &mut T, payload: &Bytes) -> Duration {
+    rt.block_on(async {
+        let started = Instant::now();
+        conn.send(Message::binary(payload.clone()))
+            .await
+            .expect("send");
+        conn.recv().await.expect("recv").expect("message");
+        started.elapsed()
+    })
+}
+
 fn rtt(c: &mut Criterion) {
     let rt = runtime();
     let server = rt.block_on(adaptive_echo());
+    {
+        let payload = Bytes::from(vec![0x5a; 32]);
+        let mut ours = rt.block_on(adaptive_client(&server, TransportKind::WebSocket));
+        let mut bare = rt.block_on(bare_ws());
+        for _ in 0..200 {
+            time_echo(&rt, &mut ours, &payload);
+            time_echo(&rt, &mut bare, &payload);
+        }
+        paired(
+            "adaptive_rtt",
+            5000,
+            || time_echo(&rt, &mut ours, &payload),
+            || time_echo(&rt, &mut bare, &payload),
+        );
+    }
     let mut group = c.benchmark_group("adaptive_rtt");
     group.measurement_time(Duration::from_secs(5));
     let size = 32usize;
@@ -190,6 +262,22 @@ fn throughput(c: &mut Criterion) {
     let payload = Bytes::from(vec![0x5a; size]);
     group.throughput(Throughput::Bytes((N * size) as u64));
     let mut ours = rt.block_on(adaptive_client(&server, TransportKind::WebSocket));
+    let mut bare = rt.block_on(bare_ws());
+    {
+        let mut pump_ours = || {
+            let started = Instant::now();
+            rt.block_on(pump(&mut ours, &payload, N, WINDOW));
+            started.elapsed()
+        };
+        let mut pump_bare = || {
+            let started = Instant::now();
+            rt.block_on(pump(&mut bare, &payload, N, WINDOW));
+            started.elapsed()
+        };
+        pump_ours();
+        pump_bare();
+        paired("adaptive_throughput", 40, pump_ours, pump_bare);
+    }
     group.bench_with_input(
         BenchmarkId::new("ours-adaptive-ws", size),
         &payload,
@@ -197,7 +285,6 @@ fn throughput(c: &mut Criterion) {
             b.iter(|| rt.block_on(pump(&mut ours, p, N, WINDOW)));
         },
     );
-    let mut bare = rt.block_on(bare_ws());
     group.bench_with_input(BenchmarkId::new("transport-ws", size), &payload, |b, p| {
         b.iter(|| rt.block_on(pump(&mut bare, p, N, WINDOW)));
     });

@@ -46,7 +46,8 @@ pub(crate) async fn bind(
         config.sse = sse.clone();
         config.sse.session_grace = grace;
         config.wt_cert = cert.cloned();
-        config.wt.ip_limits(crate::serve::ip_limits(args));
+        // The TCP listener (WebSocket, SSE) and WebTransport alike.
+        config.ip_limits = crate::serve::ip_limits(args);
         config.max_sessions = args.max_connections;
         let server = AdaptiveServer::bind(resolved, config)
             .await

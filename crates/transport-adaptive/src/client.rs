@@ -294,8 +294,7 @@ impl AdaptiveDial {
         message: Message,
         io: &mut DriverIo,
     ) -> Result<(), End> {
-        let tx = link.tx.clone();
-        let sending = tx.send(message);
+        let sending = link.tx.send(message);
         tokio::pin!(sending);
         loop {
             tokio::select! {
@@ -348,7 +347,7 @@ impl AdaptiveDial {
             Frame::Data { seq, message } => {
                 if let Received::Deliver(m) = self
                     .session
-                    .on_data(seq, message, Instant::now())
+                    .on_data_with(seq, message, Instant::now)
                     .map_err(lost)?
                 {
                     io.deliver(m).await;
@@ -389,12 +388,21 @@ impl AdaptiveDial {
         );
         tokio::pin!(probe_timer);
         let raw = self.mode == Mode::Raw;
+        // One timer for the link's life, re-armed when the owed ACK's deadline changes: a
+        // timer built per message costs a timer-wheel insertion and removal each time.
+        let ack_timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(ack_timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let ack_at = self
-                .session
-                .next_timeout()
-                .map(tokio::time::Instant::from_std);
+            let ack_at = self.session.next_timeout();
+            if ack_at != armed {
+                if let Some(at) = ack_at {
+                    ack_timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                armed = ack_at;
+            }
             let can_send = raw || self.session.can_send();
+            let mut fired = false;
             let step: Result<(), End> = tokio::select! {
                 received = link.rx.recv() => self.on_received(received, link, io).await,
                 command = io.next_command(), if can_send => match command {
@@ -414,8 +422,12 @@ impl AdaptiveDial {
                         return End::Outcome(RunOutcome::LocalClosed);
                     }
                 },
-                () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } },
-                    if ack_at.is_some() => Ok(()),
+                () = &mut ack_timer, if armed.is_some() => {
+                    // Re-armed by the next iteration if the ACK is still owed.
+                    armed = None;
+                    fired = true;
+                    Ok(())
+                }
                 () = &mut probe_timer, if probe.is_none() && interval.is_some() => {
                     probe = self.probe(link.index);
                     if probe.is_none() {
@@ -435,7 +447,9 @@ impl AdaptiveDial {
             if let Err(end) = step {
                 return end;
             }
-            if let Some(ack) = self.session.poll_ack(Instant::now())
+            // The clock is read only when an ACK may be due.
+            if (fired || self.session.ack_count_due())
+                && let Some(ack) = self.session.poll_ack(Instant::now())
                 && let Err(end) = self.push(link, session::encode(&ack), io).await
             {
                 return end;

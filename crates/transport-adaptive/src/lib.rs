@@ -34,7 +34,10 @@
 //!   [`AdaptiveServer::shutdown`] ends the sessions (clients get code 1001 and stop
 //!   reconnecting); [`AdaptiveServer::shutdown_for_restart`] keeps them for a server bound
 //!   later with the same [`SessionTable`]. Sends larger than the smallest link limit a session
-//!   may use fail at `send` with `MessageTooLarge`.
+//!   may use fail at `send` with `MessageTooLarge`. Per-IP limits
+//!   ([`AdaptiveServerConfig::ip_limits`]) hold on its TCP listener and its WebTransport server;
+//!   resumes and transport switches are counted in the `transport_core::metrics`
+//!   `ADAPTIVE_RESUMES` and `ADAPTIVE_FALLBACKS` counters (`docs/metrics.md`).
 //!
 //! ## Example
 //!

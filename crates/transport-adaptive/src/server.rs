@@ -12,12 +12,15 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
-use transport_core::{AcceptPolicy, Connection, TransportConfig, TransportError};
+use transport_core::{
+    AcceptPolicy, Connection, IpLimiter, IpLimits, RefusalLog, TransportConfig, TransportError,
+};
 use transport_sse::{SseBody, SseEndpoint, SseServerConfig};
 use transport_ws::WsServerConfig;
 use transport_wt::cert::SelfSignedCert;
@@ -42,8 +45,15 @@ pub struct AdaptiveServerConfig {
     /// SSE settings (`transport`, `policy` and `path` are replaced). Its `session_grace`
     /// defaults to 5 s here: the session layer resumes across links itself.
     pub sse: SseServerConfig,
-    /// WebTransport settings (`transport` and `policy` replaced).
+    /// WebTransport settings (`transport`, `policy` and `ip_limits` replaced).
     pub wt: WtServerConfig,
+    /// Per-IP limits, enforced on the TCP listener (every accepted TCP connection, WebSocket,
+    /// SSE stream or POST and negotiation alike, holds a slot for its life; one over the limit
+    /// is answered 429 and closed) and passed to the WebTransport server on UDP. The
+    /// `ip_limits` of `ws` and `sse` are not used (this server accepts TCP itself). Default:
+    /// [`IpLimits::default`]; benchmarks and tests that connect from loopback hundreds of
+    /// times a second want [`IpLimits::unlimited`].
+    pub ip_limits: IpLimits,
     /// Whether to serve WebTransport (needs UDP). Default: `true`.
     pub enable_wt: bool,
     /// The WebTransport certificate; `None` generates a self-signed one (valid 13 days) whose
@@ -87,6 +97,7 @@ impl Default for AdaptiveServerConfig {
             ws: WsServerConfig::default(),
             sse,
             wt: WtServerConfig::default(),
+            ip_limits: IpLimits::default(),
             enable_wt: true,
             wt_cert: None,
             ws_path: "/ws".into(),
@@ -105,6 +116,8 @@ impl Default for AdaptiveServerConfig {
 
 struct Shared {
     ws: Arc<WsServerConfig>,
+    ip_limiter: IpLimiter,
+    refusals: RefusalLog,
     sse: SseEndpoint,
     ws_path: String,
     sse_path: String,
@@ -198,8 +211,10 @@ impl AdaptiveServer {
             .or(Some(Duration::from_secs(15)));
         config.sse.policy = config.policy.clone();
         config.sse.path.clone_from(&config.sse_path);
+        config.ip_limits.validate()?;
         config.wt.transport = config.transport.clone();
         config.wt.policy = config.policy.clone();
+        config.wt.ip_limits(config.ip_limits.clone());
         config.session.validate()?;
         let cert = match (&config.wt_cert, config.enable_wt) {
             (_, false) => None,
@@ -214,6 +229,8 @@ impl AdaptiveServer {
         let (tx, incoming) = mpsc::channel(config.accept_backlog.max(1));
         let shared = Arc::new(Shared {
             ws: Arc::new(config.ws.clone()),
+            ip_limiter: IpLimiter::new(config.ip_limits.clone()),
+            refusals: RefusalLog::default(),
             sse,
             ws_path: config.ws_path.clone(),
             sse_path: config.sse_path.clone(),
@@ -547,8 +564,19 @@ async fn tcp_loop(listener: TcpListener, shared: Arc<Shared>) {
         // Small session frames (DATA, ACK) go out at once: without this, Nagle holds an echo
         // behind an unacknowledged ACK frame (about 1.4 ms per round trip over WebSocket).
         let _ = tcp.set_nodelay(true);
+        // The slot is held for the connection's life (the permit moves into its task).
+        let ip_permit = match shared.ip_limiter.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                transport_core::metrics::handshake_rejected(TCP_LABEL, refusal.reason());
+                shared.refusals.refused(TCP_LABEL, peer.ip(), refusal);
+                shared.tracker.spawn(refuse(tcp));
+                continue;
+            }
+        };
         let s = shared.clone();
         shared.tracker.spawn(async move {
+            let _ip_permit = ip_permit;
             let stop = s.stop.clone();
             let service = service_fn(move |req: Request<Incoming>| {
                 let s = s.clone();
@@ -563,6 +591,17 @@ async fn tcp_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         });
     }
+}
+
+/// The `transport` label of what the TCP listener refuses before it knows which transport
+/// the connection is for (WebSocket, SSE or negotiation).
+const TCP_LABEL: &str = "adaptive";
+
+/// Answers an over-limit connection `429 Too Many Requests` and closes it.
+async fn refuse(mut tcp: TcpStream) {
+    let head = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(head)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.shutdown()).await;
 }
 
 async fn sse_loop(mut incoming: transport_sse::SseIncoming, shared: Arc<Shared>) {

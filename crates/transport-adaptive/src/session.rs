@@ -163,7 +163,14 @@ fn put_magic(buf: &mut BytesMut, t: u8) {
 
 /// Encodes a frame as one binary message.
 pub fn encode(frame: &Frame) -> Message {
-    let mut buf = BytesMut::with_capacity(32);
+    // One allocation of the right size: a DATA frame (the hot path) copies its payload once,
+    // behind the header.
+    let capacity = match frame {
+        Frame::Data { message, .. } => message.len() + DATA_OVERHEAD,
+        Frame::Reject { reason, .. } | Frame::Close { reason, .. } => 8 + reason.len(),
+        _ => 32,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     match frame {
         Frame::Ping => put_magic(&mut buf, T_PING),
         Frame::Pong => put_magic(&mut buf, T_PONG),
@@ -188,7 +195,6 @@ pub fn encode(frame: &Frame) -> Message {
             buf.put_slice(reason.as_bytes());
         }
         Frame::Data { seq, message } => {
-            buf.reserve(message.len() + DATA_OVERHEAD);
             buf.put_u8(T_DATA);
             buf.put_u64(*seq);
             buf.put_u8(u8::from(message.is_binary()));
@@ -450,6 +456,21 @@ impl Session {
         message: Message,
         now: Instant,
     ) -> Result<Received, TransportError> {
+        self.on_data_with(seq, message, || now)
+    }
+
+    /// As [`on_data`](Self::on_data), calling `now` only when the delivery starts the
+    /// acknowledgement timer (the first one after an `ACK`): a driver passes `Instant::now` and
+    /// reads the clock once per `ACK`, not once per message.
+    ///
+    /// # Errors
+    /// As [`on_data`](Self::on_data).
+    pub fn on_data_with(
+        &mut self,
+        seq: u64,
+        message: Message,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<Received, TransportError> {
         if seq <= self.delivered {
             return Ok(Received::Duplicate);
         }
@@ -458,7 +479,7 @@ impl Session {
         }
         self.delivered = seq;
         if self.ack_due.is_none() {
-            self.ack_due = Some(now + self.limits.ack_delay);
+            self.ack_due = Some(now() + self.limits.ack_delay);
         }
         Ok(Received::Deliver(message))
     }
@@ -478,6 +499,13 @@ impl Session {
                 seq: self.delivered,
             }
         })
+    }
+
+    /// Whether `ack_every` deliveries wait for an `ACK`: one is due whatever the time. Lets a
+    /// driver skip reading the clock after each message, calling [`poll_ack`](Self::poll_ack)
+    /// only when this holds or its timer ([`next_timeout`](Self::next_timeout)) fired.
+    pub fn ack_count_due(&self) -> bool {
+        self.delivered - self.ack_sent >= self.limits.ack_every
     }
 
     /// When [`poll_ack`](Self::poll_ack) should be called next.
@@ -665,6 +693,7 @@ mod tests {
         let mut s = Session::new(limits(8));
         assert_eq!(s.poll_ack(t), None);
         s.on_data(1, Message::text("a"), t).unwrap();
+        assert!(!s.ack_count_due());
         assert_eq!(s.poll_ack(t), None);
         assert_eq!(s.next_timeout(), Some(t + Duration::from_millis(50)));
         assert_eq!(
@@ -674,8 +703,33 @@ mod tests {
         assert_eq!(s.next_timeout(), None);
         s.on_data(2, Message::text("b"), t).unwrap();
         s.on_data(3, Message::text("c"), t).unwrap();
+        assert!(s.ack_count_due());
         assert_eq!(s.poll_ack(t), Some(Frame::Ack { seq: 3 }));
+        assert!(!s.ack_count_due());
         assert_eq!(s.poll_ack(t + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn the_clock_is_read_once_per_ack_cycle() {
+        let t = Instant::now();
+        let mut s = Session::new(limits(8));
+        let mut reads = 0;
+        for seq in 1..=2 {
+            s.on_data_with(seq, Message::text("x"), || {
+                reads += 1;
+                t
+            })
+            .unwrap();
+        }
+        assert_eq!(reads, 1);
+        assert_eq!(s.poll_ack(t), Some(Frame::Ack { seq: 2 }));
+        s.on_data_with(3, Message::text("x"), || {
+            reads += 1;
+            t
+        })
+        .unwrap();
+        assert_eq!(reads, 2);
+        assert_eq!(s.next_timeout(), Some(t + Duration::from_millis(50)));
     }
 
     #[test]

@@ -362,6 +362,20 @@ fn shut_down() -> RunOutcome {
     })
 }
 
+/// What interrupts an attached link besides its traffic.
+enum Interrupt {
+    /// [`AdaptiveServer::sever_links`](crate::AdaptiveServer::sever_links).
+    Sever,
+    /// The server ends its sessions.
+    End,
+    /// The server stops its listeners (the session stays).
+    Stop,
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
 /// What handling a frame or a send asks of the session loop.
 enum Next {
     /// Carry on.
@@ -398,7 +412,7 @@ impl SessionTask<'_> {
         };
         match session::decode(&m) {
             Ok(Frame::Data { seq, message }) => {
-                match self.session.on_data(seq, message, Instant::now()) {
+                match self.session.on_data_with(seq, message, Instant::now) {
                     Ok(Received::Deliver(m)) => {
                         self.io.deliver(m).await;
                         Next::Go
@@ -427,8 +441,7 @@ impl SessionTask<'_> {
 
     /// Sends on the link while still reading it (see the client's `push`).
     async fn push(&mut self, l: &mut Attached, message: Message) -> Next {
-        let tx = l.tx.clone();
-        let sending = tx.send(message);
+        let sending = l.tx.send(message);
         tokio::pin!(sending);
         loop {
             tokio::select! {
@@ -513,6 +526,8 @@ async fn serve_session(
     let mut link = None;
     let mut next = Next::Moved(first);
     let mut resumed = false;
+    // The transport of the last link attached, for the resume and fallback metrics.
+    let mut previous: Option<TransportKind> = None;
     loop {
         // Settle what the last step asked for.
         loop {
@@ -527,7 +542,14 @@ async fn serve_session(
                 Next::Moved(a) => {
                     // The client moved (reconnect, fallback, upgrade); the old link is dropped.
                     drop(link.take());
+                    let kind = a.kind;
                     let (l, n) = task.attach(a, resumed).await;
+                    if l.is_some() {
+                        if let Some(from) = previous.filter(|_| resumed) {
+                            record_resume(from, kind);
+                        }
+                        previous = Some(kind);
+                    }
                     resumed = true;
                     link = l;
                     next = n;
@@ -538,6 +560,21 @@ async fn serve_session(
             None => task.detached(settings).await,
             Some(l) => task.attached(l, settings).await,
         };
+    }
+}
+
+/// Counts a session resumed on a new link of `to` ([`ADAPTIVE_RESUMES`]), and a switch of
+/// transport when its last link was of another ([`ADAPTIVE_FALLBACKS`]: a fallback, or an
+/// upgrade back to a preferred transport).
+///
+/// [`ADAPTIVE_RESUMES`]: transport_core::metrics::ADAPTIVE_RESUMES
+/// [`ADAPTIVE_FALLBACKS`]: transport_core::metrics::ADAPTIVE_FALLBACKS
+fn record_resume(from: TransportKind, to: TransportKind) {
+    use transport_core::metrics::{ADAPTIVE_FALLBACKS, ADAPTIVE_RESUMES, LABEL_TRANSPORT};
+    metrics::counter!(ADAPTIVE_RESUMES, LABEL_TRANSPORT => to.name()).increment(1);
+    if from != to {
+        metrics::counter!(ADAPTIVE_FALLBACKS, "from" => from.name(), "to" => to.name())
+            .increment(1);
     }
 }
 
@@ -566,63 +603,101 @@ impl SessionTask<'_> {
         }
     }
 
-    /// One step with a link.
+    /// Serves the attached link until something other than a message happens (a detach, a
+    /// move, the end).
+    ///
+    /// The futures that rarely complete (the ACK timer, a severed link, a shutdown) live across
+    /// iterations: building them for every message costs a timer-wheel insertion and a lock per
+    /// `Notify` registration, then as much again to drop them.
     async fn attached(&mut self, l: &mut Attached, settings: &SessionSettings) -> Next {
-        let ack_at = self
-            .session
-            .next_timeout()
-            .map(tokio::time::Instant::from_std);
-        let can_send = self.session.can_send();
-        let next = tokio::select! {
-            r = l.rx.recv() => self.on_received(r, l).await,
-            cmd = self.io.next_command(), if can_send => match cmd {
-                Command::Send(m) => {
-                    let frame = self.session.send(m);
-                    self.push(l, session::encode(&frame)).await
-                }
-                Command::Close(f) => {
-                    let close = Frame::Close { code: f.code, reason: f.reason.clone() };
-                    let _ = tokio::time::timeout(
-                        settings.transport.close_timeout,
-                        l.tx.send(session::encode(&close)),
-                    ).await;
-                    let _ = l.tx.close(f.code, &f.reason).await;
-                    return Next::End(RunOutcome::LocalClosed);
-                }
-            },
-            a = self.attach_rx.recv(), if self.attach_open => if let Some(a) = a {
-                Next::Moved(a)
-            } else {
-                self.attach_open = false;
-                Next::Go
-            },
-            () = async { if let Some(at) = ack_at { tokio::time::sleep_until(at).await } }, if ack_at.is_some() => Next::Go,
-            _ = l.sever.changed() => {
-                debug!(id = %self.id, "link severed");
-                Next::Detach
-            }
-            () = self.end.cancelled() => {
-                // The server ends its sessions (before it closes the links): tell the client,
-                // which then stops reconnecting and reports the code and reason.
-                let close = Frame::Close { code: 1001, reason: SHUTDOWN_REASON.into() };
-                let _ = tokio::time::timeout(
-                    settings.transport.close_timeout,
-                    l.tx.send(session::encode(&close)),
-                ).await;
-                let _ = l.tx.close(1001, SHUTDOWN_REASON).await;
-                return Next::End(shut_down());
-            }
-            () = l.stop.cancelled() => {
-                let _ = l.tx.close(1001, SHUTDOWN_REASON).await;
-                Next::Detach
+        let end = self.end.clone();
+        let stop = l.stop.clone();
+        let mut sever = l.sever.clone();
+        let interrupt = async move {
+            tokio::select! {
+                _ = sever.changed() => Interrupt::Sever,
+                () = end.cancelled() => Interrupt::End,
+                () = stop.cancelled() => Interrupt::Stop,
             }
         };
-        match next {
-            Next::Go => match self.session.poll_ack(Instant::now()) {
-                Some(ack) => self.push(l, session::encode(&ack)).await,
-                None => Next::Go,
-            },
-            other => other,
+        tokio::pin!(interrupt);
+        let ack_timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(ack_timer);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let ack_at = self.session.next_timeout();
+            if ack_at != armed {
+                if let Some(at) = ack_at {
+                    ack_timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                armed = ack_at;
+            }
+            let can_send = self.session.can_send();
+            let mut fired = false;
+            let next = tokio::select! {
+                r = l.rx.recv() => self.on_received(r, l).await,
+                cmd = self.io.next_command(), if can_send => match cmd {
+                    Command::Send(m) => {
+                        let frame = self.session.send(m);
+                        self.push(l, session::encode(&frame)).await
+                    }
+                    Command::Close(f) => {
+                        let close = Frame::Close { code: f.code, reason: f.reason.clone() };
+                        let _ = tokio::time::timeout(
+                            settings.transport.close_timeout,
+                            l.tx.send(session::encode(&close)),
+                        ).await;
+                        let _ = l.tx.close(f.code, &f.reason).await;
+                        return Next::End(RunOutcome::LocalClosed);
+                    }
+                },
+                a = self.attach_rx.recv(), if self.attach_open => if let Some(a) = a {
+                    Next::Moved(a)
+                } else {
+                    self.attach_open = false;
+                    Next::Go
+                },
+                () = &mut ack_timer, if armed.is_some() => {
+                    // Re-armed by the next iteration if the ACK is still owed.
+                    armed = None;
+                    fired = true;
+                    Next::Go
+                }
+                i = &mut interrupt => match i {
+                    Interrupt::Sever => {
+                        debug!(id = %self.id, "link severed");
+                        return Next::Detach;
+                    }
+                    Interrupt::End => {
+                        // The server ends its sessions (before it closes the links): tell the
+                        // client, which then stops reconnecting and reports the code and reason.
+                        let close = Frame::Close { code: 1001, reason: SHUTDOWN_REASON.into() };
+                        let _ = tokio::time::timeout(
+                            settings.transport.close_timeout,
+                            l.tx.send(session::encode(&close)),
+                        ).await;
+                        let _ = l.tx.close(1001, SHUTDOWN_REASON).await;
+                        return Next::End(shut_down());
+                    }
+                    Interrupt::Stop => {
+                        let _ = l.tx.close(1001, SHUTDOWN_REASON).await;
+                        return Next::Detach;
+                    }
+                },
+            };
+            let next = match next {
+                // The clock is read only when an ACK may be due.
+                Next::Go if fired || self.session.ack_count_due() => {
+                    match self.session.poll_ack(Instant::now()) {
+                        Some(ack) => self.push(l, session::encode(&ack)).await,
+                        None => Next::Go,
+                    }
+                }
+                other => other,
+            };
+            if !matches!(next, Next::Go) {
+                return next;
+            }
         }
     }
 }

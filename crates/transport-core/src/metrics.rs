@@ -3,8 +3,9 @@
 //! in the application and the servers report to it; without one, recording costs next to
 //! nothing.
 //!
-//! Every metric carries a `transport` label (`"ws"`, `"sse"`, `"wt"`, `"memory"`). The names are
-//! documented in `docs/metrics.md`.
+//! Every metric carries a `transport` label (`"ws"`, `"sse"`, `"wt"`, `"memory"`; `"adaptive"`
+//! for what the adaptive server's shared TCP listener refuses before it knows the transport),
+//! except the adaptive ones below. The names are documented in `docs/metrics.md`.
 //!
 //! | name | kind | labels | what |
 //! | --- | --- | --- | --- |
@@ -15,8 +16,8 @@
 //! | [`BYTES_RECEIVED`] / [`BYTES_SENT`] | counter | transport | payload bytes in / out |
 //! | [`ERRORS`] | counter | transport, kind | connections that ended with an error ([`error_kind`]) |
 //! | [`QUEUE_FULL`] | counter | transport, queue | a bounded queue was found full (`send`, `receive`) |
-//! | [`ADAPTIVE_FALLBACKS`] | counter | from, to | reserved for the adaptive transport |
-//! | [`ADAPTIVE_RESUMES`] | counter | transport | reserved for the adaptive transport |
+//! | [`ADAPTIVE_FALLBACKS`] | counter | from, to | adaptive server: a session resumed on another transport |
+//! | [`ADAPTIVE_RESUMES`] | counter | transport | adaptive server: a session resumed on a new link |
 //!
 //! Per-message counting uses [`Counter`] handles obtained once per connection, so the message
 //! path pays one relaxed atomic add per counter and no label lookup.
@@ -46,10 +47,13 @@ pub const ERRORS: &str = "transport_errors_total";
 /// Counter: times a bounded queue was found full, by `queue`: `send` (a `try_send` refused) or
 /// `receive` (the driver had to wait for the application to read).
 pub const QUEUE_FULL: &str = "transport_queue_full_total";
-/// Counter, for the adaptive transport: fallbacks from one transport to another, labels `from`
-/// and `to`.
+/// Counter, recorded by `transport_adaptive::AdaptiveServer`: a session resumed on a link of
+/// another transport than its last one (a fallback, a recovery or an upgrade), labels `from`
+/// and `to` (`"wt"`, `"ws"`, `"sse"`). Such a resume counts in [`ADAPTIVE_RESUMES`] too.
 pub const ADAPTIVE_FALLBACKS: &str = "transport_adaptive_fallbacks_total";
-/// Counter, for the adaptive transport: sessions resumed after a drop, label `transport`.
+/// Counter, recorded by `transport_adaptive::AdaptiveServer`: a session resumed on a new link
+/// (after a drop, a fallback or an upgrade), label `transport` (the new link's). A new session
+/// is not counted.
 pub const ADAPTIVE_RESUMES: &str = "transport_adaptive_resumes_total";
 
 /// The label naming the transport.
