@@ -10,14 +10,19 @@
 //!   connection), every echo checked in order, byte for byte.
 //!
 //! Both run a warm-up (a tenth of the counts) first. Once the client has dropped everything
-//! and the server is idle again (no connection open, tasks and descriptors steady: an SSE
-//! session whose client vanished waits 30 s, tcat's default grace, for it to come back), the
+//! and the server is idle again (no connection open, tasks and descriptors steady), the
 //! baseline is taken: resident memory (`VmRSS`), open descriptors and live tokio tasks of the
 //! server (`tcat_tasks` from its `/metrics`) and of the client (its own runtime's
 //! `num_alive_tasks`). Then the full counts run, and at the end, once idle again, descriptors
 //! and tasks must equal the baseline on both sides and memory be within 5 % of it. Otherwise
 //! the command fails and prints the series. A failed cycle, or a missing or corrupt echo,
 //! fails it too.
+//!
+//! Two settings keep resident memory a measure of what is live: the SSE server runs with
+//! `--session-grace 0.2` (with the default 30 s, thousands of abandoned sessions linger at
+//! once, more in the long run than in the warm-up, and glibc keeps that high-water mark), and
+//! both processes run with `GLIBC_TUNABLES` fixing malloc's mmap and trim thresholds (see
+//! [`GLIBC_TUNABLES`]).
 //!
 //! Sizes: by default the issue's, 100,000 cycles and 10,000,000 echoed messages per transport,
 //! release builds. `--short` (what `cargo xtask test-all` runs): 1,500 cycles and 60,000
@@ -57,7 +62,7 @@ const STRESS_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 /// threshold. Without them resident memory shows the allocator's high-water mark, not what is
 /// live: a WebTransport client with 48 sessions at a time (one quinn endpoint with its UDP
 /// buffers each) stays at about 450 MiB after they are all gone.
-const GLIBC_TUNABLES: &str =
+pub(crate) const GLIBC_TUNABLES: &str =
     "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
 /// `tcat serve --session-grace`: how long an SSE session whose client vanished (an abrupt
 /// drop) waits for it to come back. The default 30 s would keep thousands of abandoned
@@ -168,7 +173,7 @@ pub(crate) struct Outcome {
     pub(crate) proto: Proto,
     pub(crate) cycles: u64,
     pub(crate) messages: u64,
-    /// `(phase, seconds)` as the client reported them.
+    /// `("PHASE secs|cycle_secs|message_secs", seconds)` as the client reported them.
     pub(crate) durations: Vec<(String, f64)>,
     pub(crate) series: Vec<Row>,
     pub(crate) baseline: Option<Row>,
@@ -433,17 +438,16 @@ fn handle_line(
         Some("done") => {
             eprintln!("{line}");
             let phase = words.next().unwrap_or("?").to_owned();
-            let mut secs = 0.0;
             for word in words {
                 if let Some(v) = word.strip_prefix("cycles=") {
                     outcome.cycles = v.parse().unwrap_or(0);
                 } else if let Some(v) = word.strip_prefix("messages=") {
                     outcome.messages = v.parse().unwrap_or(0);
-                } else if let Some(v) = word.strip_prefix("secs=") {
-                    secs = v.parse().unwrap_or(0.0);
+                } else if let Some((key, v)) = word.split_once('=') {
+                    let secs = v.parse().unwrap_or(0.0);
+                    outcome.durations.push((format!("{phase} {key}"), secs));
                 }
             }
-            outcome.durations.push((phase, secs));
         }
         Some("error") => {
             eprintln!("soak-client: {line}");

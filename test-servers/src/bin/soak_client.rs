@@ -116,6 +116,9 @@ struct Progress {
     phase: AtomicUsize,
     cycles: AtomicU64,
     messages: AtomicU64,
+    /// Milliseconds the phase's cycles, then its messages, took.
+    cycle_ms: AtomicU64,
+    message_ms: AtomicU64,
 }
 
 const PHASES: [&str; 2] = ["warm-up", "run"];
@@ -161,15 +164,19 @@ async fn run(cli: Cli) -> Result<()> {
         progress.phase.store(index, Ordering::Relaxed);
         progress.cycles.store(0, Ordering::Relaxed);
         progress.messages.store(0, Ordering::Relaxed);
+        progress.cycle_ms.store(0, Ordering::Relaxed);
+        progress.message_ms.store(0, Ordering::Relaxed);
         let deadline = Instant::now() + Duration::from_secs(cli.seconds);
         let phase_started = Instant::now();
         result = phase(&cli, &target, &progress, cycles, messages, deadline).await;
         println!(
-            "done {} cycles={} messages={} secs={:.1}",
+            "done {} cycles={} messages={} secs={:.1} cycle_secs={:.1} message_secs={:.1}",
             PHASES[index],
             progress.cycles.load(Ordering::Relaxed),
             progress.messages.load(Ordering::Relaxed),
-            phase_started.elapsed().as_secs_f64()
+            phase_started.elapsed().as_secs_f64(),
+            seconds(&progress.cycle_ms),
+            seconds(&progress.message_ms),
         );
         if result.is_err() {
             break;
@@ -188,6 +195,16 @@ async fn run(cli: Cli) -> Result<()> {
     result
 }
 
+fn seconds(ms: &AtomicU64) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let secs = ms.load(Ordering::Relaxed) as f64 / 1000.0;
+    secs
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 async fn phase(
     cli: &Cli,
     target: &Arc<Target>,
@@ -196,7 +213,9 @@ async fn phase(
     messages: u64,
     deadline: Instant,
 ) -> Result<()> {
+    let started = Instant::now();
     let errors = run_cycles(target, progress, cycles, cli.parallel, deadline).await;
+    progress.cycle_ms.store(millis(started), Ordering::Relaxed);
     if !errors.is_empty() {
         bail!("{} failed cycle(s): {}", errors.len(), errors.join("; "));
     }
@@ -204,7 +223,12 @@ async fn phase(
     if done < cycles {
         bail!("time is up: {done} of {cycles} cycles");
     }
-    echo_messages(target, progress, messages, cli, deadline).await?;
+    let started = Instant::now();
+    let echoed = echo_messages(target, progress, messages, cli, deadline).await;
+    progress
+        .message_ms
+        .store(millis(started), Ordering::Relaxed);
+    echoed?;
     let done = progress.messages.load(Ordering::Relaxed);
     if done < messages {
         bail!("time is up: {done} of {messages} messages echoed");

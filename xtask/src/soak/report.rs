@@ -166,13 +166,19 @@ fn section(outcomes: &[Outcome], stress: Option<bool>, plan: &Plan, elapsed: Dur
          failed handshakes) and {} echoed messages (4 connections, 256 in flight on each, \
          every echo checked). Baseline once idle after the warm-up; at the end, once idle \
          again, descriptors and tasks must equal it and resident memory stay within 5 %, on \
-         both sides. Whole run: {:.1} min. Data: [bench/soak.csv](bench/soak.csv).\n\n\
-         | transport | result | cycles | messages | cycles time | messages/s | server baseline | server end | client baseline | client end |\n\
+         both sides. The SSE server runs with `--session-grace 0.2` (abandoned sessions end \
+         after 0.2 s instead of 30 s) and both processes with `GLIBC_TUNABLES={}` (a fixed \
+         mmap threshold: without it freed large buffers stay in the heap and resident memory \
+         shows the high-water mark; the WebTransport client, 48 sessions at a time with a \
+         quinn endpoint each, then stays near 450 MiB once they are all gone). Whole run: \
+         {:.1} min. Data: [bench/soak.csv](bench/soak.csv).\n\n\
+         | transport | result | cycles | cycles/s | messages | messages/s | server baseline | server end | client baseline | client end |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
         proc::utc_now(),
         plan.seconds,
         plan.cycles,
         plan.messages,
+        super::GLIBC_TUNABLES,
         elapsed.as_secs_f64() / 60.0,
     );
     for o in outcomes {
@@ -181,16 +187,19 @@ fn section(outcomes: &[Outcome], stress: Option<bool>, plan: &Plan, elapsed: Dur
         } else {
             format!("FAIL: {}", o.problems.join("; "))
         };
-        let run_secs = o
-            .durations
-            .iter()
-            .find(|(p, _)| p == "run")
-            .map_or(0.0, |(_, s)| *s);
+        let secs = |key: &str| {
+            o.durations
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(0.0, |(_, s)| *s)
+        };
         #[allow(clippy::cast_precision_loss)] // display only
-        let rate = if run_secs > 0.0 {
-            format!("{:.0} (whole run phase)", o.messages as f64 / run_secs)
-        } else {
-            "-".to_owned()
+        let rate = |count: u64, secs: f64| {
+            if secs > 0.0 {
+                format!("{:.0}", count as f64 / secs)
+            } else {
+                "-".to_owned()
+            }
         };
         let side = |row: &Option<Row>, server: bool| {
             row.as_ref().map_or_else(
@@ -200,10 +209,12 @@ fn section(outcomes: &[Outcome], stress: Option<bool>, plan: &Plan, elapsed: Dur
         };
         let _ = writeln!(
             md,
-            "| {} | {result} | {} | {} | {run_secs:.0} s (run phase) | {rate} | {} | {} | {} | {} |",
+            "| {} | {result} | {} | {} | {} | {} | {} | {} | {} | {} |",
             o.proto.title(),
             o.cycles,
+            rate(o.cycles, secs("run cycle_secs")),
             o.messages,
+            rate(o.messages, secs("run message_secs")),
             side(&o.baseline, true),
             side(&o.end, true),
             side(&o.baseline, false),
