@@ -9,7 +9,7 @@
 //! - echoed messages over 4 long-lived connections, pipelined (256 unanswered at most per
 //!   connection), every echo checked in order, byte for byte.
 //!
-//! Both run a warm-up (a tenth of the counts) first. Once the client has dropped everything
+//! Both run a warm-up (a tenth of the counts, `--warm-up-percent`) first. Once the client has dropped everything
 //! and the server is idle again (no connection open, tasks and descriptors steady), the
 //! baseline is taken: resident memory (`VmRSS`), open descriptors and live tokio tasks of the
 //! server (`tcat_tasks` from its `/metrics`) and of the client (its own runtime's
@@ -25,8 +25,10 @@
 //! [`GLIBC_TUNABLES`]).
 //!
 //! Sizes: by default the issue's, 100,000 cycles and 10,000,000 echoed messages per transport,
-//! release builds. `--short` (what `cargo xtask test-all` runs): 1,500 cycles and 60,000
-//! messages per transport, debug builds, about two minutes in all (mostly the 30 s SSE grace).
+//! release builds. `--short` (what `cargo xtask test-all` runs): 5,000 cycles and 200,000
+//! messages per transport after a warm-up of the same size, debug builds, about a minute and a
+//! half once built (most of it waiting for the WebTransport server to close what the client
+//! abandoned).
 //! `--minutes N` is the time each phase of each transport may take (default 25; 3 with
 //! `--short`): counts not reached by then fail the run, honestly, instead of shrinking it.
 //!
@@ -74,8 +76,8 @@ const RSS_TOLERANCE: f64 = 0.05;
 const FULL_CYCLES: u64 = 100_000;
 const FULL_MESSAGES: u64 = 10_000_000;
 /// `--short` sizes, per transport.
-const SHORT_CYCLES: u64 = 1_500;
-const SHORT_MESSAGES: u64 = 60_000;
+const SHORT_CYCLES: u64 = 5_000;
+const SHORT_MESSAGES: u64 = 200_000;
 
 /// Options of `cargo xtask soak`.
 #[derive(Debug, ClapArgs)]
@@ -84,19 +86,23 @@ pub(crate) struct Args {
     /// reached by then fail the run. Default: 25, or 3 with --short.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub(crate) minutes: Option<u64>,
-    /// About two minutes with small counts and debug builds (what `cargo xtask test-all`
+    /// About a minute and a half with small counts and debug builds (what `cargo xtask test-all`
     /// runs); no stress tests, no docs.
     #[arg(long)]
     pub(crate) short: bool,
     /// Only this transport (repeatable). Default: all three.
     #[arg(long = "transport", value_enum)]
     pub(crate) transports: Vec<Proto>,
-    /// Connect/close cycles per transport (default 100,000; 1,500 with --short).
+    /// Connect/close cycles per transport (default 100,000; 5,000 with --short).
     #[arg(long)]
     pub(crate) cycles: Option<u64>,
-    /// Echoed messages per transport (default 10,000,000; 60,000 with --short).
+    /// Echoed messages per transport (default 10,000,000; 200,000 with --short).
     #[arg(long)]
     pub(crate) messages: Option<u64>,
+    /// Warm-up size, in percent of --cycles and --messages (default 10; 100 with --short,
+    /// whose small counts are otherwise over before memory levels off).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub(crate) warm_up_percent: Option<u64>,
     /// Do not run the `#[ignore]`d stress tests.
     #[arg(long)]
     pub(crate) skip_stress: bool,
@@ -114,6 +120,7 @@ impl Args {
             transports: Vec::new(),
             cycles: None,
             messages: None,
+            warm_up_percent: None,
             skip_stress: true,
             no_docs: true,
         }
@@ -221,6 +228,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let plan = Plan {
         cycles,
         messages,
+        warm_up_percent: args
+            .warm_up_percent
+            .unwrap_or(if args.short { 100 } else { 10 }),
         seconds: minutes * 60,
     };
     let mut outcomes = Vec::new();
@@ -266,6 +276,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 pub(crate) struct Plan {
     pub(crate) cycles: u64,
     pub(crate) messages: u64,
+    pub(crate) warm_up_percent: u64,
     pub(crate) seconds: u64,
 }
 
@@ -276,8 +287,14 @@ fn soak_one(bin: &Path, proto: Proto, plan: &Plan) -> Result<Outcome> {
     client_cmd
         .env("GLIBC_TUNABLES", GLIBC_TUNABLES)
         .args(["--transport", proto.name(), "--url", &server.url])
-        .args(["--warm-up-cycles", &(plan.cycles / 10).to_string()])
-        .args(["--warm-up-messages", &(plan.messages / 10).to_string()])
+        .args([
+            "--warm-up-cycles",
+            &(plan.cycles * plan.warm_up_percent / 100).to_string(),
+        ])
+        .args([
+            "--warm-up-messages",
+            &(plan.messages * plan.warm_up_percent / 100).to_string(),
+        ])
         .args(["--cycles", &plan.cycles.to_string()])
         .args(["--messages", &plan.messages.to_string()])
         .args(["--seconds", &plan.seconds.to_string()])

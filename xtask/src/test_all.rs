@@ -11,7 +11,7 @@
 //! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
 //! 8. `cargo xtask bench --quick`: the criterion benches compile and run (docs/benchmarks.md)
 //! 9. `cargo xtask demo` with 1-second phases (the adaptive transport under faults, then tcat)
-//! 10. `cargo xtask soak --short`: leak check, scaled down (about two minutes)
+//! 10. `cargo xtask soak --short`: leak check, scaled down (about a minute and a half)
 //! 11. `cargo xtask autobahn`, when Python 2.7 is present
 //!
 //! A failing step does not stop the later ones. The last line printed is

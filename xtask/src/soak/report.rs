@@ -161,7 +161,7 @@ fn section(outcomes: &[Outcome], stress: Option<bool>, plan: &Plan, elapsed: Dur
         "{BEGIN}\n## Soak: leaks under connect/close cycles and echoed messages\n\n\
          `cargo xtask soak` ({}, release builds, {} s allowed per phase). Per transport: \
          `tcat serve` in its own process and `soak-client` (test-servers) in another; a \
-         warm-up of a tenth of the counts, then {} connect/close cycles (48 at a time; a third \
+         warm-up of {} % of the counts, then {} connect/close cycles (48 at a time; a third \
          each clean closes after an echoed message, abrupt drops after an echoed message, \
          failed handshakes) and {} echoed messages (4 connections, 256 in flight on each, \
          every echo checked). Baseline once idle after the warm-up; at the end, once idle \
@@ -176,6 +176,7 @@ fn section(outcomes: &[Outcome], stress: Option<bool>, plan: &Plan, elapsed: Dur
          |---|---|---|---|---|---|---|---|---|---|\n",
         proc::utc_now(),
         plan.seconds,
+        plan.warm_up_percent,
         plan.cycles,
         plan.messages,
         super::GLIBC_TUNABLES,
