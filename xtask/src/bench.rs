@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 
 use crate::proc::{self, project_root, target_dir};
+use crate::soak::report as soak;
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -202,6 +203,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         md.push('\n');
     }
     let out = docs.join("benchmarks.md");
+    // The soak section is written by `cargo xtask soak`; it survives a bench run.
+    let previous = std::fs::read_to_string(&out).unwrap_or_default();
+    if let Some(soak) = soak::existing_section(&previous) {
+        md = soak::replace_section(&md, soak);
+    }
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} and {}", out.display(), plots.display());
     Ok(())

@@ -7,7 +7,7 @@
 //! cargo xtask install-deps                                tinyproxy, Python/Node peers for tests
 //! cargo xtask bench [--quick]                           criterion benches -> docs/benchmarks.md
 //! cargo xtask fuzz [--seconds N] [--target T]             the cargo-fuzz targets of fuzz/
-//! cargo xtask soak [--minutes N]                          leak check of tcat serve
+//! cargo xtask soak [--short] [--minutes N]                 leak check: tcat serve and clients
 //! ```
 //!
 //! Rules every command follows:
@@ -52,8 +52,10 @@ enum Command {
     Bench(bench::Args),
     /// Run the cargo-fuzz targets (fuzz/fuzz_targets) for a bounded time each.
     Fuzz(fuzz::Args),
-    /// Connect/close cycles against `tcat serve` (clean, abrupt, failed handshakes); fails
-    /// unless memory, descriptors and tasks come back to their baseline.
+    /// Connect/close cycles and echoed messages against `tcat serve` per transport (clean,
+    /// abrupt, failed handshakes); fails unless the server's and the client's memory,
+    /// descriptors and tasks come back to their baseline. Full runs also run the stress tests
+    /// and write the soak section of docs/benchmarks.md.
     Soak(soak::Args),
     /// Install what the tests need (tinyproxy; Python `websockets`, `aiohttp-sse` in
     /// `.tools/py`) and print the variables to export for running tests by hand.

@@ -1,186 +1,540 @@
-//! `cargo xtask soak [--minutes N]`: leak check of `tcat serve`.
+//! `cargo xtask soak [--short] [--minutes N]`: leak check of `tcat serve` and of our clients.
 //!
-//! Starts `tcat serve --ws --sse --wt --metrics` and, for the given time, runs connect/close
-//! cycles on the three transports mixing clean closes with an echoed message (`tcat connect
-//! --count 1`), abrupt drops (a client killed while connected) and failed handshakes (a raw
-//! socket sending a broken request or going away mid-request; for WebTransport, a client
-//! pinning a wrong certificate hash, so the QUIC handshake fails). Every few cycles it samples the server's
-//! resident memory (`/proc/PID/status` VmRSS), open file descriptors (`/proc/PID/fd`) and live
-//! tasks (tcat's own `tcat_tasks` gauge, scraped from `/metrics` with `transport_connections`).
+//! For each transport (WebSocket, SSE, WebTransport) it starts `tcat serve --<transport>
+//! 127.0.0.1:0 --metrics 127.0.0.1:0` (its own process, so its memory and descriptors are its
+//! own) and `soak-client` (test-servers/src/bin/soak_client.rs), which runs in one process:
+//! - connect/close cycles, 48 at a time, a third each: clean closes after an echoed message,
+//!   abrupt drops after an echoed message (no close frame, no session close) and failed
+//!   handshakes (broken HTTP requests; for WebTransport, a wrong pinned certificate hash);
+//! - echoed messages over 4 long-lived connections, pipelined (256 unanswered at most per
+//!   connection), every echo checked in order, byte for byte.
 //!
-//! The baseline is taken after a warm-up of cycles (a fifth of `--minutes`, at least 45 s: a
-//! dropped SSE client's session and a killed WebTransport client's connection linger 30 s, so
-//! the number of lingering ones, and the memory high-water mark they set, only levels off after
-//! that), once the server is idle. Then `--minutes` of cycles run; at the end, once idle again,
-//! descriptors and tasks must be back to the baseline and memory within 5 % of it. Otherwise the
-//! command fails and prints the whole series. The waits for idleness (up to about 35 s each)
-//! come on top of the cycling time.
+//! Both run a warm-up first (half the counts; all of them with `--short`;
+//! `--warm-up-percent`). Once the client has dropped everything
+//! and the server is idle again (no connection open, tasks and descriptors steady), the
+//! baseline is taken: resident memory (`VmRSS`), open descriptors and live tokio tasks of the
+//! server (`tcat_tasks` from its `/metrics`) and of the client (its own runtime's
+//! `num_alive_tasks`). Then the full counts run, and at the end, once idle again, descriptors
+//! and tasks must equal the baseline on both sides and memory be within 5 % of it. Otherwise
+//! the command fails and prints the series. A failed cycle, or a missing or corrupt echo,
+//! fails it too.
+//!
+//! Two settings keep resident memory a measure of what is live: the SSE server runs with
+//! `--session-grace 0.2` (with the default 30 s, thousands of abandoned sessions linger at
+//! once, more in the long run than in the warm-up, and glibc keeps that high-water mark), and
+//! both processes run with `GLIBC_TUNABLES` fixing malloc's mmap and trim thresholds (see
+//! [`GLIBC_TUNABLES`]).
+//!
+//! Sizes: by default the issue's, 100,000 cycles and 10,000,000 echoed messages per transport,
+//! release builds. `--short` (what `cargo xtask test-all` runs): 5,000 cycles and 200,000
+//! messages per transport after a warm-up of the same size, debug builds, about a minute and a
+//! half once built (most of it waiting for the WebTransport server to close what the client
+//! abandoned).
+//! `--minutes N` is the time each phase of each transport may take (default 25; 3 with
+//! `--short`): counts not reached by then fail the run, honestly, instead of shrinking it.
+//!
+//! The full run also runs the `#[ignore]`d stress tests (`stress_*` in crates/*/tests) and
+//! writes docs/bench/soak.csv, docs/bench/soak-{ws,sse,wt}.svg and the soak section of
+//! docs/benchmarks.md (between `<!-- soak:begin -->` and `<!-- soak:end -->`, which
+//! `cargo xtask bench` keeps).
 
-use std::fmt::Write as _;
+pub(crate) mod report;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Args as ClapArgs;
+use clap::{Args as ClapArgs, ValueEnum};
 
 use crate::proc::{self, ChildGuard, target_dir};
 
-const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one client cycle may take.
-const CYCLE_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long the server may take to become idle after the clients stop: an SSE session whose
-/// client vanished waits 30 s (`session_grace`) for it to come back.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Cycles between two samples.
-const SAMPLE_EVERY: u64 = 10;
-/// Shortest warm-up: longer than the 30 s that abandoned sessions and connections linger.
-const MIN_WARM_UP: Duration = Duration::from_secs(45);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to become idle after the client went quiet: an SSE session
+/// whose client vanished waits 30 s (`session_grace`) for it to come back.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the stress tests may take.
+const STRESS_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+/// glibc settings of both processes: a fixed mmap threshold (so freed large buffers go back
+/// to the system instead of raising the threshold and staying in the heap) and a low trim
+/// threshold. Without them resident memory shows the allocator's high-water mark, not what is
+/// live: a WebTransport client with 48 sessions at a time (one quinn endpoint with its UDP
+/// buffers each) stays at about 450 MiB after they are all gone.
+pub(crate) const GLIBC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
+/// `tcat serve --session-grace`: how long an SSE session whose client vanished (an abrupt
+/// drop) waits for it to come back. The default 30 s would keep thousands of abandoned
+/// sessions alive at once during the cycles, a high-water mark the warm-up does not reach.
+const SSE_SESSION_GRACE: &str = "0.2";
 /// Allowed growth of resident memory over the baseline.
 const RSS_TOLERANCE: f64 = 0.05;
+/// The issue's sizes, per transport.
+const FULL_CYCLES: u64 = 100_000;
+const FULL_MESSAGES: u64 = 10_000_000;
+/// `--short` sizes, per transport.
+const SHORT_CYCLES: u64 = 5_000;
+const SHORT_MESSAGES: u64 = 200_000;
 
 /// Options of `cargo xtask soak`.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct Args {
-    /// How long to run the cycles after the warm-up, in minutes.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1440))]
-    minutes: u64,
+    /// Time each phase (warm-up, run) of each transport may take, in minutes; counts not
+    /// reached by then fail the run. Default: 25, or 3 with --short.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub(crate) minutes: Option<u64>,
+    /// About a minute and a half with small counts and debug builds (what `cargo xtask test-all`
+    /// runs); no stress tests, no docs.
+    #[arg(long)]
+    pub(crate) short: bool,
+    /// Only this transport (repeatable). Default: all three.
+    #[arg(long = "transport", value_enum)]
+    pub(crate) transports: Vec<Proto>,
+    /// Connect/close cycles per transport (default 100,000; 5,000 with --short).
+    #[arg(long)]
+    pub(crate) cycles: Option<u64>,
+    /// Echoed messages per transport (default 10,000,000; 200,000 with --short).
+    #[arg(long)]
+    pub(crate) messages: Option<u64>,
+    /// Warm-up size, in percent of --cycles and --messages (default 50; 100 with --short).
+    /// Resident memory must have levelled off by the baseline: with 10 %, WebTransport's
+    /// went on rising until about 40,000 cycles (then stayed flat to 100,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub(crate) warm_up_percent: Option<u64>,
+    /// Do not run the `#[ignore]`d stress tests.
+    #[arg(long)]
+    pub(crate) skip_stress: bool,
+    /// Do not write docs/ (a full run writes them by default).
+    #[arg(long)]
+    pub(crate) no_docs: bool,
 }
 
-/// One sample of the server's resources.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    at: Duration,
-    cycles: u64,
-    rss_kib: u64,
-    fds: u64,
-    tasks: u64,
-    connections: u64,
+impl Args {
+    /// What `cargo xtask test-all` runs.
+    pub(crate) fn short() -> Self {
+        Self {
+            minutes: None,
+            short: true,
+            transports: Vec::new(),
+            cycles: None,
+            messages: None,
+            warm_up_percent: None,
+            skip_stress: true,
+            no_docs: true,
+        }
+    }
 }
 
-/// The running server and what it printed.
+/// A transport under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Proto {
+    Ws,
+    Sse,
+    Wt,
+}
+
+impl Proto {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Sse => "sse",
+            Self::Wt => "wt",
+        }
+    }
+
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Self::Ws => "WebSocket",
+            Self::Sse => "SSE",
+            Self::Wt => "WebTransport",
+        }
+    }
+}
+
+/// One sample of server and client.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) at: Duration,
+    /// `warm-up`, `baseline`, `run` or `end`.
+    pub(crate) phase: String,
+    pub(crate) cycles: u64,
+    pub(crate) messages: u64,
+    pub(crate) client: Resources,
+    pub(crate) server: Resources,
+    pub(crate) connections: u64,
+}
+
+/// Memory, descriptors and tasks of one process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Resources {
+    pub(crate) rss_kib: u64,
+    pub(crate) fds: u64,
+    pub(crate) tasks: u64,
+}
+
+/// What one transport's soak found.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) proto: Proto,
+    pub(crate) cycles: u64,
+    pub(crate) messages: u64,
+    /// `("PHASE secs|cycle_secs|message_secs", seconds)` as the client reported them.
+    pub(crate) durations: Vec<(String, f64)>,
+    pub(crate) series: Vec<Row>,
+    pub(crate) baseline: Option<Row>,
+    pub(crate) end: Option<Row>,
+    pub(crate) problems: Vec<String>,
+    pub(crate) elapsed: Duration,
+}
+
+/// The running server.
 struct Server {
     guard: ChildGuard,
     pid: u32,
-    ws: String,
-    sse: String,
-    wt: String,
-    cert_hash: String,
+    url: String,
+    cert_hash: Option<String>,
     metrics: SocketAddr,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    proc::run(proc::cargo().args(["build", "-p", "tcat"]), BUILD_TIMEOUT)?;
-    let tcat = target_dir().join("debug").join("tcat");
-    let mut server = start(&tcat)?;
     let started = Instant::now();
-    let total = Duration::from_secs(args.minutes * 60);
-    let warm_up = (total / 5).max(MIN_WARM_UP);
-    let total = total + warm_up;
-    let mut series = Vec::new();
-    let mut baseline = None;
-    let mut cycles = 0u64;
-    let mut failures = Vec::new();
-    // Cycling time excludes the waits for the server to become idle (up to the 30 s an
-    // abandoned SSE session or QUIC connection lingers), so both phases get their share.
-    let mut idle_waits = Duration::ZERO;
-    // Bounded: a cycle takes at least a few milliseconds.
-    for _ in 0..10_000_000u64 {
-        if started.elapsed().saturating_sub(idle_waits) >= total {
-            break;
-        }
-        if let Err(e) = cycle(&tcat, &server, cycles) {
-            failures.push(format!("cycle {cycles}: {e:#}"));
-            if failures.len() > 10 {
-                break;
-            }
-        }
-        cycles += 1;
-        if let Some(status) = server.guard.try_wait()? {
-            bail!("`tcat serve` exited during the soak ({status})");
-        }
-        if cycles.is_multiple_of(SAMPLE_EVERY) {
-            series.push(sample(&server, started, cycles)?);
-        }
-        if baseline.is_none() && started.elapsed() >= warm_up {
-            let waiting = Instant::now();
-            let idle = wait_idle(&server, started, cycles)?;
-            idle_waits += waiting.elapsed();
-            println!("baseline after {cycles} warm-up cycles: {}", show(&idle));
-            series.push(idle);
-            baseline = Some(idle);
-        }
+    let (cycles, messages) = if args.short {
+        (
+            args.cycles.unwrap_or(SHORT_CYCLES),
+            args.messages.unwrap_or(SHORT_MESSAGES),
+        )
+    } else {
+        (
+            args.cycles.unwrap_or(FULL_CYCLES),
+            args.messages.unwrap_or(FULL_MESSAGES),
+        )
+    };
+    let minutes = args.minutes.unwrap_or(if args.short { 3 } else { 25 });
+    let profile = if args.short { "debug" } else { "release" };
+    let mut build = proc::cargo();
+    build.args(["build", "-p", "tcat", "-p", "test-servers"]);
+    if !args.short {
+        build.arg("--release");
     }
-    let last = wait_idle(&server, started, cycles)?;
-    series.push(last);
-    let elapsed = started.elapsed();
-    server.guard.kill_tree();
-
-    let baseline = baseline.context("the run ended before the warm-up did")?;
-    println!(
-        "{cycles} cycles in {elapsed:.1?}; baseline {}; end {}",
-        show(&baseline),
-        show(&last)
-    );
-    let mut problems = failures;
-    if last.fds != baseline.fds {
-        problems.push(format!("open descriptors {} -> {}", baseline.fds, last.fds));
+    proc::run(&mut build, BUILD_TIMEOUT)?;
+    let bin = target_dir().join(profile);
+    let transports = if args.transports.is_empty() {
+        vec![Proto::Ws, Proto::Sse, Proto::Wt]
+    } else {
+        args.transports.clone()
+    };
+    let plan = Plan {
+        cycles,
+        messages,
+        warm_up_percent: args
+            .warm_up_percent
+            .unwrap_or(if args.short { 100 } else { 50 }),
+        seconds: minutes * 60,
+    };
+    let mut outcomes = Vec::new();
+    for proto in transports {
+        eprintln!(
+            "\n==> soak {}: {cycles} cycles, {messages} echoed messages",
+            proto.title()
+        );
+        let outcome = soak_one(&bin, proto, &plan)?;
+        report::print_verdict(&outcome);
+        outcomes.push(outcome);
     }
-    if last.tasks != baseline.tasks {
-        problems.push(format!("live tasks {} -> {}", baseline.tasks, last.tasks));
+    let mut failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.problems.is_empty())
+        .map(|o| format!("{}: {}", o.proto.title(), o.problems.join("; ")))
+        .collect();
+    let stress = if args.short || args.skip_stress {
+        None
+    } else {
+        let result = run_stress_tests();
+        if let Err(e) = &result {
+            failed.push(format!("stress tests: {e:#}"));
+        }
+        Some(result.is_ok())
+    };
+    if !args.short && !args.no_docs {
+        report::write_docs(&outcomes, stress, &plan, started.elapsed())?;
     }
-    #[allow(clippy::cast_precision_loss)] // KiB counts far below 2^52.
-    let limit = baseline.rss_kib as f64 * (1.0 + RSS_TOLERANCE);
-    #[allow(clippy::cast_precision_loss)]
-    if last.rss_kib as f64 > limit {
-        problems.push(format!(
-            "resident memory {} KiB -> {} KiB (more than {:.0} %)",
-            baseline.rss_kib,
-            last.rss_kib,
-            RSS_TOLERANCE * 100.0
-        ));
-    }
-    if problems.is_empty() {
-        println!("soak passed: back to the baseline");
+    eprintln!("soak took {:.1?}", started.elapsed());
+    if failed.is_empty() {
+        println!("soak passed: every transport back to its baseline");
         return Ok(());
     }
-    println!("series (time, cycles, rss KiB, fds, tasks, connections):");
-    for s in &series {
-        println!("  {}", show(s));
+    for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
+        report::print_series(o);
     }
-    bail!("soak failed:\n  {}", problems.join("\n  "))
+    bail!("soak failed:\n  {}", failed.join("\n  "))
 }
 
-fn show(s: &Sample) -> String {
-    format!(
-        "t={:.1}s cycles={} rss={}KiB fds={} tasks={} connections={}",
-        s.at.as_secs_f64(),
-        s.cycles,
-        s.rss_kib,
-        s.fds,
-        s.tasks,
-        s.connections
-    )
+/// Counts and time allowed, per transport.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) cycles: u64,
+    pub(crate) messages: u64,
+    pub(crate) warm_up_percent: u64,
+    pub(crate) seconds: u64,
 }
 
-fn start(tcat: &std::path::Path) -> Result<Server> {
+fn soak_one(bin: &Path, proto: Proto, plan: &Plan) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut server = start(&bin.join("tcat"), proto)?;
+    let mut client_cmd = Command::new(bin.join("soak-client"));
+    client_cmd
+        .env("GLIBC_TUNABLES", GLIBC_TUNABLES)
+        .args(["--transport", proto.name(), "--url", &server.url])
+        .args([
+            "--warm-up-cycles",
+            &(plan.cycles * plan.warm_up_percent / 100).to_string(),
+        ])
+        .args([
+            "--warm-up-messages",
+            &(plan.messages * plan.warm_up_percent / 100).to_string(),
+        ])
+        .args(["--cycles", &plan.cycles.to_string()])
+        .args(["--messages", &plan.messages.to_string()])
+        .args(["--seconds", &plan.seconds.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some(hash) = &server.cert_hash {
+        client_cmd.args(["--cert-hash", hash]);
+    }
+    eprintln!("$ {}", proc::display(&client_cmd));
+    let mut client = ChildGuard::spawn(&mut client_cmd)?;
+    let client_pid = client.child_mut().id();
+    let mut stdin = client.child_mut().stdin.take().context("client stdin")?;
+    let stdout = client.child_mut().stdout.take().context("client stdout")?;
+    let lines = proc::stdout_lines(stdout, None);
+    let mut outcome = Outcome {
+        proto,
+        cycles: 0,
+        messages: 0,
+        durations: Vec::new(),
+        series: Vec::new(),
+        baseline: None,
+        end: None,
+        problems: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    // Two phases, each with its time plus the idle waits.
+    let deadline = Instant::now() + Duration::from_secs(plan.seconds * 2) + 4 * IDLE_TIMEOUT;
+    let mut last_progress = Instant::now();
+    // Bounded by the deadline: each turn waits at most until then.
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            outcome
+                .problems
+                .push("the client did not finish in time".into());
+            break;
+        }
+        let line = match lines.recv_timeout(remaining.min(Duration::from_secs(5))) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                if last_progress.elapsed() > Duration::from_secs(120) {
+                    outcome.problems.push("the client went silent".into());
+                    break;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        last_progress = Instant::now();
+        if let Some(status) = server.guard.try_wait()? {
+            outcome
+                .problems
+                .push(format!("`tcat serve` exited during the soak ({status})"));
+            break;
+        }
+        if handle_line(&line, &mut server, &mut stdin, started, &mut outcome)? {
+            // Samples the client printed while the server was awaited are stale: the
+            // idle polls stand in for them.
+            while let Ok(queued) = lines.try_recv() {
+                if !queued.starts_with("sample ") {
+                    handle_line(&queued, &mut server, &mut stdin, started, &mut outcome)?;
+                }
+            }
+        }
+    }
+    let status = client.wait_timeout(Duration::from_secs(30))?;
+    if !status.success() && outcome.problems.is_empty() {
+        outcome
+            .problems
+            .push(format!("soak-client (pid {client_pid}) failed: {status}"));
+    }
+    server.guard.kill_tree();
+    outcome.elapsed = started.elapsed();
+    judge(&mut outcome);
+    Ok(outcome)
+}
+
+/// Handles one line of the client (see soak_client.rs for the protocol); true after an idle
+/// point, when the samples queued meanwhile are stale.
+fn handle_line(
+    line: &str,
+    server: &mut Server,
+    stdin: &mut ChildStdin,
+    started: Instant,
+    outcome: &mut Outcome,
+) -> Result<bool> {
+    let mut words = line.split_whitespace();
+    let number = |w: Option<&str>| w.and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+    match words.next() {
+        Some("sample") => {
+            let phase = words.next().unwrap_or("?").to_owned();
+            let _millis = words.next();
+            let cycles = number(words.next());
+            let messages = number(words.next());
+            let client = Resources {
+                rss_kib: number(words.next()),
+                fds: number(words.next()),
+                tasks: number(words.next()),
+            };
+            let (server_res, connections) = sample(server)?;
+            outcome.series.push(Row {
+                at: started.elapsed(),
+                phase,
+                cycles,
+                messages,
+                client,
+                server: server_res,
+                connections,
+            });
+        }
+        Some("idle") => {
+            let phase = words.next().unwrap_or("?");
+            let client = Resources {
+                rss_kib: number(words.next()),
+                fds: number(words.next()),
+                tasks: number(words.next()),
+            };
+            let (cycles, messages) = outcome
+                .series
+                .last()
+                .map_or((0, 0), |r| (r.cycles, r.messages));
+            let (server_res, connections) = wait_idle(server, |server_res, connections| {
+                outcome.series.push(Row {
+                    at: started.elapsed(),
+                    phase: "idle".to_owned(),
+                    cycles,
+                    messages,
+                    client,
+                    server: server_res,
+                    connections,
+                });
+            })?;
+            let at = if phase == "warm-up" {
+                "baseline"
+            } else {
+                "end"
+            };
+            let row = Row {
+                at: started.elapsed(),
+                phase: at.to_owned(),
+                cycles,
+                messages,
+                client,
+                server: server_res,
+                connections,
+            };
+            eprintln!("{at}: {}", report::show(&row));
+            outcome.series.push(row.clone());
+            if at == "baseline" {
+                outcome.baseline = Some(row);
+            } else {
+                outcome.end = Some(row);
+            }
+            writeln!(stdin, "next").context("writing to soak-client")?;
+            stdin.flush()?;
+            return Ok(true);
+        }
+        Some("done") => {
+            eprintln!("{line}");
+            let phase = words.next().unwrap_or("?").to_owned();
+            for word in words {
+                if let Some(v) = word.strip_prefix("cycles=") {
+                    outcome.cycles = v.parse().unwrap_or(0);
+                } else if let Some(v) = word.strip_prefix("messages=") {
+                    outcome.messages = v.parse().unwrap_or(0);
+                } else if let Some((key, v)) = word.split_once('=') {
+                    let secs = v.parse().unwrap_or(0.0);
+                    outcome.durations.push((format!("{phase} {key}"), secs));
+                }
+            }
+        }
+        Some("error") => {
+            eprintln!("soak-client: {line}");
+            outcome
+                .problems
+                .push(line.trim_start_matches("error ").to_owned());
+        }
+        _ => eprintln!("soak-client: {line}"),
+    }
+    Ok(false)
+}
+
+/// Baseline against end: descriptors and tasks equal, memory within [`RSS_TOLERANCE`].
+fn judge(outcome: &mut Outcome) {
+    let (Some(baseline), Some(end)) = (&outcome.baseline, &outcome.end) else {
+        outcome
+            .problems
+            .push("no baseline or no end sample (the run stopped early)".into());
+        return;
+    };
+    let mut problems = Vec::new();
+    for (side, b, e) in [
+        ("server", baseline.server, end.server),
+        ("client", baseline.client, end.client),
+    ] {
+        if e.fds != b.fds {
+            problems.push(format!("{side} open descriptors {} -> {}", b.fds, e.fds));
+        }
+        if e.tasks != b.tasks {
+            problems.push(format!("{side} live tasks {} -> {}", b.tasks, e.tasks));
+        }
+        if !within_tolerance(b.rss_kib, e.rss_kib) {
+            problems.push(format!(
+                "{side} resident memory {} KiB -> {} KiB (more than {:.0} %)",
+                b.rss_kib,
+                e.rss_kib,
+                RSS_TOLERANCE * 100.0
+            ));
+        }
+    }
+    outcome.problems.extend(problems);
+}
+
+/// Is `end` at most [`RSS_TOLERANCE`] above `baseline`?
+pub(crate) fn within_tolerance(baseline: u64, end: u64) -> bool {
+    #[allow(clippy::cast_precision_loss)] // KiB counts far below 2^52.
+    let limit = baseline as f64 * (1.0 + RSS_TOLERANCE);
+    #[allow(clippy::cast_precision_loss)]
+    let end = end as f64;
+    end <= limit
+}
+
+fn start(tcat: &Path, proto: Proto) -> Result<Server> {
     let mut serve = Command::new(tcat);
     serve
         .args([
             "serve",
-            "--ws",
-            "127.0.0.1:0",
-            "--sse",
-            "127.0.0.1:0",
-            "--wt",
+            &format!("--{}", proto.name()),
             "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
         ])
+        .env("GLIBC_TUNABLES", GLIBC_TUNABLES)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
+    if proto == Proto::Sse {
+        serve.args(["--session-grace", SSE_SESSION_GRACE]);
+    }
     eprintln!("$ {}", proc::display(&serve));
     let mut guard = ChildGuard::spawn(&mut serve)?;
     let pid = guard.child_mut().id();
@@ -188,30 +542,32 @@ fn start(tcat: &std::path::Path) -> Result<Server> {
     let lines = proc::stdout_lines(stdout, None);
     let deadline = Instant::now() + READY_TIMEOUT;
     let last_word = |line: String| line.split_whitespace().last().unwrap_or("").to_owned();
-    let cert_hash = last_word(proc::wait_for_line(
+    let cert_hash = if proto == Proto::Wt {
+        Some(last_word(proc::wait_for_line(
+            &lines,
+            deadline,
+            "the certificate hash",
+            |l| l.starts_with("cert-sha256 "),
+        )?))
+    } else {
+        None
+    };
+    let prefix = match proto {
+        Proto::Ws => "listening ws://",
+        Proto::Sse => "listening sse ",
+        Proto::Wt => "listening wt ",
+    };
+    let url = last_word(proc::wait_for_line(
         &lines,
         deadline,
-        "the certificate hash",
-        |l| l.starts_with("cert-sha256 "),
+        "the listening line",
+        |l| l.starts_with(prefix),
     )?);
-    let ws = last_word(proc::wait_for_line(
-        &lines,
-        deadline,
-        "the ws listener",
-        |l| l.starts_with("listening ws://"),
-    )?);
-    let sse = last_word(proc::wait_for_line(
-        &lines,
-        deadline,
-        "the sse listener",
-        |l| l.starts_with("listening sse "),
-    )?);
-    let wt = last_word(proc::wait_for_line(
-        &lines,
-        deadline,
-        "the wt listener",
-        |l| l.starts_with("listening wt "),
-    )?);
+    let url = if proto == Proto::Ws {
+        url.trim_end_matches('/').to_owned() + "/"
+    } else {
+        url
+    };
     let metrics_url = last_word(proc::wait_for_line(
         &lines,
         deadline,
@@ -228,129 +584,14 @@ fn start(tcat: &std::path::Path) -> Result<Server> {
     Ok(Server {
         guard,
         pid,
-        ws,
-        sse,
-        wt,
+        url,
         cert_hash,
         metrics,
     })
 }
 
-/// One client cycle; the transport rotates (WebSocket, SSE, WebTransport) and, every round,
-/// the kind: clean close with an echo, abrupt drop, failed handshake.
-fn cycle(tcat: &std::path::Path, server: &Server, n: u64) -> Result<()> {
-    let wt_args = [
-        "--transport",
-        "wt",
-        "--cert-hash",
-        server.cert_hash.as_str(),
-    ];
-    let (url, extra): (&str, &[&str]) = match n % 3 {
-        0 => (&server.ws, &[]),
-        1 => (&server.sse, &[]),
-        _ => (&server.wt, &wt_args),
-    };
-    match (n / 3) % 3 {
-        0 => clean(tcat, url, extra, n),
-        1 => abrupt(tcat, url, extra),
-        _ if n % 3 == 2 => failed_wt_handshake(tcat, url),
-        _ => failed_handshake(url, n),
-    }
-}
-
-/// `tcat connect --count 1`: one message echoed, then a clean close.
-fn clean(tcat: &std::path::Path, url: &str, extra: &[&str], n: u64) -> Result<()> {
-    let mut cmd = Command::new(tcat);
-    cmd.arg("connect")
-        .args(extra)
-        .args(["--count", "1", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = ChildGuard::spawn(&mut cmd)?;
-    let mut stdin = child.child_mut().stdin.take().context("stdin")?;
-    writeln!(stdin, "soak {n}")?;
-    let status = child.wait_timeout(CYCLE_TIMEOUT)?;
-    drop(stdin);
-    let mut out = String::new();
-    if let Some(mut stdout) = child.child_mut().stdout.take() {
-        stdout.read_to_string(&mut out)?;
-    }
-    if !status.success() || out.trim() != format!("soak {n}") {
-        bail!("clean cycle on {url}: {status}, output {out:?}");
-    }
-    Ok(())
-}
-
-/// A client killed once connected (its echo seen): the server sees the socket drop.
-fn abrupt(tcat: &std::path::Path, url: &str, extra: &[&str]) -> Result<()> {
-    let mut cmd = Command::new(tcat);
-    cmd.arg("connect")
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = ChildGuard::spawn(&mut cmd)?;
-    let mut stdin = child.child_mut().stdin.take().context("stdin")?;
-    writeln!(stdin, "then gone")?;
-    let stdout = child.child_mut().stdout.take().context("stdout")?;
-    let lines = proc::stdout_lines(stdout, None);
-    proc::wait_for_line(
-        &lines,
-        Instant::now() + CYCLE_TIMEOUT,
-        "the echo before the drop",
-        |l| l == "then gone",
-    )?;
-    child.kill_tree();
-    drop(stdin);
-    Ok(())
-}
-
-/// A WebTransport client pinning a certificate hash the server does not have: the QUIC
-/// handshake fails on the client's side.
-fn failed_wt_handshake(tcat: &std::path::Path, url: &str) -> Result<()> {
-    let mut cmd = Command::new(tcat);
-    cmd.args([
-        "connect",
-        "--transport",
-        "wt",
-        "--cert-hash",
-        &"00".repeat(32),
-        url,
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let status = ChildGuard::spawn(&mut cmd)?.wait_timeout(CYCLE_TIMEOUT)?;
-    if status.success() {
-        bail!("a wrong certificate hash was accepted by {url}");
-    }
-    Ok(())
-}
-
-/// A raw socket that sends half a request (and, every other time, a broken one) and goes away.
-fn failed_handshake(url: &str, n: u64) -> Result<()> {
-    let authority = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let addr: SocketAddr = authority.parse().with_context(|| url.to_owned())?;
-    let mut tcp = TcpStream::connect_timeout(&addr, CYCLE_TIMEOUT)?;
-    tcp.set_read_timeout(Some(CYCLE_TIMEOUT))?;
-    if n % 4 < 2 {
-        tcp.write_all(b"GET / HTTP/1.1\r\nHost: soak\r\n")?;
-    } else {
-        tcp.write_all(b"NONSENSE\r\n\r\n")?;
-        let mut sink = Vec::new();
-        let _ = tcp.read_to_end(&mut sink);
-    }
-    Ok(())
-}
-
-fn sample(server: &Server, started: Instant, cycles: u64) -> Result<Sample> {
+/// The server's resources and open connections now.
+fn sample(server: &Server) -> Result<(Resources, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid))
         .context("reading /proc/PID/status")?;
     let rss_kib = status
@@ -363,42 +604,48 @@ fn sample(server: &Server, started: Instant, cycles: u64) -> Result<Sample> {
         .context("reading /proc/PID/fd")?
         .count() as u64;
     let text = scrape(server.metrics)?;
-    Ok(Sample {
-        at: started.elapsed(),
-        cycles,
-        rss_kib,
-        fds,
-        tasks: gauge(&text, "tcat_tasks", None),
-        connections: ["ws", "sse", "wt"]
-            .iter()
-            .map(|t| gauge(&text, "transport_connections", Some(t)))
-            .sum(),
-    })
+    let connections = ["ws", "sse", "wt"]
+        .iter()
+        .map(|t| gauge(&text, "transport_connections", Some(t)))
+        .sum();
+    Ok((
+        Resources {
+            rss_kib,
+            fds,
+            tasks: gauge(&text, "tcat_tasks", None),
+        },
+        connections,
+    ))
 }
 
-/// Samples until no connection is open and tasks and descriptors have stopped changing.
-fn wait_idle(server: &Server, started: Instant, cycles: u64) -> Result<Sample> {
+/// Samples (each one handed to `record`) until no connection is open and tasks and
+/// descriptors have stopped changing.
+fn wait_idle(server: &Server, mut record: impl FnMut(Resources, u64)) -> Result<(Resources, u64)> {
     let deadline = Instant::now() + IDLE_TIMEOUT;
-    let mut previous: Option<Sample> = None;
+    let mut previous: Option<Resources> = None;
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let now = sample(server, started, cycles)?;
+        let (now, connections) = sample(server)?;
+        record(now, connections);
         let settled = previous.is_some_and(|p| p.fds == now.fds && p.tasks == now.tasks);
-        if now.connections == 0 && settled {
-            return Ok(now);
+        if connections == 0 && settled {
+            return Ok((now, connections));
         }
         if Instant::now() >= deadline {
-            let mut msg = String::new();
-            let _ = write!(msg, "the server did not become idle: {}", show(&now));
-            bail!(msg);
+            bail!(
+                "the server did not become idle: rss={}KiB fds={} tasks={} connections={connections}",
+                now.rss_kib,
+                now.fds,
+                now.tasks
+            );
         }
         previous = Some(now);
     }
 }
 
 fn scrape(addr: SocketAddr) -> Result<String> {
-    let mut tcp = TcpStream::connect_timeout(&addr, CYCLE_TIMEOUT).context("metrics endpoint")?;
-    tcp.set_read_timeout(Some(CYCLE_TIMEOUT))?;
+    let mut tcp = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).context("metrics endpoint")?;
+    tcp.set_read_timeout(Some(HTTP_TIMEOUT))?;
     write!(
         tcp,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -432,4 +679,92 @@ fn gauge(text: &str, name: &str, transport: Option<&str>) -> u64 {
             let whole = v.max(0.0) as u64;
             whole
         })
+}
+
+/// The crates (directory names under crates/, which are their package names) with a
+/// `stress_*` test in tests/.
+fn crates_with_stress_tests() -> Result<Vec<String>> {
+    let crates = proc::project_root().join("crates");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&crates).context("reading crates/")? {
+        let dir = entry?.path();
+        let Ok(tests) = std::fs::read_dir(dir.join("tests")) else {
+            continue;
+        };
+        let has_stress = tests.filter_map(Result::ok).any(|t| {
+            std::fs::read_to_string(t.path()).is_ok_and(|text| text.contains("fn stress_"))
+        });
+        if has_stress && let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
+            found.push(name.to_owned());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The `#[ignore]`d stress tests (`stress_*`), release builds like the soak's, only the
+/// crates that have some (a release build of every test would take longer than the soak).
+fn run_stress_tests() -> Result<()> {
+    let crates = crates_with_stress_tests()?;
+    if crates.is_empty() {
+        bail!("no stress_* test found under crates/*/tests");
+    }
+    let packages: Vec<String> = crates
+        .iter()
+        .flat_map(|c| ["-p".to_owned(), c.clone()])
+        .collect();
+    let nextest = proc::output(
+        proc::cargo().args(["nextest", "--version"]),
+        Duration::from_secs(60),
+    )
+    .is_ok();
+    let mut cmd = proc::cargo();
+    if nextest {
+        cmd.args(["nextest", "run", "--release"])
+            .args(&packages)
+            .args([
+                "--no-fail-fast",
+                "--run-ignored",
+                "ignored-only",
+                "-E",
+                "test(/^stress_/)",
+            ]);
+    } else {
+        cmd.args(["test", "--release"]).args(&packages).args([
+            "--no-fail-fast",
+            "--",
+            "--ignored",
+            "stress_",
+        ]);
+    }
+    proc::run(&mut cmd, STRESS_TIMEOUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_are_read_by_name_and_label() {
+        let text = "# HELP tcat_tasks x\ntcat_tasks 7\n\
+                    transport_connections{transport=\"ws\"} 3\n\
+                    transport_connections{transport=\"sse\"} 0\n";
+        assert_eq!(gauge(text, "tcat_tasks", None), 7);
+        assert_eq!(gauge(text, "transport_connections", Some("ws")), 3);
+        assert_eq!(gauge(text, "transport_connections", Some("wt")), 0);
+    }
+
+    #[test]
+    fn memory_tolerance_is_five_percent() {
+        assert!(within_tolerance(100_000, 105_000));
+        assert!(!within_tolerance(100_000, 105_001));
+        assert!(within_tolerance(100_000, 90_000));
+    }
+
+    #[test]
+    fn stress_tests_are_found() {
+        let crates = crates_with_stress_tests().expect("crates/ readable");
+        assert!(crates.contains(&"transport-ws".to_owned()), "{crates:?}");
+        assert!(crates.contains(&"transport-sse".to_owned()), "{crates:?}");
+    }
 }

@@ -11,7 +11,8 @@
 //! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
 //! 8. `cargo xtask bench --quick`: the criterion benches compile and run (docs/benchmarks.md)
 //! 9. `cargo xtask demo` with 1-second phases (the adaptive transport under faults, then tcat)
-//! 10. `cargo xtask autobahn`, when Python 2.7 is present
+//! 10. `cargo xtask soak --short`: leak check, scaled down (about a minute and a half)
+//! 11. `cargo xtask autobahn`, when Python 2.7 is present
 //!
 //! A failing step does not stop the later ones. The last line printed is
 //! `N passed, N failed`; the exit code is non-zero if any step failed.
@@ -25,7 +26,7 @@ use anyhow::Result;
 use crate::install::{
     self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE, TRANSPORT_PYTHON_WT,
 };
-use crate::{autobahn, bench, demo, fuzz, proc};
+use crate::{autobahn, bench, demo, fuzz, proc, soak};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
 const BUDGET: Duration = Duration::from_secs(75 * 60);
@@ -280,6 +281,11 @@ fn extra_checks(runner: &mut Runner, args: &Args) {
     // The README's main job, shortened: fails on any lost, duplicated or reordered message.
     runner.step("demo (1 s phases)", minutes(10), |_| {
         demo::run(&demo::Args::short())
+    });
+
+    // Connect/close cycles and echoed messages, scaled down; fails on a leak or a lost echo.
+    runner.step("soak (short)", minutes(10), |_| {
+        soak::run(&soak::Args::short())
     });
 
     if args.skip_autobahn {

@@ -354,6 +354,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = parse_positive)]
     pub(crate) max_connections_per_ip: Option<usize>,
 
+    /// SSE: how long a session whose event stream dropped waits for its client to reconnect
+    /// (and resume with Last-Event-ID) before it ends, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+    pub(crate) session_grace: Duration,
+
     /// Handshakes (SSE: TCP connections) accepted per second from one IP address, per
     /// listener, with bursts of twice as many; more are refused like over
     /// --max-connections-per-ip. Default: no limit.

@@ -231,6 +231,7 @@ fn sse_server_config(args: &ServeArgs) -> SseServerConfig {
     let mut config = SseServerConfig::default();
     config.transport = transport_config(args);
     config.max_sessions = args.max_connections;
+    config.session_grace = args.session_grace;
     config.ip_limits = ip_limits(args);
     config
 }

@@ -175,6 +175,38 @@ async fn counts_connections_messages_and_rejected_handshakes() {
     server.terminate();
 }
 
+/// `--session-grace`: an SSE session whose stream dropped ends after the grace, not the
+/// default 30 s (longer than `WAIT`).
+#[tokio::test]
+async fn session_grace_ends_an_abandoned_sse_session() {
+    let (server, metrics) = serve_with_metrics(&["--sse", "127.0.1:0", "--session-grace", "1"], 1);
+    let sse_url = server.urls[0].clone();
+    let rest = sse_url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    let (addr, path) = (addr.to_owned(), path.to_owned());
+    // A raw stream request whose socket is dropped once the response head arrived.
+    tokio::task::spawn_blocking(move || {
+        let mut tcp = TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    })
+    .await
+    .unwrap();
+    let sse = [("transport", "sse")];
+    scrape_until(&metrics, "the session counted", |t| {
+        value(t, "transport_handshakes_accepted_total", &sse) == 1
+    })
+    .await;
+    scrape_until(&metrics, "the abandoned session ended", |t| {
+        value(t, "transport_connections", &sse) == 0
+    })
+    .await;
+    server.terminate();
+}
+
 #[tokio::test]
 async fn per_ip_limit_refusals_are_counted() {
     let (server, metrics) =

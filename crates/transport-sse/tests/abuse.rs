@@ -207,7 +207,7 @@ async fn post_flood_with_bad_tokens_leaves_a_session_served() {
 }
 
 #[tokio::test]
-#[ignore = "stress: 20,000 POSTs"]
-async fn post_flood_20k_leaves_a_session_served() {
+#[ignore = "stress: 20,000 POSTs (run by cargo xtask soak)"]
+async fn stress_post_flood_20k_leaves_a_session_served() {
     post_flood(20_000, 200).await;
 }

@@ -207,8 +207,8 @@ async fn connection_burst_leaves_a_connected_client_served() {
 }
 
 #[tokio::test]
-#[ignore = "stress: 5,000 connection attempts"]
-async fn connection_burst_5000_leaves_a_connected_client_served() {
+#[ignore = "stress: 5,000 connection attempts (run by cargo xtask soak)"]
+async fn stress_connection_burst_5000_leaves_a_connected_client_served() {
     connection_flood(5_000, 250).await;
 }
 
@@ -257,7 +257,7 @@ async fn tiny_message_flood_leaves_another_client_served() {
 }
 
 #[tokio::test]
-#[ignore = "stress: a million tiny messages"]
-async fn million_tiny_messages_leave_another_client_served() {
+#[ignore = "stress: a million tiny messages (run by cargo xtask soak)"]
+async fn stress_million_tiny_messages_leave_another_client_served() {
     message_flood(1_000_000).await;
 }
