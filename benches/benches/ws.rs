@@ -1,17 +1,23 @@
 //! WebSocket on loopback, in one run per group: ours (transport-ws client and server) beside
 //! bare tokio-tungstenite (client and server), and where it applies a raw TCP floor.
+//! fastwebsockets (client and server, hyper upgrade) is a reference in the echo and throughput
+//! groups: no verdict, just another fast implementation to compare with.
 //!
 //! * `ws_echo_rtt`: one echo round trip, 32 B and 16 KiB (raw TCP: length-prefixed frames).
 //! * `ws_connect`: connection setup to a usable connection, plain (TCP + upgrade) and TLS.
 //! * `ws_throughput`: 100 connections × 20 B messages, each connection keeping a window of
 //!   messages in flight (like uWebSockets' `load_test`); messages per second.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload, WebSocket, WebSocketError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use transport_benches::{bare_ws_connect, bare_wss_connect, ours_ws_config};
 use transport_core::{Connection, Connector, Message, Transport};
@@ -61,6 +67,22 @@ fn echo_round_trip(c: &mut Criterion) {
                     rt.block_on(async {
                         bare.send(WsMessage::Binary(p.clone())).await.expect("send");
                         bare.next().await.expect("message").expect("ok")
+                    })
+                });
+            },
+        );
+
+        let mut fws = rt.block_on(async { fws_connect(&fws_echo().await).await });
+        group.bench_with_input(
+            BenchmarkId::new("fastwebsockets", size),
+            &payload,
+            |b, p| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        fws.write_frame(Frame::binary(Payload::Borrowed(p)))
+                            .await
+                            .expect("send");
+                        fws.read_frame().await.expect("message").payload.len()
                     })
                 });
             },
@@ -218,6 +240,116 @@ async fn bare_windowed(
     ws
 }
 
+/// The client side of a fastwebsockets connection.
+type FwsClient = FragmentCollector<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// As [`ours_windowed`] on a fastwebsockets client (each frame is written as it is sent:
+/// fastwebsockets has no separate flush).
+async fn fws_windowed(mut ws: FwsClient, payload: Bytes) -> FwsClient {
+    let mut sent = 0;
+    while sent < WINDOW.min(MESSAGES) {
+        ws.write_frame(Frame::binary(Payload::Borrowed(&payload)))
+            .await
+            .expect("send");
+        sent += 1;
+    }
+    for _ in 0..MESSAGES {
+        ws.read_frame().await.expect("message");
+        if sent < MESSAGES {
+            ws.write_frame(Frame::binary(Payload::Borrowed(&payload)))
+                .await
+                .expect("send");
+            sent += 1;
+        }
+    }
+    ws
+}
+
+/// Spawns hyper's connection tasks for the fastwebsockets client handshake.
+struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+/// A fastwebsockets echo server on 127.0.0.1:0 (hyper HTTP/1.1 with its upgrade, as in its
+/// `echo_server` example); returns its URL.
+async fn fws_echo() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |mut request: hyper::Request<hyper::body::Incoming>| async move {
+                        let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut request)?;
+                        tokio::spawn(async move {
+                            if let Ok(ws) = upgrade.await {
+                                let _ = fws_echo_loop(ws).await;
+                            }
+                        });
+                        Ok::<_, WebSocketError>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    format!("ws://{addr}/")
+}
+
+async fn fws_echo_loop<S>(ws: WebSocket<S>) -> Result<(), WebSocketError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ws = FragmentCollector::new(ws);
+    loop {
+        let frame = ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Close => return Ok(()),
+            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+            _ => {}
+        }
+    }
+}
+
+/// A fastwebsockets client connection to `ws://` `url`: TCP connect, no Nagle, upgrade.
+async fn fws_connect(url: &str) -> FwsClient {
+    let authority = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let tcp = TcpStream::connect(&authority).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let request = hyper::Request::builder()
+        .method("GET")
+        .uri("/")
+        .header(http::header::HOST, authority)
+        .header(http::header::UPGRADE, "websocket")
+        .header(http::header::CONNECTION, "upgrade")
+        .header(
+            http::header::SEC_WEBSOCKET_KEY,
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header(http::header::SEC_WEBSOCKET_VERSION, "13")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, tcp)
+        .await
+        .expect("handshake");
+    FragmentCollector::new(ws)
+}
+
 fn throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -273,6 +405,28 @@ fn throughput(c: &mut Criterion) {
                     .collect();
                 for task in tasks {
                     bare.push(task.await.expect("task"));
+                }
+            });
+        });
+    });
+
+    let mut fws: Vec<FwsClient> = rt.block_on(async {
+        let url = fws_echo().await;
+        let mut conns = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            conns.push(fws_connect(&url).await);
+        }
+        conns
+    });
+    group.bench_function(BenchmarkId::new("fastwebsockets", CONNECTIONS), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = fws
+                    .drain(..)
+                    .map(|ws| tokio::spawn(fws_windowed(ws, payload.clone())))
+                    .collect();
+                for task in tasks {
+                    fws.push(task.await.expect("task"));
                 }
             });
         });

@@ -53,7 +53,8 @@ const NOTES: &[(&str, &str)] = &[
     (
         "ws_echo_rtt",
         "One echo round trip on an open connection, client and server of the same \
-         implementation; raw-tcp: length-prefixed frames over TCP (the floor).",
+         implementation; raw-tcp: length-prefixed frames over TCP (the floor); fastwebsockets: \
+         its client and echo server (hyper upgrade), a reference without a verdict.",
     ),
     (
         "ws_connect",
@@ -66,7 +67,9 @@ const NOTES: &[(&str, &str)] = &[
          (like uWebSockets' load_test): 100 round trips per connection per iteration, 10,000 \
          messages. Echo servers of the same implementation; the bare client batches its replies \
          (feed, then one flush) and the bare server is tokio-tungstenite's echo example \
-         (`forward`). Higher msg/s is better; the ratio is of time, so below 1.00x is faster.",
+         (`forward`); fastwebsockets (client and server, each frame written as sent) is a \
+         reference without a verdict. Higher msg/s is better; the ratio is of time, so below \
+         1.00x is faster.",
     ),
     (
         "wt_echo_rtt",

@@ -650,7 +650,11 @@ impl Session {
     }
 
     async fn run(mut self, io: &mut DriverIo) -> RunOutcome {
-        let config = self.shared.config.clone();
+        // Only the timings are needed here; a clone of the whole config would sit in every
+        // session's task for as long as it lives.
+        let config = &self.shared.config;
+        let session_grace = config.session_grace;
+        let dead_peer_timeout = config.transport.dead_peer_timeout;
         let keepalive_every = config
             .transport
             .keepalive_interval
@@ -660,8 +664,8 @@ impl Session {
         let mut pending: Option<Bytes> = None;
         let mut blocked_since: Option<Instant> = None;
         loop {
-            let grace_end = self.detached_at.map(|at| at + config.session_grace);
-            let block_end = blocked_since.map(|at| at + config.transport.dead_peer_timeout);
+            let grace_end = self.detached_at.map(|at| at + session_grace);
+            let block_end = blocked_since.map(|at| at + dead_peer_timeout);
             let step = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => Step::Shutdown,
@@ -991,42 +995,62 @@ async fn accept_loop(listener: TcpListener, endpoint: SseEndpoint, options: Acce
         let stop = stop.clone();
         connections.spawn(async move {
             let _ip_permit = ip_permit;
+            // Boxed: hyper keeps room for one request future per connection for as long as the
+            // connection lives, and an idle stream's connection should not hold ours (2 KiB).
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let endpoint = endpoint.clone();
-                async move {
+                Box::pin(async move {
                     Ok::<_, Infallible>(match endpoint.handle(req, Some(peer)).await {
                         Some(response) => response,
                         None => plain(StatusCode::NOT_FOUND, "not found\n"),
                     })
-                }
+                })
             });
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
+            // Each branch's connection future is boxed: the task holds only the one it runs
+            // (an idle stream's task stays small), not room for every variant.
             let serve = async {
                 if let Some(acceptor) = tls {
-                    let stream =
-                        match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                metrics::handshake_rejected(TRANSPORT, reason::TLS);
-                                return debug!(%peer, error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => {
-                                metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
-                                return debug!(%peer, "TLS handshake timed out");
-                            }
-                        };
-                    let _ = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let accept = Box::pin(acceptor.accept(tcp));
+                    let stream = match tokio::time::timeout(header_timeout, accept).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            metrics::handshake_rejected(TRANSPORT, reason::TLS);
+                            return debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
+                            return debug!(%peer, "TLS handshake timed out");
+                        }
+                    };
+                    let http1 = stream.get_ref().1.alpn_protocol() == Some(b"http/1.1");
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    if http1 {
+                        let _ =
+                            Box::pin(http1_builder(header_timeout).serve_connection(io, service))
+                                .await;
+                    } else {
+                        let _ =
+                            Box::pin(auto_builder(header_timeout).serve_connection(io, service))
+                                .await;
+                    }
                 } else {
-                    let _ = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                        .await;
+                    match Box::pin(starts_http1(&tcp, header_timeout)).await {
+                        Some(true) => {
+                            let io = hyper_util::rt::TokioIo::new(tcp);
+                            let _ = Box::pin(
+                                http1_builder(header_timeout).serve_connection(io, service),
+                            )
+                            .await;
+                        }
+                        Some(false) => {
+                            let io = hyper_util::rt::TokioIo::new(tcp);
+                            let _ = Box::pin(
+                                auto_builder(header_timeout).serve_connection(io, service),
+                            )
+                            .await;
+                        }
+                        None => debug!(%peer, "no request before the header timeout"),
+                    }
                 }
             };
             tokio::select! {
@@ -1035,6 +1059,48 @@ async fn accept_loop(listener: TcpListener, endpoint: SseEndpoint, options: Acce
             }
         });
     }
+}
+
+/// The HTTP/1.1 server of a connection known to speak HTTP/1.1.
+fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+}
+
+/// The server of a connection that may speak HTTP/2 (TLS without ALPN `http/1.1`, or plain
+/// TCP starting like the HTTP/2 preface): hyper-util's version detection.
+fn auto_builder(
+    header_timeout: Duration,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+}
+
+/// Whether a plain connection speaks HTTP/1: its first bytes (peeked, not consumed) cannot
+/// begin the HTTP/2 connection preface. `Some(false)` when they might (h2c with prior
+/// knowledge); `None` when nothing arrived within `timeout` or the connection closed.
+///
+/// Serving HTTP/1 directly spares hyper-util's version detection, whose rewind of the peeked
+/// bytes makes hyper grow each connection's read buffer from 8 to 16 KiB.
+async fn starts_http1(tcp: &TcpStream, timeout: Duration) -> Option<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut first = [0u8; PREFACE.len()];
+    let n = tokio::time::timeout(timeout, tcp.peek(&mut first))
+        .await
+        .ok()?
+        .ok()?;
+    if n == 0 {
+        return None;
+    }
+    Some(!PREFACE.starts_with(&first[..n]))
 }
 
 /// Answers a TCP connection refused by the per-IP limits with a bare 429, briefly.

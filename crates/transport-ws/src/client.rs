@@ -13,6 +13,7 @@ use transport_core::{Connection, ConnectionInfo, Connector, TransportError};
 use crate::WsConfig;
 use crate::error::handshake_error;
 use crate::link::{self, LinkOptions};
+use crate::read_buf::AdaptiveRead;
 use crate::url::WsUrl;
 
 pub(crate) const TRANSPORT: &str = "ws";
@@ -80,17 +81,24 @@ impl WsConnector {
 
     async fn open(
         &self,
-    ) -> Result<(WebSocketStream<ClientStream>, ConnectionInfo), TransportError> {
+    ) -> Result<(WebSocketStream<AdaptiveRead<ClientStream>>, ConnectionInfo), TransportError> {
         let url = &self.url;
         let config = &self.config;
-        let tcp = crate::proxy::connect_tcp(
-            &url.host,
-            url.port,
-            url.tls,
-            &config.proxy,
-            config.transport.connect_timeout,
-        )
-        .await?;
+        // As `proxy::connect_tcp`, minus the timer of a direct connection: the dial running
+        // this is bounded by the same `connect_timeout`, and each timer registered costs a
+        // wake-up of the runtime.
+        let tcp = match config.proxy.resolve(url.tls, &url.host, url.port)? {
+            Some(proxy) => {
+                crate::proxy::connect_through(
+                    &proxy,
+                    &url.host,
+                    url.port,
+                    config.transport.connect_timeout,
+                )
+                .await?
+            }
+            None => crate::proxy::open_direct(&url.host, url.port).await?,
+        };
         let peer_addr = tcp.peer_addr().ok();
         let stream = match &self.tls {
             Some(connector) => {
@@ -114,7 +122,7 @@ impl WsConnector {
         }
         let (ws, response) = tokio_tungstenite::client_async_with_config(
             request,
-            stream,
+            AdaptiveRead::new(stream),
             Some(config.tungstenite()),
         )
         .await
@@ -143,7 +151,7 @@ struct WsDial {
 }
 
 impl Dial for WsDial {
-    type Link = (WebSocketStream<ClientStream>, ConnectionInfo);
+    type Link = (WebSocketStream<AdaptiveRead<ClientStream>>, ConnectionInfo);
 
     async fn dial(&mut self) -> Result<Self::Link, TransportError> {
         self.connector.open().await
@@ -154,7 +162,6 @@ impl Dial for WsDial {
     }
 
     async fn run(&mut self, link: Self::Link, io: &mut DriverIo) -> RunOutcome {
-        let _ = link.0.get_ref().tcp().set_nodelay(true);
         link::run(
             link.0,
             io,

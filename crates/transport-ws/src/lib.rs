@@ -61,6 +61,7 @@ mod config;
 mod error;
 mod link;
 mod proxy;
+mod read_buf;
 mod server;
 mod url;
 

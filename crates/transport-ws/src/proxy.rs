@@ -29,6 +29,7 @@ pub(crate) const MAX_RESPONSE_HEAD: usize = 8 * 1024;
 pub(crate) const PROXY_CONNECT_OPERATION: &str = "proxy CONNECT";
 
 /// [`TransportError::Timeout::operation`] when a direct TCP connect runs out of time.
+#[cfg(test)]
 pub(crate) const CONNECT_OPERATION: &str = "connect";
 
 /// The port of a proxy URL without one.
@@ -276,9 +277,13 @@ impl fmt::Debug for Credentials {
 /// Errors: see [`connect_through`] and [`connect_direct`]; an unusable proxy setting in the
 /// environment fails before any I/O.
 ///
+/// The client does the same in `WsConnector::open`, except that a direct connection gets no
+/// timer of its own there: the dial that runs it is bounded by the same `connect_timeout`.
+///
 /// # Cancel safety
 ///
 /// Dropping the future closes any socket it opened; nothing is half-delivered.
+#[cfg(test)]
 pub(crate) async fn connect_tcp(
     target_host: &str,
     target_port: u16,
@@ -301,18 +306,30 @@ pub(crate) async fn connect_tcp(
 /// # Cancel safety
 ///
 /// Dropping the future closes any socket it opened.
+#[cfg(test)]
 pub(crate) async fn connect_direct(
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> Result<TcpStream, TransportError> {
-    let host = unbracket(host);
-    tokio::time::timeout(timeout, open_tcp(host, port, ""))
+    tokio::time::timeout(timeout, open_direct(host, port))
         .await
         .map_err(|_| TransportError::Timeout {
             operation: CONNECT_OPERATION,
             after: timeout,
         })?
+}
+
+/// Connects to `host:port` directly (`host` may be a bracketed IPv6 literal), with
+/// `TCP_NODELAY` set, without a deadline of its own: the caller bounds it.
+///
+/// Errors: [`TransportError::ConnectionFailed`] when resolution or connect fails.
+///
+/// # Cancel safety
+///
+/// Dropping the future closes any socket it opened.
+pub(crate) async fn open_direct(host: &str, port: u16) -> Result<TcpStream, TransportError> {
+    open_tcp(unbracket(host), port, "").await
 }
 
 /// Opens a tunnel to `target_host:target_port` through `proxy` with `CONNECT` and returns the

@@ -28,6 +28,7 @@ use transport_core::{Connection, ConnectionInfo, IpLimiter, IpPermit, RefusalLog
 use crate::WsServerConfig;
 use crate::client::TRANSPORT;
 use crate::link::{self, LinkOptions};
+use crate::read_buf::AdaptiveRead;
 
 /// What the application learns about an accepted connection's handshake request.
 #[derive(Debug, Clone)]
@@ -416,7 +417,7 @@ impl Acceptor {
                 }
             };
         let ws = tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
+            AdaptiveRead::new(stream),
             callback,
             Some(config.tungstenite()),
         )
@@ -491,7 +492,7 @@ impl PendingUpgrade {
                 source: None,
             })?;
         let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            AdaptiveRead::new(TokioIo::new(upgraded)),
             Role::Server,
             Some(self.config.tungstenite()),
         )
