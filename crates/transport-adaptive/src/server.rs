@@ -78,6 +78,11 @@ pub struct AdaptiveServerConfig {
     pub session: SessionLimits,
     /// Connections accepted and not yet taken by `accept()`. Default: 128.
     pub accept_backlog: usize,
+    /// Listen backlog of the TCP listener (WebSocket, SSE, negotiation): completed TCP
+    /// handshakes the kernel queues until they are accepted (capped by `net.core.somaxconn`).
+    /// The `listen_backlog` of `ws` and `sse` is not used. Default:
+    /// [`DEFAULT_LISTEN_BACKLOG`](transport_core::DEFAULT_LISTEN_BACKLOG) (1024).
+    pub listen_backlog: u32,
     /// The largest event (and line) the SSE clients' parsers accept: a session frame travels
     /// over SSE as one base64 line, so the application's messages are capped at 3/4 of this
     /// (less the session header) on every transport, since a session may move to SSE at any
@@ -109,6 +114,7 @@ impl Default for AdaptiveServerConfig {
             hello_timeout: Duration::from_secs(5),
             session: SessionLimits::default(),
             accept_backlog: 128,
+            listen_backlog: transport_core::DEFAULT_LISTEN_BACKLOG,
             sse_client_event_limit: transport_sse::DEFAULT_MAX_EVENT_SIZE,
         }
     }
@@ -212,6 +218,11 @@ impl AdaptiveServer {
         config.sse.policy = config.policy.clone();
         config.sse.path.clone_from(&config.sse_path);
         config.ip_limits.validate()?;
+        if config.listen_backlog == 0 {
+            return Err(TransportError::InvalidConfig(
+                "listen_backlog must be at least 1".into(),
+            ));
+        }
         config.wt.transport = config.transport.clone();
         config.wt.policy = config.policy.clone();
         config.wt.ip_limits(config.ip_limits.clone());
@@ -446,7 +457,7 @@ async fn bind_both(
     // A fixed port is usually a restart: the old UDP socket may take a moment to close.
     let attempts = if addr.port() == 0 { 8 } else { 50 };
     for _ in 0..attempts {
-        let tcp = TcpListener::bind(addr)
+        let tcp = transport_core::bind_listener(addr, config.listen_backlog)
             .await
             .map_err(|e| TransportError::connection_failed("binding the TCP listener", e))?;
         let Some(cert) = cert else {

@@ -4,10 +4,13 @@
 //! [`ConnectionState`], [`TransportError`], [`TransportConfig`], [`ReconnectPolicy`], the
 //! [`Transport`] and [`Connector`] traits, the [`Connection`] handle with its [`Sender`] and
 //! [`Receiver`], the generic [`driver`] that transports plug into, and an in-memory transport
-//! ([`memory`]) for your own tests. No protocol code and no sockets live here.
+//! ([`memory`]) for your own tests. No protocol code lives here, and the only socket code is
+//! [`bind_listener`].
 //!
-//! Servers share two more pieces: the [`metrics`] names every transport records under, and the
-//! per-remote-IP limits ([`IpLimits`], enforced by an [`IpLimiter`]).
+//! Servers share three more pieces: the [`metrics`] names every transport records under, the
+//! per-remote-IP limits ([`IpLimits`], enforced by an [`IpLimiter`]), and [`bind_listener`],
+//! which binds TCP listeners with a listen backlog ([`DEFAULT_LISTEN_BACKLOG`]) that a burst
+//! of connects does not overflow.
 //!
 //! ```text
 //!            application
@@ -37,6 +40,7 @@ mod connection;
 pub mod driver;
 mod error;
 mod ip_limit;
+mod listen;
 pub mod memory;
 mod message;
 pub mod metrics;
@@ -56,6 +60,7 @@ pub use connection::{
 };
 pub use error::{SharedIoError, TransportError, close_code_is_retryable};
 pub use ip_limit::{IpLimiter, IpLimits, IpPermit, IpRefusal, IpTable, RefusalLog};
+pub use listen::{DEFAULT_LISTEN_BACKLOG, bind_listener};
 pub use message::{CloseFrame, Message, MessageMetadata, MessageType};
 pub use reconnect::{Backoff, ReconnectPolicy};
 pub use state::{ConnectionState, IllegalTransition, StateCell};

@@ -66,6 +66,11 @@ pub struct SseServerConfig {
     pub stream_queue: usize,
     /// Sessions accepted but not yet taken by `accept()`. Default: 128.
     pub accept_backlog: usize,
+    /// Listen backlog of the TCP listener: completed TCP handshakes the kernel queues until
+    /// they are accepted (capped by `net.core.somaxconn`). Default:
+    /// [`DEFAULT_LISTEN_BACKLOG`](transport_core::DEFAULT_LISTEN_BACKLOG) (1024), not the 128 of
+    /// `std`, which a burst of connects overflows (the clients beyond it retry after 1 s).
+    pub listen_backlog: u32,
     /// Deadline for a client to send its request headers (slowloris). Default: 10 s.
     pub header_read_timeout: Duration,
     /// Per-remote-IP limits of [`SseServer`] on its TCP connections (streams and POSTs alike):
@@ -91,6 +96,7 @@ impl Default for SseServerConfig {
             send_timeout: Duration::from_secs(10),
             stream_queue: 64,
             accept_backlog: 128,
+            listen_backlog: transport_core::DEFAULT_LISTEN_BACKLOG,
             header_read_timeout: Duration::from_secs(10),
             ip_limits: IpLimits::default(),
         }
@@ -113,9 +119,10 @@ impl SseServerConfig {
             || self.replay_buffer == 0
             || self.stream_queue == 0
             || self.accept_backlog == 0
+            || self.listen_backlog == 0
         {
             return Err(TransportError::InvalidConfig(
-                "max_sessions, replay_buffer, stream_queue and accept_backlog must be at least 1"
+                "max_sessions, replay_buffer, stream_queue, accept_backlog and listen_backlog must be at least 1"
                     .into(),
             ));
         }
@@ -870,9 +877,10 @@ impl SseServer {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Self, TransportError> {
         let header_timeout = config.header_read_timeout;
+        let listen_backlog = config.listen_backlog.max(1);
         let ip_limiter = IpLimiter::new(config.ip_limits.clone());
         let (endpoint, incoming) = SseEndpoint::new(config)?;
-        let listener = TcpListener::bind(addr)
+        let listener = transport_core::bind_listener(addr, listen_backlog)
             .await
             .map_err(|e| TransportError::connection_failed("binding the listener", e))?;
         let local_addr = listener

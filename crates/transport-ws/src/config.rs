@@ -139,6 +139,11 @@ pub struct WsServerConfig {
     /// Accepted connections not yet taken by `accept()`; beyond it, handshakes wait.
     /// Default: 128.
     pub accept_backlog: usize,
+    /// Listen backlog of the TCP listener: completed TCP handshakes the kernel queues until
+    /// they are accepted (capped by `net.core.somaxconn`). Default:
+    /// [`DEFAULT_LISTEN_BACKLOG`](transport_core::DEFAULT_LISTEN_BACKLOG) (1024), not the 128 of
+    /// `std`, which a burst of connects overflows (the clients beyond it retry after 1 s).
+    pub listen_backlog: u32,
     /// Socket read buffer per connection, bytes. Default: [`DEFAULT_READ_BUFFER`].
     pub read_buffer_size: usize,
     /// Write buffer target per connection, bytes. Default: [`DEFAULT_WRITE_BUFFER`].
@@ -160,6 +165,7 @@ impl Default for WsServerConfig {
             handshake_timeout: Duration::from_secs(10),
             subprotocols: Vec::new(),
             accept_backlog: 128,
+            listen_backlog: transport_core::DEFAULT_LISTEN_BACKLOG,
             read_buffer_size: DEFAULT_READ_BUFFER,
             write_buffer_size: DEFAULT_WRITE_BUFFER,
             max_frame_size: DEFAULT_MAX_FRAME,
@@ -184,9 +190,9 @@ impl WsServerConfig {
     /// [`TransportError::InvalidConfig`] naming the offending field.
     pub fn validate(&self) -> Result<(), TransportError> {
         self.transport.validate()?;
-        if self.max_connections == 0 || self.accept_backlog == 0 {
+        if self.max_connections == 0 || self.accept_backlog == 0 || self.listen_backlog == 0 {
             return Err(TransportError::InvalidConfig(
-                "max_connections and accept_backlog must be at least 1".into(),
+                "max_connections, accept_backlog and listen_backlog must be at least 1".into(),
             ));
         }
         self.ip_limits.validate()?;

@@ -136,7 +136,7 @@ impl WsServer {
         addr: impl ToSocketAddrs,
         config: WsServerConfig,
     ) -> Result<Self, TransportError> {
-        let listener = bind(addr).await?;
+        let listener = bind(addr, config.listen_backlog).await?;
         Self::from_listener(listener, config, None)
     }
 
@@ -150,7 +150,7 @@ impl WsServer {
         config: WsServerConfig,
         tls: Arc<rustls::ServerConfig>,
     ) -> Result<Self, TransportError> {
-        let listener = bind(addr).await?;
+        let listener = bind(addr, config.listen_backlog).await?;
         Self::from_listener(listener, config, Some(tls))
     }
 
@@ -254,8 +254,8 @@ impl Drop for WsServer {
     }
 }
 
-async fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener, TransportError> {
-    TcpListener::bind(addr)
+async fn bind(addr: impl ToSocketAddrs, backlog: u32) -> Result<TcpListener, TransportError> {
+    transport_core::bind_listener(addr, backlog.max(1))
         .await
         .map_err(|e| TransportError::connection_failed("binding the listener", e))
 }
