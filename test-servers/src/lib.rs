@@ -6,5 +6,6 @@
 
 pub mod fault;
 pub mod sse;
+pub mod timing;
 pub mod tinyproxy;
 pub mod ws;

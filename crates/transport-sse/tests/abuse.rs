@@ -14,8 +14,12 @@ use transport_core::{Connection, IpLimits, Message, ReconnectPolicy, Transport};
 use transport_sse::{SseConfig, SseServer, SseServerConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
-/// Largest echo round trip tolerated while the server is under load.
+/// Largest echo round trip tolerated while the server is under load (a single late one: the
+/// machine is shared and the flood runs in the same process).
 const ROUND_TRIP_BOUND: Duration = Duration::from_millis(500);
+/// The figure: the good client's round trips stay under 50 ms; checked on the 95th
+/// percentile, so that one scheduling hiccup of a shared machine is not a failure.
+const ROUND_TRIP_P95_BOUND: Duration = Duration::from_millis(50);
 
 async fn echo_server(config: SseServerConfig) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let mut server = SseServer::bind("127.0.0.1:0", config).await.unwrap();
@@ -149,7 +153,7 @@ async fn post_flood(total: usize, wave: usize) {
     let (addr, _server) = echo_server(config).await;
     let mut probe = client(addr).await;
     let started = Instant::now();
-    let flood = tokio::spawn(async move {
+    let flood = test_servers::timing::spawn_apart(async move {
         let mut not_found = 0usize;
         for start in (0..total).step_by(wave) {
             let mut tasks = Vec::with_capacity(wave);
@@ -194,11 +198,13 @@ async fn post_flood(total: usize, wave: usize) {
     let elapsed = started.elapsed();
     times.push(round_trip(&mut probe, times.len()).await);
     let max = times.iter().max().copied().unwrap_or_default();
+    let p95 = test_servers::timing::percentile(&times, 95);
     println!(
-        "POST flood ({total} in {elapsed:?}): {} round trips, max {max:?}",
+        "POST flood ({total} in {elapsed:?}): {} round trips, p95 {p95:?}, max {max:?}",
         times.len()
     );
     assert!(max < ROUND_TRIP_BOUND, "round trip took {max:?}");
+    assert!(p95 < ROUND_TRIP_P95_BOUND, "95th percentile {p95:?}");
 }
 
 #[tokio::test]

@@ -16,8 +16,12 @@ use transport_core::{Connection, IpLimits, Message, ReconnectPolicy, Transport, 
 use transport_ws::{ProxyConfig, WsConfig, WsServer, WsServerConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
-/// Largest echo round trip tolerated while the server is under load.
+/// Largest echo round trip tolerated while the server is under load (a single late one: the
+/// machine is shared and the flood runs in the same process).
 const ROUND_TRIP_BOUND: Duration = Duration::from_millis(500);
+/// The figure: the good client's round trips stay under 50 ms; checked on the 95th
+/// percentile, so that one scheduling hiccup of a shared machine is not a failure.
+const ROUND_TRIP_P95_BOUND: Duration = Duration::from_millis(50);
 
 fn client_config() -> WsConfig {
     let mut c = WsConfig::default();
@@ -160,7 +164,7 @@ async fn connection_flood(attempts: usize, wave: usize) {
     let (addr, _server) = echo_server(WsServerConfig::default()).await;
     let mut probe = ws_from("127.0.0.2", addr).await.unwrap();
     let started = Instant::now();
-    let flood = tokio::spawn(async move {
+    let flood = test_servers::timing::spawn_apart(async move {
         for start in (0..attempts).step_by(wave) {
             let mut tasks = Vec::with_capacity(wave);
             for _ in start..(start + wave).min(attempts) {
@@ -194,11 +198,16 @@ fn report_and_check(what: &str, size: usize, times: &[Duration]) {
     let max = times.iter().max().copied().unwrap_or_default();
     let total: Duration = times.iter().sum();
     let mean = total / u32::try_from(times.len().max(1)).unwrap();
+    let p95 = test_servers::timing::percentile(times, 95);
     println!(
-        "{what} ({size}): {} round trips, mean {mean:?}, max {max:?}",
+        "{what} ({size}): {} round trips, mean {mean:?}, p95 {p95:?}, max {max:?}",
         times.len()
     );
     assert!(max < ROUND_TRIP_BOUND, "{what}: round trip took {max:?}");
+    assert!(
+        p95 < ROUND_TRIP_P95_BOUND,
+        "{what}: 95th percentile {p95:?}"
+    );
 }
 
 #[tokio::test]
@@ -217,9 +226,19 @@ async fn stress_connection_burst_5000_leaves_a_connected_client_served() {
 async fn message_flood(count: usize) {
     let (addr, _server) = echo_server(WsServerConfig::default()).await;
     let url = format!("ws://{addr}");
-    let noisy = transport_ws::connect(&url, client_config()).await.unwrap();
-    let (sender, mut receiver) = noisy.split();
-    let reader = tokio::spawn(async move {
+    let noisy_url = url.clone();
+    let reader = test_servers::timing::spawn_apart(async move {
+        let noisy = transport_ws::connect(&noisy_url, client_config())
+            .await
+            .unwrap();
+        let (sender, mut receiver) = noisy.split();
+        let writer = tokio::spawn(async move {
+            let tiny = Message::binary(vec![b'x']);
+            for _ in 0..count {
+                sender.send(tiny.clone()).await.unwrap();
+            }
+            sender
+        });
         let mut n = 0usize;
         while n < count {
             match tokio::time::timeout(LIMIT, receiver.recv()).await {
@@ -227,14 +246,8 @@ async fn message_flood(count: usize) {
                 other => panic!("after {n} echoes: {other:?}"),
             }
         }
+        let _sender = writer.await.unwrap();
         n
-    });
-    let writer = tokio::spawn(async move {
-        let tiny = Message::binary(vec![b'x']);
-        for _ in 0..count {
-            sender.send(tiny.clone()).await.unwrap();
-        }
-        sender
     });
     let mut probe = transport_ws::connect(&url, client_config()).await.unwrap();
     let mut times = Vec::new();
@@ -246,7 +259,6 @@ async fn message_flood(count: usize) {
     let echoed = tokio::time::timeout(LIMIT, reader).await.unwrap().unwrap();
     assert_eq!(echoed, count);
     let elapsed = started.elapsed();
-    let _sender = writer.await.unwrap();
     println!("{count} tiny messages echoed in {elapsed:?}");
     report_and_check("message flood", count, &times);
 }
