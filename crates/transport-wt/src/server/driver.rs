@@ -262,13 +262,21 @@ async fn close_locally(
     if let Ok(Ok(())) = written {
         // Our client closes the connection when the capsule arrives; browsers answer with
         // their own FIN.
-        let _ = tokio::time::timeout(close_timeout, async {
+        let answered = tokio::time::timeout(close_timeout, async {
             tokio::select! {
-                _ = reading => {}
-                _ = quic.closed() => {}
+                _ = reading => true,
+                _ = quic.closed() => false,
             }
         })
         .await;
+        if answered == Ok(true) {
+            // The browser has the capsule and answered with its FIN, but closing the connection
+            // at once can still overtake the close on its way to the page (Chromium then
+            // reports "Connection lost" about one time in fifteen): linger a few round trips,
+            // unless the client closes first.
+            let linger = close_timeout.min(quic.rtt() * 4 + FIN_GRACE);
+            let _ = tokio::time::timeout(linger, quic.closed()).await;
+        }
     } else {
         debug!(?written, "the close capsule could not be sent");
     }
