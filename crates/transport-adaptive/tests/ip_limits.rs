@@ -5,58 +5,14 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use common::recorder::TestRecorder;
 use common::{bounded, client_config, round_trip, server_config, spawn_echo};
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use transport_adaptive::{AdaptiveServer, TransportKind};
 use transport_core::{IpLimits, Message, Transport};
-
-/// Counters by `name{label=value,...}` (labels sorted).
-#[derive(Debug, Default, Clone)]
-struct TestRecorder(Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>);
-
-impl TestRecorder {
-    fn slot(&self, key: &Key) -> Arc<AtomicU64> {
-        let mut labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        labels.sort();
-        let series = format!("{}{{{}}}", key.name(), labels.join(","));
-        self.0.lock().unwrap().entry(series).or_default().clone()
-    }
-
-    fn counter(&self, series: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .get(series)
-            .map_or(0, |v| v.load(Ordering::Relaxed))
-    }
-}
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(self.slot(key))
-    }
-
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(self.slot(key))
-    }
-
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
 
 const REJECTED: &str = "transport_handshakes_rejected_total{reason=ip_limit,transport=adaptive}";
 

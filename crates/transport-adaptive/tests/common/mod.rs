@@ -3,6 +3,8 @@
 //! and never answers, a UDP forwarder that can be switched on and off).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod recorder;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
