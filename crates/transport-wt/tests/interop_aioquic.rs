@@ -7,7 +7,8 @@
 //! `.tools/venv-wt/bin/python` at the workspace root. Without it the tests print SKIP, or fail
 //! when `CI` is set.
 
-use std::io::Write as _;
+mod aioquic_common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,33 +25,6 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(LIMIT, f).await.expect("timed out")
-}
-
-/// The Python interpreter to use, `None` (after a SKIP notice) when there is none with aioquic.
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("TRANSPORT_PYTHON_WT").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv-wt/bin/python"),
-        PathBuf::from,
-    );
-    let works = std::process::Command::new(&python)
-        .args(["-c", "import aioquic"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
-        return Some(python);
-    }
-    let what = format!(
-        "no Python with aioquic at {} (set TRANSPORT_PYTHON_WT, or: python3 -m venv .tools/venv-wt \
-         && .tools/venv-wt/bin/pip install aioquic==1.7.2)",
-        python.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{what}");
-    // Straight to stderr, past the test harness's capture, so the skip shows.
-    let _ = writeln!(std::io::stderr(), "SKIP interop_aioquic: {what}");
-    None
 }
 
 /// A directory under the system temp dir, removed on drop.
@@ -182,7 +156,9 @@ async fn datagram_round_trip(session: &WtSession, payload: &'static [u8]) -> Opt
 
 #[tokio::test]
 async fn echo_with_a_pinned_hash_then_close_capsule() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("interop_aioquic") else {
+        return;
+    };
     let mut server = AioquicServer::start(&python).await;
     let session = bounded(connect(&server.url("/echo"), server.pinned()))
         .await
@@ -225,7 +201,9 @@ async fn echo_with_a_pinned_hash_then_close_capsule() {
 
 #[tokio::test]
 async fn custom_ca_instead_of_a_pin() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("interop_aioquic") else {
+        return;
+    };
     let server = AioquicServer::start(&python).await;
     let mut config = WtClientConfig::default();
     config
@@ -245,7 +223,9 @@ async fn custom_ca_instead_of_a_pin() {
 
 #[tokio::test]
 async fn streams_the_server_opens() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("interop_aioquic") else {
+        return;
+    };
     let server = AioquicServer::start(&python).await;
     let session = bounded(connect(&server.url("/server-streams"), server.pinned()))
         .await
@@ -264,7 +244,9 @@ async fn streams_the_server_opens() {
 
 #[tokio::test]
 async fn a_refused_connect_is_handshake_rejected() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("interop_aioquic") else {
+        return;
+    };
     let server = AioquicServer::start(&python).await;
     let err = bounded(connect(&server.url("/forbidden"), server.pinned()))
         .await
@@ -274,7 +256,9 @@ async fn a_refused_connect_is_handshake_rejected() {
 
 #[tokio::test]
 async fn the_servers_close_capsule_reaches_the_client() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("interop_aioquic") else {
+        return;
+    };
     let server = AioquicServer::start(&python).await;
     let session = bounded(connect(&server.url("/close-on-stream"), server.pinned()))
         .await

@@ -7,8 +7,9 @@
 //! The peer: a Python interpreter with `aioquic` 1.7.2, from `TRANSPORT_PYTHON_WT` or else
 //! `.tools/venv-wt/bin/python`; without one, each test prints SKIP and passes (fails under CI).
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+mod aioquic_common;
+
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,32 +23,6 @@ const LIMIT: Duration = Duration::from_secs(15);
 
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(LIMIT, f).await.expect("timed out")
-}
-
-/// The Python interpreter to use, `None` (after a SKIP notice) when there is none with aioquic.
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("TRANSPORT_PYTHON_WT").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv-wt/bin/python"),
-        PathBuf::from,
-    );
-    let works = std::process::Command::new(&python)
-        .args(["-c", "import aioquic"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
-        return Some(python);
-    }
-    let what = format!(
-        "no Python with aioquic at {} (set TRANSPORT_PYTHON_WT, or: python3 -m venv .tools/venv-wt \
-         && .tools/venv-wt/bin/pip install aioquic==1.7.2)",
-        python.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{what}");
-    let _ = writeln!(std::io::stderr(), "SKIP server_close_aioquic: {what}");
-    None
 }
 
 /// Runs the aioquic client in `mode` against a fresh server; `on_session` gets the server's
@@ -93,7 +68,9 @@ where
 
 #[tokio::test]
 async fn a_fin_without_a_capsule_is_code_zero() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("server_close_aioquic") else {
+        return;
+    };
     let (close, out) = run(&python, "fin", |s| async move { s.session_closed().await }).await;
     assert_eq!(
         close,
@@ -109,7 +86,9 @@ async fn a_fin_without_a_capsule_is_code_zero() {
 
 #[tokio::test]
 async fn a_close_capsule_carries_code_and_reason() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("server_close_aioquic") else {
+        return;
+    };
     let (close, out) = run(&python, "close", |s| async move {
         let error = s.accept_bi().await.err();
         (s.session_closed().await, error)
@@ -134,7 +113,9 @@ async fn a_close_capsule_carries_code_and_reason() {
 
 #[tokio::test]
 async fn a_reason_that_is_not_utf8_is_a_protocol_error() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("server_close_aioquic") else {
+        return;
+    };
     let (close, out) = run(
         &python,
         "bad-utf8",
@@ -156,7 +137,9 @@ async fn a_reason_that_is_not_utf8_is_a_protocol_error() {
 
 #[tokio::test]
 async fn the_servers_close_capsule_reaches_aioquic() {
-    let Some(python) = python() else { return };
+    let Some(python) = aioquic_common::python("server_close_aioquic") else {
+        return;
+    };
     let ((), out) = run(&python, "wait", |s| async move {
         s.close(0x0102_0304, "so long");
         let _ = s.session_closed().await;
