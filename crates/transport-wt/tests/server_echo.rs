@@ -41,20 +41,8 @@ async fn request_visible_then_bidi_uni_datagram_echo() {
 
     // Bidirectional: small, then larger than any window, echoed on the same stream.
     for size in [5usize, 300_000] {
-        let payload: Vec<u8> = (0..size).map(|i| u8::try_from(i % 251).unwrap()).collect();
-        let (mut send, mut recv) =
-            bounded(async { conn.open_bi().await.unwrap().await.unwrap() }).await;
-        let writer = {
-            let payload = payload.clone();
-            async move {
-                send.write_all(&payload).await.unwrap();
-                send.finish().await.unwrap();
-            }
-        };
-        let mut back = Vec::new();
-        let reader = recv.read_to_end(&mut back);
-        let ((), read) = bounded(async { tokio::join!(writer, reader) }).await;
-        read.unwrap();
+        let payload = pattern(size);
+        let back = bidi_echo(&conn, &payload).await;
         assert_eq!(back.len(), payload.len());
         assert!(back == payload, "bidi echo differs at size {size}");
     }
@@ -103,24 +91,31 @@ async fn echo_with_each_congestion_controller() {
             bounded(async { server.accept().await.unwrap().accept().await.unwrap() }).await;
         let echoing = tokio::spawn(echo(session));
         let conn = bounded(client).await.unwrap().unwrap();
-        let payload: Vec<u8> = (0..200_000u32)
-            .map(|i| u8::try_from(i % 251).unwrap())
-            .collect();
-        let (mut send, mut recv) =
-            bounded(async { conn.open_bi().await.unwrap().await.unwrap() }).await;
-        let writer = {
-            let payload = payload.clone();
-            async move {
-                send.write_all(&payload).await.unwrap();
-                send.finish().await.unwrap();
-            }
-        };
-        let mut back = Vec::new();
-        let reader = recv.read_to_end(&mut back);
-        let ((), read) = bounded(async { tokio::join!(writer, reader) }).await;
-        read.unwrap();
+        let payload = pattern(200_000);
+        let back = bidi_echo(&conn, &payload).await;
         assert!(back == payload, "{cc:?}");
         drop(conn);
         let _ = bounded(echoing).await;
     }
+}
+
+/// `size` bytes of a pattern that does not repeat on power-of-two boundaries.
+fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| u8::try_from(i % 251).unwrap()).collect()
+}
+
+/// Sends `payload` on a new bidirectional stream, finishes it, and reads everything that comes
+/// back on it (writing and reading at once, so a payload larger than the windows gets through).
+async fn bidi_echo(conn: &wtransport::Connection, payload: &[u8]) -> Vec<u8> {
+    let (mut send, mut recv) =
+        bounded(async { conn.open_bi().await.unwrap().await.unwrap() }).await;
+    let writer = async move {
+        send.write_all(payload).await.unwrap();
+        send.finish().await.unwrap();
+    };
+    let mut back = Vec::new();
+    let reader = recv.read_to_end(&mut back);
+    let ((), read) = bounded(async { tokio::join!(writer, reader) }).await;
+    read.unwrap();
+    back
 }
