@@ -15,6 +15,7 @@ use transport_core::{
     Receiver, Sender, Transport, TransportError, TrySendError,
 };
 
+use crate::ack_timer::{AckTimer, far_future};
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
 use crate::race::{self, Candidate, Need, Opened};
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
@@ -388,19 +389,9 @@ impl AdaptiveDial {
         );
         tokio::pin!(probe_timer);
         let raw = self.mode == Mode::Raw;
-        // One timer for the link's life, re-armed when the owed ACK's deadline changes: a
-        // timer built per message costs a timer-wheel insertion and removal each time.
-        let ack_timer = tokio::time::sleep_until(far_future());
-        tokio::pin!(ack_timer);
-        let mut armed: Option<Instant> = None;
+        let mut ack_timer = AckTimer::new();
         loop {
-            let ack_at = self.session.next_timeout();
-            if ack_at != armed {
-                if let Some(at) = ack_at {
-                    ack_timer.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
-                armed = ack_at;
-            }
+            ack_timer.rearm(self.session.next_timeout());
             let can_send = raw || self.session.can_send();
             let mut fired = false;
             let step: Result<(), End> = tokio::select! {
@@ -422,9 +413,8 @@ impl AdaptiveDial {
                         return End::Outcome(RunOutcome::LocalClosed);
                     }
                 },
-                () = &mut ack_timer, if armed.is_some() => {
-                    // Re-armed by the next iteration if the ACK is still owed.
-                    armed = None;
+                () = ack_timer.sleep(), if ack_timer.is_armed() => {
+                    ack_timer.fired();
                     fired = true;
                     Ok(())
                 }
@@ -502,10 +492,6 @@ impl AdaptiveDial {
             RunOutcome::Failed(error)
         }
     }
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365)
 }
 
 const SESSION_LOST: &str = "session lost";

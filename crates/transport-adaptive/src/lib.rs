@@ -83,6 +83,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod ack_timer;
 mod client;
 mod config;
 mod negotiate;

@@ -17,6 +17,7 @@ use transport_core::{
     TransportConfig, TransportError,
 };
 
+use crate::ack_timer::AckTimer;
 use crate::config::TransportKind;
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
 
@@ -372,10 +373,6 @@ enum Interrupt {
     Stop,
 }
 
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
 /// What handling a frame or a send asks of the session loop.
 enum Next {
     /// Carry on.
@@ -621,17 +618,9 @@ impl SessionTask<'_> {
             }
         };
         tokio::pin!(interrupt);
-        let ack_timer = tokio::time::sleep_until(far_future());
-        tokio::pin!(ack_timer);
-        let mut armed: Option<Instant> = None;
+        let mut ack_timer = AckTimer::new();
         loop {
-            let ack_at = self.session.next_timeout();
-            if ack_at != armed {
-                if let Some(at) = ack_at {
-                    ack_timer.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
-                armed = ack_at;
-            }
+            ack_timer.rearm(self.session.next_timeout());
             let can_send = self.session.can_send();
             let mut fired = false;
             let next = tokio::select! {
@@ -657,9 +646,8 @@ impl SessionTask<'_> {
                     self.attach_open = false;
                     Next::Go
                 },
-                () = &mut ack_timer, if armed.is_some() => {
-                    // Re-armed by the next iteration if the ACK is still owed.
-                    armed = None;
+                () = ack_timer.sleep(), if ack_timer.is_armed() => {
+                    ack_timer.fired();
                     fired = true;
                     Next::Go
                 }
