@@ -15,7 +15,7 @@ use transport_core::{
     Receiver, Sender, Transport, TransportError, TrySendError,
 };
 
-use crate::ack_timer::{AckTimer, far_future};
+use crate::ack_timer::{self, AckTimer, BATCH, far_future};
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
 use crate::race::{self, Candidate, Need, Opened};
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
@@ -315,7 +315,7 @@ impl AdaptiveDial {
             self.push(link, session::encode(&frame), io).await?;
         }
         if let Some(first) = link.first.take() {
-            io.deliver(first).await;
+            ack_timer::deliver(io, first).await;
         }
         Ok(())
     }
@@ -340,7 +340,7 @@ impl AdaptiveDial {
             Err(e) => return Err(End::Lost(e)),
         };
         if self.mode == Mode::Raw {
-            io.deliver(message).await;
+            ack_timer::deliver(io, message).await;
             return Ok(());
         }
         let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
@@ -351,7 +351,7 @@ impl AdaptiveDial {
                     .on_data_with(seq, message, Instant::now)
                     .map_err(lost)?
                 {
-                    io.deliver(m).await;
+                    ack_timer::deliver(io, m).await;
                 }
             }
             Frame::Ack { seq } => self
@@ -395,24 +395,8 @@ impl AdaptiveDial {
             let can_send = raw || self.session.can_send();
             let mut fired = false;
             let step: Result<(), End> = tokio::select! {
-                received = link.rx.recv() => self.on_received(received, link, io).await,
-                command = io.next_command(), if can_send => match command {
-                    Command::Send(m) => {
-                        let m = if raw { m } else { session::encode(&self.session.send(m)) };
-                        self.push(link, m, io).await
-                    }
-                    Command::Close(frame) => {
-                        if !raw {
-                            let close = Frame::Close { code: frame.code, reason: frame.reason.clone() };
-                            let _ = tokio::time::timeout(
-                                self.shared.config.transport.close_timeout,
-                                link.tx.send(session::encode(&close)),
-                            ).await;
-                        }
-                        let _ = link.tx.close(frame.code, &frame.reason).await;
-                        return End::Outcome(RunOutcome::LocalClosed);
-                    }
-                },
+                received = link.rx.recv() => self.on_inbound(received, link, io).await,
+                command = io.next_command(), if can_send => self.on_commands(command, link, io).await,
                 () = ack_timer.sleep(), if ack_timer.is_armed() => {
                     ack_timer.fired();
                     fired = true;
@@ -440,11 +424,112 @@ impl AdaptiveDial {
             // The clock is read only when an ACK may be due.
             if (fired || self.session.ack_count_due())
                 && let Some(ack) = self.session.poll_ack(Instant::now())
-                && let Err(end) = self.push(link, session::encode(&ack), io).await
+                && let Err(end) = self.send_on(link, session::encode(&ack), io).await
             {
                 return end;
             }
         }
+    }
+
+    /// Handles what woke the loop from the link, then what the link has already queued behind
+    /// it (at most [`BATCH`] messages in all), sending the ACKs that come due on the way.
+    async fn on_inbound(
+        &mut self,
+        received: Result<Option<Message>, TransportError>,
+        link: &mut Link,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        self.on_received(received, link, io).await?;
+        for _ in 1..BATCH {
+            self.ack_if_due(link, io).await?;
+            let next = match link.rx.try_recv() {
+                Ok(Some(m)) => Ok(Some(m)),
+                // Nothing queued now (an end is seen by the next `recv`).
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            self.on_received(next, link, io).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends an ACK when `ack_every` deliveries are owed (no clock read).
+    async fn ack_if_due(&mut self, link: &mut Link, io: &mut DriverIo) -> Result<(), End> {
+        if self.mode == Mode::Session
+            && self.session.ack_count_due()
+            && let Some(ack) = self.session.poll_ack(Instant::now())
+        {
+            self.send_on(link, session::encode(&ack), io).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles the command that woke the loop, then the commands already queued behind it (at
+    /// most [`BATCH`] in all, and no further than the session's window allows).
+    async fn on_commands(
+        &mut self,
+        first: Command,
+        link: &mut Link,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        let raw = self.mode == Mode::Raw;
+        let mut command = first;
+        for n in 1..=BATCH {
+            match command {
+                Command::Send(m) => {
+                    let m = if raw {
+                        m
+                    } else {
+                        session::encode(&self.session.send(m))
+                    };
+                    self.send_on(link, m, io).await?;
+                }
+                Command::Close(frame) => {
+                    if !raw {
+                        let close = Frame::Close {
+                            code: frame.code,
+                            reason: frame.reason.clone(),
+                        };
+                        let _ = tokio::time::timeout(
+                            self.shared.config.transport.close_timeout,
+                            link.tx.send(session::encode(&close)),
+                        )
+                        .await;
+                    }
+                    let _ = link.tx.close(frame.code, &frame.reason).await;
+                    return Err(End::Outcome(RunOutcome::LocalClosed));
+                }
+            }
+            if n == BATCH || !(raw || self.session.can_send()) {
+                break;
+            }
+            match io.try_command() {
+                Some(next) => command = next,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `message` on the link: at once when it has room, else through
+    /// [`push`](Self::push), which keeps reading while it waits.
+    async fn send_on(
+        &mut self,
+        link: &mut Link,
+        message: Message,
+        io: &mut DriverIo,
+    ) -> Result<(), End> {
+        // `capacity` first: a full queue is not an event worth the queue-full metric here.
+        if link.tx.capacity() > 0 {
+            match link.tx.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(m)) => return self.push(link, m, io).await,
+                Err(TrySendError::Failed(e)) => {
+                    return Err(End::Lost(TransportError::lost(format!("sending: {e}"))));
+                }
+            }
+        }
+        self.push(link, message, io).await
     }
 
     /// Moves the session to a link a probe opened, when its handshake succeeds.

@@ -14,10 +14,10 @@ use tracing::debug;
 use transport_core::driver::{self, DriverIo, RunOutcome};
 use transport_core::{
     CloseFrame, Command, Connection, ConnectionInfo, Message, Receiver, Sender, Transport,
-    TransportConfig, TransportError,
+    TransportConfig, TransportError, TrySendError,
 };
 
-use crate::ack_timer::AckTimer;
+use crate::ack_timer::{self, AckTimer, BATCH};
 use crate::config::TransportKind;
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
 
@@ -411,7 +411,7 @@ impl SessionTask<'_> {
             Ok(Frame::Data { seq, message }) => {
                 match self.session.on_data_with(seq, message, Instant::now) {
                     Ok(Received::Deliver(m)) => {
-                        self.io.deliver(m).await;
+                        ack_timer::deliver(self.io, m).await;
                         Next::Go
                     }
                     Ok(Received::Duplicate) => Next::Go,
@@ -434,6 +434,100 @@ impl SessionTask<'_> {
             Ok(_) => Next::Go,
             Err(_) => Next::Detach,
         }
+    }
+
+    /// Handles what woke the loop from the link, then what the link has already queued behind
+    /// it (at most [`BATCH`] messages in all), sending the ACKs that come due on the way.
+    async fn on_inbound(
+        &mut self,
+        received: Result<Option<Message>, TransportError>,
+        l: &mut Attached,
+    ) -> Next {
+        let mut next = self.on_received(received, l).await;
+        for _ in 1..BATCH {
+            if !matches!(next, Next::Go) {
+                return next;
+            }
+            next = self.ack_if_due(l).await;
+            if !matches!(next, Next::Go) {
+                return next;
+            }
+            let received = match l.rx.try_recv() {
+                Ok(Some(m)) => Ok(Some(m)),
+                // Nothing queued now (an end is seen by the next `recv`).
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            next = self.on_received(received, l).await;
+        }
+        next
+    }
+
+    /// Sends an ACK when `ack_every` deliveries are owed (no clock read).
+    async fn ack_if_due(&mut self, l: &mut Attached) -> Next {
+        if self.session.ack_count_due()
+            && let Some(ack) = self.session.poll_ack(Instant::now())
+        {
+            return self.send_on(l, session::encode(&ack)).await;
+        }
+        Next::Go
+    }
+
+    /// Handles the command that woke the loop, then the commands already queued behind it (at
+    /// most [`BATCH`] in all, and no further than the session's window allows).
+    async fn on_commands(
+        &mut self,
+        first: Command,
+        l: &mut Attached,
+        settings: &SessionSettings,
+    ) -> Next {
+        let mut command = first;
+        for n in 1..=BATCH {
+            match command {
+                Command::Send(m) => {
+                    let frame = self.session.send(m);
+                    match self.send_on(l, session::encode(&frame)).await {
+                        Next::Go => {}
+                        other => return other,
+                    }
+                }
+                Command::Close(f) => {
+                    let close = Frame::Close {
+                        code: f.code,
+                        reason: f.reason.clone(),
+                    };
+                    let _ = tokio::time::timeout(
+                        settings.transport.close_timeout,
+                        l.tx.send(session::encode(&close)),
+                    )
+                    .await;
+                    let _ = l.tx.close(f.code, &f.reason).await;
+                    return Next::End(RunOutcome::LocalClosed);
+                }
+            }
+            if n == BATCH || !self.session.can_send() {
+                break;
+            }
+            match self.io.try_command() {
+                Some(next) => command = next,
+                None => break,
+            }
+        }
+        Next::Go
+    }
+
+    /// Queues `message` on the link: at once when it has room, else through
+    /// [`push`](Self::push), which keeps reading while it waits.
+    async fn send_on(&mut self, l: &mut Attached, message: Message) -> Next {
+        // `capacity` first: a full queue is not an event worth the queue-full metric here.
+        if l.tx.capacity() > 0 {
+            match l.tx.try_send(message) {
+                Ok(()) => return Next::Go,
+                Err(TrySendError::Full(m)) => return self.push(l, m).await,
+                Err(TrySendError::Failed(_)) => return Next::Detach,
+            }
+        }
+        self.push(l, message).await
     }
 
     /// Sends on the link while still reading it (see the client's `push`).
@@ -624,22 +718,8 @@ impl SessionTask<'_> {
             let can_send = self.session.can_send();
             let mut fired = false;
             let next = tokio::select! {
-                r = l.rx.recv() => self.on_received(r, l).await,
-                cmd = self.io.next_command(), if can_send => match cmd {
-                    Command::Send(m) => {
-                        let frame = self.session.send(m);
-                        self.push(l, session::encode(&frame)).await
-                    }
-                    Command::Close(f) => {
-                        let close = Frame::Close { code: f.code, reason: f.reason.clone() };
-                        let _ = tokio::time::timeout(
-                            settings.transport.close_timeout,
-                            l.tx.send(session::encode(&close)),
-                        ).await;
-                        let _ = l.tx.close(f.code, &f.reason).await;
-                        return Next::End(RunOutcome::LocalClosed);
-                    }
-                },
+                r = l.rx.recv() => self.on_inbound(r, l).await,
+                cmd = self.io.next_command(), if can_send => self.on_commands(cmd, l, settings).await,
                 a = self.attach_rx.recv(), if self.attach_open => if let Some(a) = a {
                     Next::Moved(a)
                 } else {
@@ -677,7 +757,7 @@ impl SessionTask<'_> {
                 // The clock is read only when an ACK may be due.
                 Next::Go if fired || self.session.ack_count_due() => {
                     match self.session.poll_ack(Instant::now()) {
-                        Some(ack) => self.push(l, session::encode(&ack)).await,
+                        Some(ack) => self.send_on(l, session::encode(&ack)).await,
                         None => Next::Go,
                     }
                 }

@@ -100,6 +100,46 @@ impl DriverIo {
         poll_fn(|cx| self.poll_command(cx)).await
     }
 
+    /// Takes the next command if one is already queued, without waiting and without
+    /// registering for a wake-up: for a driver that moves a batch of commands per wake-up.
+    /// `None` when nothing is queued now; the end of the handles (every sender dropped) is
+    /// reported by [`poll_command`](Self::poll_command) only.
+    pub fn try_command(&mut self) -> Option<Command> {
+        if let Some(cmd) = self.held.take() {
+            return Some(cmd);
+        }
+        if self.commands_closed {
+            return None;
+        }
+        self.commands.try_recv().ok().map(|cmd| self.count(cmd))
+    }
+
+    /// Hands a received message to the application if its queue has room now, without
+    /// waiting. `Ok(true)` when delivered, `Ok(false)` when the receiver is gone (the message
+    /// is discarded, as [`deliver`](Self::deliver) does), `Err` with the message when the
+    /// queue is full (then [`deliver`](Self::deliver) it, which waits).
+    ///
+    /// # Errors
+    /// The message back when the application's queue is full.
+    pub fn try_deliver(&mut self, message: Message) -> Result<bool, Message> {
+        let Some(tx) = self.inbound.get_ref() else {
+            return Ok(false);
+        };
+        let len = message.len();
+        match tx.try_send(Ok(message)) {
+            Ok(()) => {
+                self.shared.counters.received(len);
+                Ok(true)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Full(item)) => match item {
+                Ok(message) => Err(message),
+                // Only `Ok` items are sent here.
+                Err(_) => Ok(false),
+            },
+        }
+    }
+
     /// Polls for room in the application's receive queue. `Ready(false)` when the receiver is
     /// gone (received messages are then discarded). Once `Ready(true)`, the next
     /// [`send_reserved`](Self::send_reserved) cannot block.
@@ -503,4 +543,55 @@ where
         let _ = io.shared.state.transition(ConnectionState::Disconnected);
     });
     connection
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Transport;
+
+    fn io(recv_buffer: usize) -> (Connection, DriverIo) {
+        let config = TransportConfig {
+            recv_buffer,
+            ..TransportConfig::default()
+        };
+        new_io(
+            &config,
+            ConnectionInfo::new("test"),
+            ConnectionState::Connected,
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn try_command_takes_only_what_is_queued() {
+        let (conn, mut io) = io(4);
+        assert!(io.try_command().is_none());
+        conn.try_send(Message::text("a")).unwrap();
+        conn.try_send(Message::text("b")).unwrap();
+        for expected in ["a", "b"] {
+            match io.try_command() {
+                Some(Command::Send(m)) => assert_eq!(m, Message::text(expected)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(io.try_command().is_none());
+        assert_eq!(conn.stats().messages_sent, 2);
+    }
+
+    #[tokio::test]
+    async fn try_deliver_hands_back_when_full_and_discards_when_gone() {
+        let (mut conn, mut io) = io(2);
+        assert_eq!(io.try_deliver(Message::text("1")), Ok(true));
+        assert_eq!(io.try_deliver(Message::text("2")), Ok(true));
+        // Full: handed back, not queued.
+        assert_eq!(io.try_deliver(Message::text("3")), Err(Message::text("3")));
+        assert_eq!(conn.recv().await.unwrap(), Some(Message::text("1")));
+        assert_eq!(io.try_deliver(Message::text("3")), Ok(true));
+        assert_eq!(conn.recv().await.unwrap(), Some(Message::text("2")));
+        assert_eq!(conn.recv().await.unwrap(), Some(Message::text("3")));
+        assert_eq!(conn.stats().messages_received, 3);
+        drop(conn);
+        assert_eq!(io.try_deliver(Message::text("4")), Ok(false));
+    }
 }
