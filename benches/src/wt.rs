@@ -179,7 +179,10 @@ async fn quinn_echo_connection(conn: quinn::Connection) {
 }
 
 /// A bare quinn client configuration trusting exactly `cert` (checked by its DER, as ours
-/// checks its hash); early data when `zero_rtt` (clones share the ticket store).
+/// checks its hash); early data when `zero_rtt` (clones share the ticket store). Without
+/// `zero_rtt`, TLS resumption is off, as in ours: each connection is a full handshake
+/// (otherwise the clones would resume with the tickets of earlier connections, skipping the
+/// certificate and its signature, and a "full" handshake would be an abbreviated one).
 ///
 /// # Panics
 /// When the TLS configuration cannot be built (benchmarks only).
@@ -196,6 +199,9 @@ pub fn quinn_client_config(cert: &SelfSignedCert, zero_rtt: bool) -> quinn::Clie
         tls::client_config_with_check(&TlsOptions::default(), &[ALPN], &check).expect("client TLS");
     let mut tls = (*tls).clone();
     tls.enable_early_data = zero_rtt;
+    if !zero_rtt {
+        tls.resumption = rustls::client::Resumption::disabled();
+    }
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).expect("TLS 1.3");
     quinn::ClientConfig::new(Arc::new(crypto))
 }

@@ -35,15 +35,16 @@ pub struct WtClientConfig {
     /// [`WtSession::zero_rtt_accepted`](crate::WtSession::zero_rtt_accepted) tells whether it
     /// was used. Default: `false`.
     pub zero_rtt: bool,
-    /// TLS session tickets, shared by the clones of this configuration (used with
-    /// `zero_rtt`).
+    /// The TLS configuration built for these settings, shared by the clones of this
+    /// configuration (with `zero_rtt`, its session tickets too).
     pub(crate) sessions: SessionCache,
 }
 
 /// The TLS configuration (with its session tickets) built for a client configuration and
-/// shared by its clones: rustls resumes a session only with the very same certificate
-/// verifier, so it must outlive one connection. It is reused only while the TLS settings it
-/// was built from are unchanged.
+/// shared by its clones, so a connect does not build it again; and rustls resumes a session
+/// only with the very same certificate verifier, so with 0-RTT it must outlive one connection.
+/// It is reused only while the settings it was built from are unchanged. The system roots
+/// (CA verification without `only_custom_roots`) are read when it is built.
 #[derive(Clone, Default)]
 pub(crate) struct SessionCache(Arc<Mutex<Option<BuiltTls>>>);
 
@@ -58,6 +59,7 @@ pub(crate) struct TlsKey {
     only_custom_roots: bool,
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
     danger_accept_invalid_certs: bool,
+    zero_rtt: bool,
 }
 
 impl TlsKey {
@@ -69,6 +71,7 @@ impl TlsKey {
             only_custom_roots: tls.only_custom_roots,
             client_cert: tls.client_cert_pem.clone(),
             danger_accept_invalid_certs: tls.danger_accept_invalid_certs,
+            zero_rtt: config.zero_rtt,
         }
     }
 }

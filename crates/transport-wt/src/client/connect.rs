@@ -113,19 +113,29 @@ fn tls_config(config: &WtClientConfig) -> Result<Arc<rustls::ClientConfig>, Tran
     }
 }
 
-fn quic_config(config: &WtClientConfig) -> Result<quinn::ClientConfig, TransportError> {
-    let tls = if config.zero_rtt {
-        // Kept across connections: its ticket store and verifier make resumption possible.
-        config
-            .sessions
-            .get_or_build(super::config::TlsKey::of(config), || {
-                let mut tls = (*tls_config(config)?).clone();
+/// The rustls configuration of a connect with `config`.
+fn rustls_config(config: &WtClientConfig) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    // Built once per configuration (and its clones) and reused while its TLS settings stay the
+    // same: building it costs a crypto provider, a verifier and, with CA verification, loading
+    // the system roots. Every handshake still verifies the server's certificate (or its pinned
+    // hash) with it. With `zero_rtt` it also keeps the session tickets resumption needs (rustls
+    // resumes only with the very same verifier); without, resumption is off, so each connect is
+    // a full handshake, as with a configuration built per connect.
+    config
+        .sessions
+        .get_or_build(super::config::TlsKey::of(config), || {
+            let mut tls = (*tls_config(config)?).clone();
+            if config.zero_rtt {
                 tls.enable_early_data = true;
-                Ok(Arc::new(tls))
-            })?
-    } else {
-        tls_config(config)?
-    };
+            } else {
+                tls.resumption = rustls::client::Resumption::disabled();
+            }
+            Ok(Arc::new(tls))
+        })
+}
+
+fn quic_config(config: &WtClientConfig) -> Result<quinn::ClientConfig, TransportError> {
+    let tls = rustls_config(config)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::tls(format!("QUIC needs TLS 1.3: {e}")))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
@@ -187,6 +197,32 @@ async fn establish(target: Target, config: WtClientConfig) -> Result<WtSession, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tls_configuration_is_built_once_per_settings() {
+        let mut config = WtClientConfig::default();
+        config.cert_hash([1; 32]);
+        let first = rustls_config(&config).unwrap();
+        // Clones share it.
+        assert!(Arc::ptr_eq(
+            &first,
+            &rustls_config(&config.clone()).unwrap()
+        ));
+        assert!(!first.enable_early_data);
+        // Changed settings get their own.
+        let mut other = config.clone();
+        other.cert_hash([2; 32]);
+        let second = rustls_config(&other).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        other.zero_rtt = true;
+        let third = rustls_config(&other).unwrap();
+        assert!(!Arc::ptr_eq(&second, &third));
+        assert!(third.enable_early_data);
+        // A configuration made separately does not share the cache.
+        let mut fresh = WtClientConfig::default();
+        fresh.cert_hash([1; 32]);
+        assert!(!Arc::ptr_eq(&first, &rustls_config(&fresh).unwrap()));
+    }
 
     #[test]
     fn urls() {
