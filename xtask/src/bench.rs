@@ -87,9 +87,11 @@ const NOTES: &[(&str, &str)] = &[
         "wt_setup",
         "From connect to a usable session. ours: QUIC handshake + HTTP/3 SETTINGS + extended \
          CONNECT answered 200; quinn: the QUIC handshake alone (the floor). Both bind a fresh \
-         UDP socket per connection, as our client does. 0-rtt: resumption with a ticket from an \
-         earlier connection; ours sends SETTINGS and CONNECT as 0-RTT data and waits for the \
-         200, quinn waits until the server accepted the early data (handshake done).",
+         UDP socket per connection, as our client does. full: a full TLS handshake on both sides \
+         (no session resumption). 0-rtt: resumption with a ticket from an earlier connection; \
+         ours sends its SETTINGS as 0-RTT data (the CONNECT, not safe to replay, waits for the \
+         handshake) and waits for the 200, quinn waits until the server accepted the early data \
+         (handshake done).",
     ),
     (
         "sse_latency",
