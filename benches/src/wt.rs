@@ -230,8 +230,10 @@ pub async fn quinn_connect(
         .expect("handshake")
 }
 
-/// A `wtransport` server endpoint on 127.0.0.1:0 with `cert` and its default settings. Must
-/// be called within a Tokio runtime.
+/// A `wtransport` server endpoint on 127.0.0.1:0 with `cert` and its default settings, on a
+/// UDP socket with the receive buffer our server asks for by default (wtransport keeps the
+/// system's, which drops handshake packets under a burst of connects and would make the
+/// comparison one of socket buffers). Must be called within a Tokio runtime.
 ///
 /// # Panics
 /// When binding fails (benchmarks only).
@@ -246,10 +248,30 @@ pub fn wtransport_endpoint(
         wtransport::tls::PrivateKey::from_der_pkcs8(key.secret_der().to_vec()),
     );
     let config = wtransport::ServerConfig::builder()
-        .with_bind_address("127.0.0.1:0".parse().expect("address"))
+        .with_bind_socket(udp_socket_like_ours())
         .with_identity(identity)
         .build();
     wtransport::Endpoint::server(config).expect("bind")
+}
+
+/// A UDP socket on 127.0.0.1:0 with [`transport_wt::DEFAULT_UDP_RECV_BUFFER`] asked for.
+///
+/// # Panics
+/// When binding fails (benchmarks only).
+fn udp_socket_like_ours() -> std::net::UdpSocket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("UDP socket");
+    socket
+        .set_recv_buffer_size(transport_wt::DEFAULT_UDP_RECV_BUFFER)
+        .expect("SO_RCVBUF");
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&addr.into()).expect("bind");
+    socket.set_nonblocking(true).expect("non-blocking");
+    socket.into()
 }
 
 /// A `wtransport` server with `cert`, echoing bidirectional streams and datagrams. Must be

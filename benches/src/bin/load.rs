@@ -162,7 +162,8 @@ async fn measure_all(counts: &[(Proto, usize)], nofile: u64) -> Result<Section> 
              difference divided by N. Clients: bare tokio-tungstenite (WebSocket), a raw hyper \
              GET (SSE), our client (WebTransport, one UDP socket per session). Bare servers: \
              tokio-tungstenite `accept_async` with its default `WebSocketConfig`, a raw hyper \
-             HTTP/1.1 streaming body, `wtransport` with its defaults. RLIMIT_NOFILE: {nofile}. \
+             HTTP/1.1 streaming body, `wtransport` with its defaults on a UDP socket with the \
+             receive buffer ours asks for (4 MiB). RLIMIT_NOFILE: {nofile}. \
              Targets (ours): every connection open; at most 16 KiB (WebSocket), 16 KiB (SSE), \
              64 KiB (WebTransport) per connection."
         ),

@@ -50,8 +50,8 @@ pub mod transport;
 pub use client::{SessionClose, WtClientConfig, WtSession, connect};
 pub use quinn;
 pub use server::{
-    H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest, WtSendStream, WtServer,
-    WtServerConfig, WtServerSession, echo, echo_session,
+    DEFAULT_UDP_RECV_BUFFER, H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest,
+    WtSendStream, WtServer, WtServerConfig, WtServerSession, echo, echo_session,
 };
 pub use transport::{
     CongestionControl, Ordering, Reliability, StreamConfig, WtConfig, WtConnector,

@@ -7,6 +7,9 @@ use transport_core::{AcceptPolicy, IpLimits, TransportConfig, TransportError};
 
 use crate::CongestionControl;
 
+/// Default [`WtServerConfig::udp_recv_buffer`]: 4 MiB.
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 << 20;
+
 /// Settings of a [`WtServer`](super::WtServer).
 ///
 /// Every queue is bounded and every wait has a deadline, so a client that opens connections and
@@ -55,6 +58,13 @@ pub struct WtServerConfig {
     /// or [`into_connection`](super::WtServerSession::into_connection) is not used on the server.
     /// Default: [`CongestionControl::Cubic`], quinn's default.
     pub congestion_control: CongestionControl,
+    /// Receive buffer requested for the server's UDP socket (`SO_RCVBUF`), in bytes; the
+    /// kernel caps it (Linux: `net.core.rmem_max`) and `None` keeps the system default. Every
+    /// session of the server shares this one socket: with Linux's default of about 208 KiB it
+    /// holds some 90 of the 1,200-byte padded packets that open a QUIC connection, so a burst
+    /// of connection attempts overflows it and each client whose first packet was dropped
+    /// waits about a second for its retransmission. Default: 4 MiB.
+    pub udp_recv_buffer: Option<usize>,
 }
 
 impl Default for WtServerConfig {
@@ -69,6 +79,7 @@ impl Default for WtServerConfig {
             accept_backlog: 64,
             ip_limits: IpLimits::default(),
             congestion_control: CongestionControl::default(),
+            udp_recv_buffer: Some(DEFAULT_UDP_RECV_BUFFER),
         }
     }
 }
@@ -116,6 +127,12 @@ impl WtServerConfig {
         self
     }
 
+    /// Sets [`udp_recv_buffer`](Self::udp_recv_buffer).
+    pub fn udp_recv_buffer(&mut self, bytes: Option<usize>) -> &mut Self {
+        self.udp_recv_buffer = bytes;
+        self
+    }
+
     /// Sets [`accept_backlog`](Self::accept_backlog).
     pub fn accept_backlog(&mut self, sessions: usize) -> &mut Self {
         self.accept_backlog = sessions;
@@ -137,6 +154,9 @@ impl WtServerConfig {
         }
         if self.datagram_queue < 1500 {
             return bad("datagram_queue must hold at least one datagram (1500 bytes)");
+        }
+        if self.udp_recv_buffer == Some(0) {
+            return bad("udp_recv_buffer must be non-zero (None keeps the system default)");
         }
         if self.handshake_timeout.is_zero() {
             return bad("handshake_timeout must be non-zero");

@@ -36,7 +36,7 @@ use transport_core::metrics::{self, reason};
 use transport_core::{IpLimiter, IpPermit, RefusalLog, TransportError};
 
 pub use accepted::{WtBiStream, WtRecvStream, WtSendStream, WtServerSession};
-pub use config::WtServerConfig;
+pub use config::{DEFAULT_UDP_RECV_BUFFER, WtServerConfig};
 pub use echo::{echo, echo_session};
 pub use session::{H3_NO_ERROR, WtIncomingSession, WtRequest};
 
@@ -112,8 +112,16 @@ impl WtServer {
             .map_err(|e| TransportError::tls(format!("QUIC needs TLS 1.3: {e}")))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(config.quic_transport()?);
-        let endpoint = quinn::Endpoint::server(server, addr)
+        let socket = bind_udp(addr, config.udp_recv_buffer)
             .map_err(|e| TransportError::connection_failed("binding the UDP socket", e))?;
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(|e| TransportError::connection_failed("binding the UDP socket", e))?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|e| TransportError::connection_failed("socket address", e))?;
@@ -407,6 +415,51 @@ impl Acceptor {
             if stream.send_response(response).await.is_ok() {
                 let _ = stream.finish().await;
             }
+        }
+    }
+}
+
+/// Binds the server's UDP socket, with the receive buffer asked for (the kernel may grant less:
+/// it caps the request, which is not an error).
+fn bind_udp(addr: SocketAddr, recv_buffer: Option<usize>) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Some(bytes) = recv_buffer
+        && let Err(e) = socket.set_recv_buffer_size(bytes)
+    {
+        tracing::debug!(error = %e, bytes, "UDP receive buffer not enlarged");
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcvbuf(socket: &std::net::UdpSocket) -> usize {
+        socket2::SockRef::from(socket)
+            .recv_buffer_size()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_udp_receive_buffer_is_the_one_asked_for_up_to_the_kernel_cap() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let system = rcvbuf(&bind_udp(addr, None).unwrap());
+        let asked = 1 << 20;
+        let got = rcvbuf(&bind_udp(addr, Some(asked)).unwrap());
+        // Linux doubles the value asked for (bookkeeping room) and caps it at rmem_max.
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok());
+        match cap {
+            Some(cap) => assert_eq!(got, 2 * asked.min(cap), "system default {system}"),
+            None => assert!(got >= system),
         }
     }
 }
