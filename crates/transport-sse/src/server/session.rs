@@ -396,10 +396,11 @@ impl Session {
         if let Some(slot) = &mut core.stream {
             slot.wake();
         }
-        let io = core
-            .io
-            .take()
-            .expect("only the session's task takes its DriverIo, once, when it ends");
+        // An invariant, not peer input: `io` was put in at the start of this function and only
+        // this line takes it out.
+        let Some(io) = core.io.take() else {
+            unreachable!("the session's DriverIo is taken once, when its task ends");
+        };
         drop(core);
         (outcome, io)
     }
