@@ -3,34 +3,36 @@
 //! (`docs/protocols/sse.md`); the application gets one [`Connection`] per session, which
 //! survives reconnects of the stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Incoming};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
-use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::driver;
 use transport_core::metrics::{self, ConnectionGauge, reason};
 use transport_core::{
-    AcceptPolicy, CloseFrame, Command, Connection, ConnectionInfo, IpLimiter, IpLimits, Message,
-    RefusalLog, TransportConfig, TransportError,
+    AcceptPolicy, Connection, ConnectionInfo, IpLimiter, IpLimits, Message, RefusalLog,
+    TransportConfig, TransportError,
 };
 
 use crate::protocol;
+
+mod session;
+
+pub use self::session::EventStream;
+use self::session::{Session, SessionEvent};
 
 const TRANSPORT: &str = "sse";
 
@@ -62,7 +64,10 @@ pub struct SseServerConfig {
     /// How long a POST waits for the application to take its messages before 503.
     /// Default: 10 s.
     pub send_timeout: Duration,
-    /// Chunks (events) queued on a stream before the session waits for the client. Default: 64.
+    /// Most missed events replayed to a resuming stream; a client that missed more starts a
+    /// new session. Default: 64. (Live events are not queued per stream: the response body
+    /// takes them from the session's send queue, `transport.send_buffer`, as the client
+    /// reads.)
     pub stream_queue: usize,
     /// Sessions accepted but not yet taken by `accept()`. Default: 128.
     pub accept_backlog: usize,
@@ -153,30 +158,6 @@ pub struct SseRequest {
 /// The body of an SSE response: the event stream, or a short fixed body.
 pub type SseBody = Either<EventStream, Full<Bytes>>;
 
-/// The event stream body of one attached stream.
-#[derive(Debug)]
-pub struct EventStream {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Body for EventStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
 fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
     let mut r = Response::new(Either::Right(Full::from(text)));
     *r.status_mut() = status;
@@ -187,35 +168,17 @@ fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
     r
 }
 
-/// What the HTTP side tells a session's driver.
-enum SessionEvent {
-    Attach {
-        stream: mpsc::Sender<Bytes>,
-        after: u64,
-        accepted: oneshot::Sender<bool>,
-    },
-    Post {
-        messages: Vec<Message>,
-        done: oneshot::Sender<()>,
-    },
-    Close(CloseFrame),
-}
-
-struct SessionHandle {
-    events: mpsc::Sender<SessionEvent>,
-}
-
 struct Shared {
     config: SseServerConfig,
     send_prefix: String,
-    sessions: Mutex<HashMap<String, Arc<SessionHandle>>>,
+    sessions: Mutex<HashMap<String, mpsc::Sender<SessionEvent>>>,
     incoming: mpsc::Sender<(Connection, SseRequest)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Shared {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<SessionEvent>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -335,7 +298,6 @@ impl SseEndpoint {
             metrics::handshake_rejected(TRANSPORT, why);
             return plain(status, "refused\n");
         }
-        let (stream_tx, stream_rx) = mpsc::channel(self.shared.config.stream_queue);
         // Resume: Last-Event-ID "<token>.<seq>" of a live session.
         let resume = head
             .headers()
@@ -343,14 +305,19 @@ impl SseEndpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|id| id.rsplit_once('.'))
             .and_then(|(token, seq)| Some((token.to_owned(), seq.parse::<u64>().ok()?)));
-        let token = match resume {
-            Some((token, after)) if self.try_resume(&token, after, stream_tx.clone()).await => {
-                token
-            }
-            _ => match self.new_session(&head, peer_addr, stream_tx) {
-                Ok(token) => {
+        let resumed = match resume {
+            Some((token, after)) => self
+                .try_resume(&token, after)
+                .await
+                .map(|stream| (token, stream)),
+            None => None,
+        };
+        let (token, stream) = match resumed {
+            Some(resumed) => resumed,
+            None => match self.new_session(&head, peer_addr) {
+                Ok(created) => {
                     metrics::handshake_accepted(TRANSPORT);
-                    token
+                    created
                 }
                 Err((status, why)) => {
                     metrics::handshake_rejected(TRANSPORT, why);
@@ -358,7 +325,7 @@ impl SseEndpoint {
                 }
             },
         };
-        let mut response = Response::new(Either::Left(EventStream { rx: stream_rx }));
+        let mut response = Response::new(Either::Left(stream));
         let h = response.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -375,32 +342,21 @@ impl SseEndpoint {
         response
     }
 
-    async fn try_resume(&self, token: &str, after: u64, stream: mpsc::Sender<Bytes>) -> bool {
-        let Some(handle) = self.shared.sessions().get(token).cloned() else {
-            return false;
-        };
+    async fn try_resume(&self, token: &str, after: u64) -> Option<EventStream> {
+        let events = self.shared.sessions().get(token).cloned()?;
         let (accepted, answer) = oneshot::channel();
-        if handle
-            .events
-            .send(SessionEvent::Attach {
-                stream,
-                after,
-                accepted,
-            })
+        events
+            .send(SessionEvent::Attach { after, accepted })
             .await
-            .is_err()
-        {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+            .ok()?;
+        answer.await.ok().flatten()
     }
 
     fn new_session(
         &self,
         head: &Request<()>,
         peer_addr: Option<SocketAddr>,
-        stream: mpsc::Sender<Bytes>,
-    ) -> Result<String, (StatusCode, &'static str)> {
+    ) -> Result<(String, EventStream), (StatusCode, &'static str)> {
         let shared = &self.shared;
         let token =
             new_token().map_err(|()| (StatusCode::INTERNAL_SERVER_ERROR, reason::FAILED))?;
@@ -410,7 +366,7 @@ impl SseEndpoint {
             if sessions.len() >= shared.config.max_sessions {
                 return Err((StatusCode::SERVICE_UNAVAILABLE, reason::LIMIT));
             }
-            sessions.insert(token.clone(), Arc::new(SessionHandle { events: events_tx }));
+            sessions.insert(token.clone(), events_tx);
         }
         let send_path = format!("{}{token}", shared.send_prefix);
         let mut first = BytesMut::new();
@@ -423,7 +379,6 @@ impl SseEndpoint {
             Some(protocol::EVENT_SESSION),
             &protocol::session_json(&token, &send_path),
         );
-        let _ = stream.try_send(first.freeze());
         let info = ConnectionInfo::new(TRANSPORT).with_peer_addr(peer_addr);
         let request = SseRequest {
             path: head.uri().path().to_owned(),
@@ -432,27 +387,18 @@ impl SseEndpoint {
             peer_addr,
             session: token.clone(),
         };
-        let session = Session {
-            token: token.clone(),
-            shared: shared.clone(),
-            events: events_rx,
-            stream: Some(stream),
-            replay: VecDeque::new(),
-            replay_bytes: 0,
-            next_seq: 1,
-            detached_at: None,
-            shutdown: shared.shutdown.clone(),
-        };
+        let (session, stream) =
+            Session::new(token.clone(), shared.clone(), events_rx, first.freeze());
         let tracker_token = shared.tracker.token();
         let span =
             tracing::debug_span!("sse", transport = TRANSPORT, session = %token, peer = ?peer_addr);
         let gauge = ConnectionGauge::new(TRANSPORT);
-        let connection = driver::spawn_accepted(&shared.config.transport, info, move |mut io| {
+        let connection = driver::spawn_accepted(&shared.config.transport, info, move |io| {
             async move {
-                let outcome = session.run(&mut io).await;
+                let ended = session.run(io).await;
                 drop(tracker_token);
                 drop(gauge);
-                (outcome, io)
+                ended
             }
             .instrument(span)
         });
@@ -461,7 +407,7 @@ impl SseEndpoint {
             shared.sessions().remove(&token);
             return Err((StatusCode::SERVICE_UNAVAILABLE, reason::BACKLOG));
         }
-        Ok(token)
+        Ok((token, stream))
     }
 
     async fn receive_post<B>(&self, token: &str, request: Request<B>) -> Response<SseBody>
@@ -470,7 +416,7 @@ impl SseEndpoint {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(handle) = self.shared.sessions().get(token).cloned() else {
+        let Some(events) = self.shared.sessions().get(token).cloned() else {
             metrics::error(TRANSPORT, "unknown_session");
             return plain(StatusCode::NOT_FOUND, "unknown or expired session\n");
         };
@@ -543,7 +489,7 @@ impl SseEndpoint {
         };
         let is_post = matches!(msg, SessionEvent::Post { .. });
         let deliver = async {
-            handle.events.send(msg).await.map_err(|_| ())?;
+            events.send(msg).await.map_err(|_| ())?;
             if is_post {
                 done_rx.await.map_err(|_| ())
             } else {
@@ -572,267 +518,6 @@ fn new_token() -> Result<String, ()> {
         let _ = write!(hex, "{b:02x}");
         hex
     }))
-}
-
-/// The driver state of one session.
-struct Session {
-    token: String,
-    shared: Arc<Shared>,
-    events: mpsc::Receiver<SessionEvent>,
-    stream: Option<mpsc::Sender<Bytes>>,
-    replay: VecDeque<(u64, Bytes)>,
-    replay_bytes: usize,
-    next_seq: u64,
-    detached_at: Option<Instant>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.shared.sessions().remove(&self.token);
-    }
-}
-
-impl Session {
-    fn encode(&mut self, message: &Message) -> Result<Bytes, TransportError> {
-        let (event, data) = protocol::message_to_event(message)?;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let mut out = BytesMut::with_capacity(data.len() + 64);
-        protocol::write_event(
-            &mut out,
-            Some(&format!("{}.{seq}", self.token)),
-            event.as_deref(),
-            &data,
-        );
-        let bytes = out.freeze();
-        self.replay_bytes += bytes.len();
-        self.replay.push_back((seq, bytes.clone()));
-        let config = &self.shared.config;
-        while self.replay.len() > config.replay_buffer
-            || self.replay_bytes > config.replay_buffer_bytes
-        {
-            match self.replay.pop_front() {
-                Some((_, old)) => self.replay_bytes -= old.len(),
-                None => break,
-            }
-        }
-        Ok(bytes)
-    }
-
-    fn detach(&mut self) {
-        if self.stream.take().is_some() {
-            debug!("stream detached; waiting for the client to come back");
-            self.detached_at = Some(Instant::now());
-        }
-    }
-
-    fn attach(&mut self, stream: mpsc::Sender<Bytes>, after: u64) -> bool {
-        let oldest = self.replay.front().map_or(self.next_seq, |(seq, _)| *seq);
-        if after + 1 < oldest || after >= self.next_seq {
-            return false; // events were lost, or the id is from the future
-        }
-        for (_, chunk) in self.replay.iter().filter(|(seq, _)| *seq > after) {
-            if stream.try_send(chunk.clone()).is_err() {
-                return false;
-            }
-        }
-        self.stream = Some(stream);
-        self.detached_at = None;
-        true
-    }
-
-    /// Writes the close event and ends the stream.
-    fn send_close(&mut self, frame: &CloseFrame) {
-        if let Some(stream) = self.stream.take() {
-            let mut out = BytesMut::new();
-            protocol::write_event(
-                &mut out,
-                None,
-                Some(protocol::EVENT_CLOSE),
-                &protocol::close_json(frame),
-            );
-            let _ = stream.try_send(out.freeze());
-        }
-    }
-
-    async fn run(mut self, io: &mut DriverIo) -> RunOutcome {
-        // Only the timings are needed here; a clone of the whole config would sit in every
-        // session's task for as long as it lives.
-        let config = &self.shared.config;
-        let session_grace = config.session_grace;
-        let dead_peer_timeout = config.transport.dead_peer_timeout;
-        let keepalive_every = config
-            .transport
-            .keepalive_interval
-            .unwrap_or(Duration::from_secs(3600));
-        let mut keepalive =
-            tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
-        let mut pending: Option<Bytes> = None;
-        let mut blocked_since: Option<Instant> = None;
-        loop {
-            let grace_end = self.detached_at.map(|at| at + session_grace);
-            let block_end = blocked_since.map(|at| at + dead_peer_timeout);
-            let step = tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => Step::Shutdown,
-                event = self.events.recv() => Step::Event(event),
-                permit = reserve(self.stream.as_ref()), if pending.is_some() => match permit {
-                    Some(permit) => {
-                        if let Some(chunk) = pending.take() {
-                            permit.send(chunk);
-                        }
-                        Step::Sent
-                    }
-                    None => Step::StreamGone,
-                },
-                cmd = io.next_command(), if pending.is_none() => Step::Command(cmd),
-                () = sleep_until(block_end) => Step::Blocked,
-                () = sleep_until(grace_end) => Step::GraceOver,
-                () = closed(self.stream.as_ref()) => Step::StreamGone,
-                _ = keepalive.tick() => Step::Keepalive,
-            };
-            if let Some(outcome) = self
-                .handle(step, io, &mut pending, &mut blocked_since)
-                .await
-            {
-                return outcome;
-            }
-        }
-    }
-
-    /// Acts on one turn of the loop; `Some` ends the session.
-    async fn handle(
-        &mut self,
-        step: Step,
-        io: &mut DriverIo,
-        pending: &mut Option<Bytes>,
-        blocked_since: &mut Option<Instant>,
-    ) -> Option<RunOutcome> {
-        match step {
-            Step::Shutdown => {
-                self.send_close(&CloseFrame::new(
-                    CloseFrame::GOING_AWAY,
-                    "server shutting down",
-                ));
-                return Some(RunOutcome::LocalClosed);
-            }
-            Step::Event(None) => return Some(RunOutcome::LocalClosed),
-            Step::Event(Some(SessionEvent::Attach {
-                stream,
-                after,
-                accepted,
-            })) => {
-                let ok = self.attach(stream, after);
-                let _ = accepted.send(ok);
-                if !ok {
-                    // The client could not resume: this session is over for it.
-                    return Some(RunOutcome::Failed(TransportError::lost(
-                        "client resumed a session whose events were lost",
-                    )));
-                }
-                *pending = None;
-                *blocked_since = None;
-            }
-            Step::Event(Some(SessionEvent::Post { messages, done })) => {
-                for m in messages {
-                    if !io.deliver(m).await {
-                        break;
-                    }
-                }
-                let _ = done.send(());
-            }
-            Step::Event(Some(SessionEvent::Close(frame))) => {
-                self.stream = None; // ends the response
-                return Some(RunOutcome::PeerClosed(frame));
-            }
-            Step::Sent => *blocked_since = None,
-            Step::StreamGone => {
-                *pending = None;
-                *blocked_since = None;
-                self.detach();
-            }
-            Step::Command(Command::Send(message)) => match self.encode(&message) {
-                Ok(chunk) => {
-                    if let Some(stream) = &self.stream {
-                        match stream.try_send(chunk) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(chunk)) => {
-                                *pending = Some(chunk);
-                                *blocked_since = Some(Instant::now());
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => self.detach(),
-                        }
-                    }
-                }
-                Err(e) => {
-                    // An application bug (an event type with a line break or the reserved
-                    // prefix): fail loudly rather than drop the message.
-                    warn!(error = %e, "message cannot be sent as an event; closing the session");
-                    self.send_close(&CloseFrame::new(
-                        CloseFrame::INTERNAL_ERROR,
-                        "unsendable event type",
-                    ));
-                    return Some(RunOutcome::Failed(e));
-                }
-            },
-            Step::Command(Command::Close(frame)) => {
-                self.send_close(&frame);
-                return Some(RunOutcome::LocalClosed);
-            }
-            Step::Blocked => {
-                debug!("client stopped reading; dropping its stream");
-                *pending = None;
-                *blocked_since = None;
-                self.detach();
-            }
-            Step::GraceOver => {
-                return Some(RunOutcome::Failed(TransportError::lost(format!(
-                    "client did not reconnect within {:?}",
-                    self.shared.config.session_grace
-                ))));
-            }
-            Step::Keepalive => {
-                if let Some(stream) = &self.stream {
-                    let _ = stream.try_send(Bytes::from_static(b":\n\n"));
-                }
-            }
-        }
-        None
-    }
-}
-
-/// One turn of a session's loop.
-enum Step {
-    Shutdown,
-    Event(Option<SessionEvent>),
-    Sent,
-    StreamGone,
-    Command(Command),
-    Blocked,
-    GraceOver,
-    Keepalive,
-}
-
-async fn reserve(stream: Option<&mpsc::Sender<Bytes>>) -> Option<mpsc::Permit<'_, Bytes>> {
-    match stream {
-        Some(s) => s.reserve().await.ok(),
-        None => std::future::pending().await,
-    }
-}
-
-async fn closed(stream: Option<&mpsc::Sender<Bytes>>) {
-    match stream {
-        Some(s) => s.closed().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// A standalone SSE server (HTTP/1.1 and HTTP/2, plain or TLS) serving one [`SseEndpoint`];

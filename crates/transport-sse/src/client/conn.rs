@@ -1,7 +1,13 @@
 //! HTTP connections of the client: TCP, TLS with ALPN, then hyper's HTTP/1.1 or HTTP/2
-//! connection API. Each connection's hyper task is aborted when the connection is dropped.
+//! connection API. A connection's hyper future runs in a task of its own (aborted when the
+//! connection is dropped), or, for the event stream's HTTP/1.1 connection, inline: polled by
+//! the task that reads the stream, so an event goes from the socket to the parser without
+//! waking another task.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -114,20 +120,109 @@ impl SendHalf {
     }
 }
 
-/// One HTTP connection: its request half and its hyper task (aborted on drop). An HTTP/2
-/// connection's request half may be cloned to share the connection.
+/// A hyper HTTP/1.1 client connection future.
+type Http1Conn = http1::Connection<TokioIo<ClientStream>, Body>;
+
+/// What drives a connection's hyper future.
+enum Driver {
+    /// Its own task, aborted on drop.
+    Task { _abort: AbortOnDrop },
+    /// The owner polls it with [`HttpConn::poll_driver`] (HTTP/1.1 only).
+    Inline(Pin<Box<Http1Conn>>),
+    /// The inline connection ended.
+    Done,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Task { .. } => "Task",
+            Self::Inline(_) => "Inline",
+            Self::Done => "Done",
+        })
+    }
+}
+
+/// How a connection's hyper future should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// In a task of its own.
+    Spawn,
+    /// Inline when it speaks HTTP/1.1 (the owner polls [`HttpConn::poll_driver`]); HTTP/2
+    /// connections, which carry the POSTs too, always get a task.
+    InlineHttp1,
+}
+
+/// One HTTP connection: its request half and its hyper future (in a task aborted on drop, or
+/// inline). An HTTP/2 connection's request half may be cloned to share the connection.
 #[derive(Debug)]
 pub(crate) struct HttpConn {
     pub(crate) send: SendHalf,
     pub(crate) peer_addr: Option<SocketAddr>,
     pub(crate) origin: Target,
-    _task: AbortOnDrop,
+    driver: Driver,
 }
 
 impl HttpConn {
+    /// Polls an inline connection's hyper future: reads the socket into the response body,
+    /// writes requests. `Ready` once it has ended (it is then dropped, which fails what was in
+    /// flight on it); always `Pending` for a connection with its own task.
+    pub(crate) fn poll_driver(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Driver::Inline(conn) = &mut self.driver else {
+            return if matches!(self.driver, Driver::Done) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        };
+        let Poll::Ready(result) = conn.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        if let Err(e) = result {
+            debug!(error = %e, "HTTP/1.1 connection ended");
+        }
+        self.driver = Driver::Done;
+        Poll::Ready(())
+    }
+
+    /// Sends a request (as [`SendHalf::send`]) while driving an inline connection.
+    pub(crate) async fn send(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let Self { send, driver, .. } = self;
+        if !matches!(driver, Driver::Inline(_)) {
+            return send.send(request).await;
+        }
+        let sending = send.send(request);
+        tokio::pin!(sending);
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = sending.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if let Driver::Inline(conn) = driver
+                && let Poll::Ready(result) = conn.as_mut().poll(cx)
+            {
+                if let Err(e) = result {
+                    debug!(error = %e, "HTTP/1.1 connection ended");
+                }
+                // Dropping the connection fails the request in flight, which the next poll
+                // of `sending` returns.
+                *driver = Driver::Done;
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Connects to `target`'s origin: TCP, TLS (ALPN `h2`, `http/1.1`) for `https`, then the
     /// HTTP handshake. Not bounded in time: callers bound it.
-    pub(crate) async fn open(inner: &Inner, target: &Target) -> Result<Self, TransportError> {
+    pub(crate) async fn open(
+        inner: &Inner,
+        target: &Target,
+        drive: Drive,
+    ) -> Result<Self, TransportError> {
         let tcp = TcpStream::connect((target.bare_host(), target.port))
             .await
             .map_err(|e| {
@@ -146,18 +241,24 @@ impl HttpConn {
             (ClientStream::Plain(tcp), Version::Http1)
         };
         let io = TokioIo::new(stream);
-        let (send, task) = match version {
+        let (send, driver) = match version {
             Version::Http1 => {
                 let (send, conn) = http1::Builder::new()
                     .handshake(io)
                     .await
                     .map_err(|e| handshake_failed(&e))?;
-                let task = tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        debug!(error = %e, "HTTP/1.1 connection ended");
+                let driver = if drive == Drive::InlineHttp1 {
+                    Driver::Inline(Box::pin(conn))
+                } else {
+                    Driver::Task {
+                        _abort: AbortOnDrop(tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                debug!(error = %e, "HTTP/1.1 connection ended");
+                            }
+                        })),
                     }
-                });
-                (SendHalf::Http1(send), task)
+                };
+                (SendHalf::Http1(send), driver)
             }
             Version::Http2 => {
                 let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -169,14 +270,19 @@ impl HttpConn {
                         debug!(error = %e, "HTTP/2 connection ended");
                     }
                 });
-                (SendHalf::Http2(send), task)
+                (
+                    SendHalf::Http2(send),
+                    Driver::Task {
+                        _abort: AbortOnDrop(task),
+                    },
+                )
             }
         };
         Ok(Self {
             send,
             peer_addr,
             origin: target.clone(),
-            _task: AbortOnDrop(task),
+            driver,
         })
     }
 }

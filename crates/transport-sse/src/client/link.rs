@@ -3,7 +3,8 @@
 //! POSTs (one at a time, reading on meanwhile) and runs the close with a deadline.
 //!
 //! One task per connection, no locks: reading, delivering and sending are interleaved in one
-//! `poll`.
+//! `poll`. On HTTP/1.1 that task also drives the stream's hyper connection, so a chunk read
+//! from the socket is parsed and handed to the application in the poll that read it.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -224,6 +225,9 @@ impl Run<'_> {
         if !self.pending.is_empty() || self.body_done {
             return Ok(false);
         }
+        // An HTTP/1.1 stream's connection runs here, not in a task of its own: what it reads
+        // is parsed and delivered in this same poll. Once it ends, the body reports how.
+        let _ = self.conn.poll_driver(cx);
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {

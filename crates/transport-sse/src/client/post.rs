@@ -222,12 +222,15 @@ impl Poster {
 
     async fn connect(&self) -> Result<HttpConn, TransportError> {
         let timeout = self.inner.config.transport.connect_timeout;
-        tokio::time::timeout(timeout, HttpConn::open(&self.inner, &self.url))
-            .await
-            .map_err(|_| TransportError::Timeout {
-                operation: "connect",
-                after: timeout,
-            })?
+        tokio::time::timeout(
+            timeout,
+            HttpConn::open(&self.inner, &self.url, conn::Drive::Spawn),
+        )
+        .await
+        .map_err(|_| TransportError::Timeout {
+            operation: "connect",
+            after: timeout,
+        })?
     }
 
     fn failed(&mut self, e: &SendError) -> TransportError {

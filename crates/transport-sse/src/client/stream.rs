@@ -62,7 +62,7 @@ pub(crate) async fn open(inner: &Inner, last_event_id: &str) -> Result<Link, Tra
     }
     let mut redirects = 0;
     loop {
-        let mut conn = HttpConn::open(inner, &target).await?;
+        let mut conn = HttpConn::open(inner, &target, conn::Drive::InlineHttp1).await?;
         let headers = Headers {
             custom: &custom,
             defaults: &defaults,
@@ -75,14 +75,13 @@ pub(crate) async fn open(inner: &Inner, last_event_id: &str) -> Result<Link, Tra
             headers,
             Bytes::new(),
         );
-        let response =
-            conn.send
-                .send(request)
-                .await
-                .map_err(|e| TransportError::ConnectionFailed {
-                    reason: format!("GET {target}: {e}"),
-                    source: None,
-                })?;
+        let response = conn
+            .send(request)
+            .await
+            .map_err(|e| TransportError::ConnectionFailed {
+                reason: format!("GET {target}: {e}"),
+                source: None,
+            })?;
         let status = response.status();
         if status == StatusCode::OK {
             check_content_type(response.headers().get(CONTENT_TYPE))?;
