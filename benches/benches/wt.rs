@@ -339,7 +339,11 @@ fn datagram_burst() -> Section {
         text: format!(
             "Datagrams of {SIZE} B sent back to back (no pacing by the application), echoed by \
              the server; echoes counted for one second after the last send. Loss is what \
-             neither the send buffers nor the receive queues held."
+             neither the send buffers nor the receive queues held. Each server keeps its \
+             default UDP receive buffer: ours asks for 4 MiB (`WtServerConfig::udp_recv_buffer`), \
+             bare quinn has the system default (`net.core.rmem_default`), which makes most of \
+             the difference in loss: with equal buffers the two lost the same (552 of 1000 \
+             echoed each, before that option existed; docs/bench/findings.md)."
         ),
         headers: vec![
             "implementation".into(),
