@@ -78,32 +78,35 @@ async fn pair() -> (
     (server, conn, server_conn)
 }
 
-#[tokio::test]
-async fn server_to_client_is_held_back_while_the_client_does_not_read() {
-    let (_server, mut conn, server_conn) = pair().await;
-    let sent = send_until_held(&server_conn).await;
-    println!("server sent {sent} before being held back");
+/// Sends from `sender` while `receiver` does not read: held back after more than a batch and
+/// within [`bound`]; then `receiver` reads every message once, in order, and the held sender
+/// goes on.
+async fn held_back_then_delivered<S: Transport, R: Transport>(
+    direction: &str,
+    sender: &S,
+    receiver: &mut R,
+) {
+    let sent = send_until_held(sender).await;
+    println!("{direction}: {sent} sent before being held back");
     // More than a batch went, so batches were moved; no more than the window and the queues.
     assert!(sent > 64, "{sent}");
     assert!(sent <= bound(), "{sent} > {}", bound());
 
-    read_in_order(&mut conn, sent).await;
+    read_in_order(receiver, sent).await;
     // Room again: the held sender goes on, nothing was lost or repeated.
-    bounded(server_conn.send(message(sent))).await.unwrap();
-    let m = bounded(conn.recv()).await.unwrap().unwrap();
+    bounded(sender.send(message(sent))).await.unwrap();
+    let m = bounded(receiver.recv()).await.unwrap().unwrap();
     assert_eq!(m, message(sent));
+}
+
+#[tokio::test]
+async fn server_to_client_is_held_back_while_the_client_does_not_read() {
+    let (_server, mut conn, server_conn) = pair().await;
+    held_back_then_delivered("server to client", &server_conn, &mut conn).await;
 }
 
 #[tokio::test]
 async fn client_to_server_is_held_back_while_the_server_does_not_read() {
     let (_server, conn, mut server_conn) = pair().await;
-    let sent = send_until_held(&conn).await;
-    println!("client sent {sent} before being held back");
-    assert!(sent > 64, "{sent}");
-    assert!(sent <= bound(), "{sent} > {}", bound());
-
-    read_in_order(&mut server_conn, sent).await;
-    bounded(conn.send(message(sent))).await.unwrap();
-    let m = bounded(server_conn.recv()).await.unwrap().unwrap();
-    assert_eq!(m, message(sent));
+    held_back_then_delivered("client to server", &conn, &mut server_conn).await;
 }
