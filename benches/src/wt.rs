@@ -248,30 +248,16 @@ pub fn wtransport_endpoint(
         wtransport::tls::PrivateKey::from_der_pkcs8(key.secret_der().to_vec()),
     );
     let config = wtransport::ServerConfig::builder()
-        .with_bind_socket(udp_socket_like_ours())
+        .with_bind_socket(
+            transport_wt::bind_udp(
+                "127.0.0.1:0".parse().expect("address"),
+                Some(transport_wt::DEFAULT_UDP_RECV_BUFFER),
+            )
+            .expect("bind"),
+        )
         .with_identity(identity)
         .build();
     wtransport::Endpoint::server(config).expect("bind")
-}
-
-/// A UDP socket on 127.0.0.1:0 with [`transport_wt::DEFAULT_UDP_RECV_BUFFER`] asked for.
-///
-/// # Panics
-/// When binding fails (benchmarks only).
-fn udp_socket_like_ours() -> std::net::UdpSocket {
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )
-    .expect("UDP socket");
-    socket
-        .set_recv_buffer_size(transport_wt::DEFAULT_UDP_RECV_BUFFER)
-        .expect("SO_RCVBUF");
-    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
-    socket.bind(&addr.into()).expect("bind");
-    socket.set_nonblocking(true).expect("non-blocking");
-    socket.into()
 }
 
 /// A `wtransport` server with `cert`, echoing bidirectional streams and datagrams. Must be

@@ -51,7 +51,7 @@ pub use client::{SessionClose, WtClientConfig, WtSession, connect};
 pub use quinn;
 pub use server::{
     DEFAULT_UDP_RECV_BUFFER, H3_NO_ERROR, WtBiStream, WtIncomingSession, WtRecvStream, WtRequest,
-    WtSendStream, WtServer, WtServerConfig, WtServerSession, echo, echo_session,
+    WtSendStream, WtServer, WtServerConfig, WtServerSession, bind_udp, echo, echo_session,
 };
 pub use transport::{
     CongestionControl, Ordering, Reliability, StreamConfig, WtConfig, WtConnector,

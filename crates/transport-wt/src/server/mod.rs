@@ -419,9 +419,16 @@ impl Acceptor {
     }
 }
 
-/// Binds the server's UDP socket, with the receive buffer asked for (the kernel may grant less:
-/// it caps the request, which is not an error).
-fn bind_udp(addr: SocketAddr, recv_buffer: Option<usize>) -> std::io::Result<std::net::UdpSocket> {
+/// Binds a non-blocking UDP socket as [`WtServer`] binds its own: with the receive buffer
+/// asked for (`SO_RCVBUF`; `None` keeps the system default). The kernel may grant less (it caps
+/// the request), which is not an error. For a QUIC endpoint built by hand beside ours.
+///
+/// # Errors
+/// When the socket cannot be created, bound or made non-blocking.
+pub fn bind_udp(
+    addr: SocketAddr,
+    recv_buffer: Option<usize>,
+) -> std::io::Result<std::net::UdpSocket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,
