@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -92,9 +93,8 @@ impl Log {
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut id = String::with_capacity(self.token.len() + 21);
-        id.push_str(&self.token);
-        id.push('.');
-        id.push_str(itoa_u64(seq, &mut [0u8; 20]));
+        // Writing to a `String` cannot fail.
+        let _ = write!(id, "{}.{seq}", self.token);
         let mut out = BytesMut::with_capacity(data.len() + id.len() + 64);
         protocol::write_event(&mut out, Some(&id), event.as_deref(), &data);
         let bytes = out.freeze();
@@ -124,21 +124,6 @@ impl Log {
             .collect();
         (missed.len() <= limit).then_some(missed)
     }
-}
-
-/// Decimal digits of `n` without allocating.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        // `n % 10` is a single digit.
-        buf[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// The attached stream.
@@ -605,13 +590,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimal_digits() {
-        for n in [0u64, 7, 10, 99, 1234, u64::MAX] {
-            assert_eq!(itoa_u64(n, &mut [0u8; 20]), n.to_string());
-        }
-    }
 
     fn log(max_events: usize) -> Log {
         Log {
