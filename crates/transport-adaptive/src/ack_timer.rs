@@ -1,29 +1,17 @@
 //! What the client's and the server's session loops share: the ACK timer (one timer for a
 //! link's life, re-armed only when the owed ACK's deadline changes: a timer built per message
-//! costs a timer-wheel insertion and removal each time), the batch limit, and the hand-over of
-//! a received message to the application.
+//! costs a timer-wheel insertion and removal each time) and the batch limit.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use tokio::time::Sleep;
-use transport_core::Message;
-use transport_core::driver::DriverIo;
 
 /// Most messages a session loop moves in one direction per wake-up: what is already queued
 /// behind the message that woke it is taken without another turn of the loop's `select!`
 /// (which rebuilds its futures), bounded so that a busy direction cannot starve the other one
 /// or the timers.
 pub(crate) const BATCH: usize = 64;
-
-/// Hands `message` to the application: at once when its queue has room, else waiting for room
-/// (backpressure). `false` when the application's receiver is gone.
-pub(crate) async fn deliver(io: &mut DriverIo, message: Message) -> bool {
-    match io.try_deliver(message) {
-        Ok(delivered) => delivered,
-        Err(message) => io.deliver(message).await,
-    }
-}
 
 pub(crate) struct AckTimer {
     sleep: Pin<Box<Sleep>>,

@@ -15,7 +15,7 @@ use transport_core::{
     Receiver, Sender, Transport, TransportError, TrySendError,
 };
 
-use crate::ack_timer::{self, AckTimer, BATCH, far_future};
+use crate::ack_timer::{AckTimer, BATCH, far_future};
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
 use crate::race::{self, Candidate, Need, Opened};
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
@@ -315,7 +315,7 @@ impl AdaptiveDial {
             self.push(link, session::encode(&frame), io).await?;
         }
         if let Some(first) = link.first.take() {
-            ack_timer::deliver(io, first).await;
+            io.deliver(first).await;
         }
         Ok(())
     }
@@ -340,7 +340,7 @@ impl AdaptiveDial {
             Err(e) => return Err(End::Lost(e)),
         };
         if self.mode == Mode::Raw {
-            ack_timer::deliver(io, message).await;
+            io.deliver(message).await;
             return Ok(());
         }
         let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
@@ -351,7 +351,7 @@ impl AdaptiveDial {
                     .on_data_with(seq, message, Instant::now)
                     .map_err(lost)?
                 {
-                    ack_timer::deliver(io, m).await;
+                    io.deliver(m).await;
                 }
             }
             Frame::Ack { seq } => self

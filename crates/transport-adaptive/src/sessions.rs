@@ -17,7 +17,7 @@ use transport_core::{
     TransportConfig, TransportError, TrySendError,
 };
 
-use crate::ack_timer::{self, AckTimer, BATCH};
+use crate::ack_timer::{AckTimer, BATCH};
 use crate::config::TransportKind;
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
 
@@ -411,7 +411,7 @@ impl SessionTask<'_> {
             Ok(Frame::Data { seq, message }) => {
                 match self.session.on_data_with(seq, message, Instant::now) {
                     Ok(Received::Deliver(m)) => {
-                        ack_timer::deliver(self.io, m).await;
+                        self.io.deliver(m).await;
                         Next::Go
                     }
                     Ok(Received::Duplicate) => Next::Go,

@@ -182,10 +182,18 @@ impl DriverIo {
     /// (backpressure: do not read the socket meanwhile). Returns `false` when the receiver has
     /// been dropped; the message is then discarded.
     ///
+    /// A queue with room takes the message at once ([`try_deliver`](Self::try_deliver), no
+    /// reservation); only a full one is waited on.
+    ///
     /// # Cancel safety
     /// Cancel safe, but the message is lost if the future is dropped before it resolves.
     pub async fn deliver(&mut self, message: Message) -> bool {
-        poll_fn(|cx| self.poll_reserve(cx)).await && self.send_reserved(message)
+        match self.try_deliver(message) {
+            Ok(delivered) => delivered,
+            Err(message) => {
+                poll_fn(|cx| self.poll_reserve(cx)).await && self.send_reserved(message)
+            }
+        }
     }
 
     /// Whether the application still has a receiver.
