@@ -2,22 +2,26 @@
 //! over the winner, reconnects (through the core driver and its `ReconnectPolicy`), falls back
 //! and upgrades, and reports what it does through [`AdaptiveStatus`] and [`AdaptiveEvent`].
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
+use tokio::time::Sleep;
 use tracing::{debug, info};
-use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
+use transport_core::driver::{self, Dial, DriverIo, LinkIo, RunOutcome};
 use transport_core::{
     CloseFrame, Command, Connection, ConnectionInfo, ConnectionState, ConnectionStats, Message,
     Receiver, Sender, Transport, TransportError, TrySendError,
 };
+use transport_ws::RawLink;
 
 use crate::ack_timer::{AckTimer, BATCH, far_future};
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
-use crate::race::{self, Candidate, Need, Opened};
+use crate::race::{self, AnyLink, Candidate, Need, Opened};
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
 
 /// Capacity of the events channel; a receiver that lags loses the oldest events.
@@ -130,11 +134,71 @@ struct AdaptiveDial {
 
 /// One established link.
 struct Link {
-    tx: Sender,
-    rx: Receiver,
+    carrier: Carrier,
     index: usize,
     first: Option<Message>,
     replay: Vec<Frame>,
+}
+
+/// What carries a link's messages.
+enum Carrier {
+    /// A protocol connection (WebTransport, SSE) with its own driver task: messages go
+    /// through its channels.
+    Chan(ChanLink),
+    /// A WebSocket link run by this task (see [`AdaptiveDial::serve_ws`]).
+    Ws(WsLink),
+}
+
+struct ChanLink {
+    tx: Sender,
+    rx: Receiver,
+}
+
+struct WsLink {
+    raw: Box<RawLink>,
+    /// Session frames of our own waiting for the socket (replays, ACKs): at most the replay
+    /// window, an ACK and a close.
+    out: VecDeque<Message>,
+}
+
+impl Link {
+    fn new(conn: AnyLink, index: usize, first: Option<Message>, replay: Vec<Frame>) -> Self {
+        let carrier = match conn {
+            AnyLink::Conn(c) => {
+                let (tx, rx) = c.split();
+                Carrier::Chan(ChanLink { tx, rx })
+            }
+            AnyLink::Ws(raw) => Carrier::Ws(WsLink {
+                raw,
+                out: VecDeque::new(),
+            }),
+        };
+        Self {
+            carrier,
+            index,
+            first,
+            replay,
+        }
+    }
+
+    /// Closes the link in the background (after an upgrade moved the session away).
+    fn close_in_background(self, reason: &'static str) {
+        tokio::spawn(async move {
+            match self.carrier {
+                Carrier::Chan(c) => {
+                    let _ = c.tx.close(1000, reason).await;
+                }
+                Carrier::Ws(w) => w.raw.close(1000, reason).await,
+            }
+        });
+    }
+}
+
+/// What ended a stretch of serving one link.
+enum Step {
+    End(End),
+    /// A probe opened a more preferred link: try to move the session to it.
+    Upgrade(Result<Opened, TransportError>),
 }
 
 /// How serving a link ended.
@@ -146,6 +210,226 @@ enum End {
 }
 
 type Probe = Pin<Box<dyn Future<Output = Result<Opened, TransportError>> + Send>>;
+
+/// The upgrade probe of a session: every `probe_interval`, a race of the transports preferred
+/// to the current one.
+struct Prober {
+    shared: Arc<ClientShared>,
+    interval: Option<Duration>,
+    timer: Pin<Box<Sleep>>,
+    probe: Option<Probe>,
+}
+
+impl Prober {
+    fn new(shared: Arc<ClientShared>, interval: Option<Duration>) -> Self {
+        let first = interval.map_or_else(far_future, |i| tokio::time::Instant::now() + i);
+        Self {
+            shared,
+            interval,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            probe: None,
+        }
+    }
+
+    /// `Ready` with what a probe opened (or why it failed); the next probe starts
+    /// `probe_interval` later. Pending forever without an interval, in raw mode, and on the
+    /// most preferred transport (index 0).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        mode: Mode,
+        current: usize,
+    ) -> Poll<Result<Opened, TransportError>> {
+        let Some(every) = self.interval else {
+            return Poll::Pending;
+        };
+        if self.probe.is_none() {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if mode != Mode::Session || current == 0 {
+                self.timer.as_mut().reset(far_future());
+                return Poll::Pending;
+            }
+            let shared = self.shared.clone();
+            self.probe = Some(Box::pin(async move {
+                let order: Vec<usize> = (0..current).collect();
+                race::race(
+                    &shared.candidates,
+                    &order,
+                    &shared.config,
+                    Need::Session,
+                    |_, _| {},
+                )
+                .await
+            }));
+        }
+        let Some(probe) = self.probe.as_mut() else {
+            return Poll::Pending;
+        };
+        let opened = std::task::ready!(probe.as_mut().poll(cx));
+        self.probe = None;
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + every);
+        // Registers the timer's waker for its new deadline.
+        let _ = self.timer.as_mut().poll(cx);
+        Poll::Ready(opened)
+    }
+}
+
+/// Why the session layer ended a run of a WebSocket link.
+enum Stop {
+    End(End),
+    Upgrade(Result<Opened, TransportError>),
+}
+
+/// The session layer inside a WebSocket link's poll loop ([`LinkIo`]): numbers what the
+/// application sends (holding it back while the replay window is full), sends the session's
+/// own frames (replays, ACKs, the close), and delivers in order what the peer sends, once.
+/// Ends the run when the session ends, the link breaks the protocol, or a probe opened a
+/// link to upgrade to.
+struct SessionLayer<'a> {
+    io: &'a mut DriverIo,
+    session: &'a mut Session,
+    out: &'a mut VecDeque<Message>,
+    ack_timer: AckTimer,
+    prober: &'a mut Prober,
+    mode: Mode,
+    index: usize,
+    /// The application's close, sent once our session `CLOSE` frame is on its way.
+    closing: Option<CloseFrame>,
+    /// Commands were held back by a full replay window.
+    blocked: bool,
+    stop: Option<Stop>,
+}
+
+impl SessionLayer<'_> {
+    fn stop(&mut self, stop: Stop) {
+        if self.stop.is_none() {
+            self.stop = Some(stop);
+        }
+    }
+
+    /// Queues an ACK when one is due (`ack_every` deliveries owed, or its timer fired).
+    fn ack(&mut self, now: Instant) {
+        if let Some(ack) = self.session.poll_ack(now) {
+            self.out.push_back(session::encode(&ack));
+        }
+    }
+}
+
+impl LinkIo for SessionLayer<'_> {
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        if let Some(frame) = self.out.pop_front() {
+            return Poll::Ready(Command::Send(frame));
+        }
+        if let Some(close) = self.closing.take() {
+            return Poll::Ready(Command::Close(close));
+        }
+        if self.stop.is_some() {
+            return Poll::Pending;
+        }
+        if !self.session.can_send() {
+            // An ACK read from the link opens the window again (see `wants_write`).
+            self.blocked = true;
+            return Poll::Pending;
+        }
+        self.blocked = false;
+        match self.io.poll_command(cx) {
+            Poll::Ready(Command::Send(m)) => {
+                Poll::Ready(Command::Send(session::encode(&self.session.send(m))))
+            }
+            Poll::Ready(Command::Close(frame)) => {
+                let close = session::encode(&Frame::Close {
+                    code: frame.code,
+                    reason: frame.reason.clone(),
+                });
+                self.closing = Some(frame);
+                Poll::Ready(Command::Send(close))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.stop.is_some() {
+            // The run ends right after this read (`poll_end`); nothing more is read.
+            return Poll::Pending;
+        }
+        // Room, or an application that no longer reads: the session's own frames (ACKs, a
+        // close) are still taken either way, its data then discarded as `deliver` does.
+        self.io.poll_reserve(cx).map(|_| true)
+    }
+
+    fn send_reserved(&mut self, message: Message) -> bool {
+        if self.stop.is_some() {
+            return false;
+        }
+        let lost = |e: TransportError| Stop::End(End::Lost(TransportError::lost(e.to_string())));
+        match session::decode(&message) {
+            Err(e) => self.stop(lost(e)),
+            Ok(Frame::Data { seq, message }) => {
+                match self.session.on_data_with(seq, message, Instant::now) {
+                    Ok(Received::Deliver(m)) => {
+                        let taken = self.io.send_reserved(m);
+                        if self.session.ack_count_due() {
+                            self.ack(Instant::now());
+                        }
+                        return taken;
+                    }
+                    Ok(Received::Duplicate) => {}
+                    Err(e) => self.stop(lost(e)),
+                }
+            }
+            Ok(Frame::Ack { seq }) => {
+                if let Err(e) = self.session.on_ack(seq) {
+                    self.stop(Stop::End(End::Outcome(RunOutcome::Failed(e))));
+                }
+            }
+            Ok(Frame::Close { code, reason }) => self.stop(Stop::End(End::Outcome(
+                RunOutcome::PeerClosed(CloseFrame::new(code, reason)),
+            ))),
+            // Stray handshake frames are harmless.
+            Ok(_) => {}
+        }
+        false
+    }
+
+    fn record_rtt(&self, rtt: Duration) {
+        self.io.record_rtt(rtt);
+    }
+
+    fn set_peer_close(&self, _frame: CloseFrame) {
+        // The link's close frame is not the session's: a link that closes is resumed on the
+        // next one. A `CLOSE` frame of the session ends the connection (`send_reserved`).
+    }
+
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<RunOutcome> {
+        if self.stop.is_some() {
+            // What the run's caller reads is `stop`; the outcome itself is not used.
+            return Poll::Ready(RunOutcome::LocalClosed);
+        }
+        // The ACK timer; once more after it fired, to register its next deadline.
+        for _ in 0..2 {
+            self.ack_timer.rearm(self.session.next_timeout());
+            if !self.ack_timer.is_armed() || self.ack_timer.sleep().as_mut().poll(cx).is_pending() {
+                break;
+            }
+            self.ack_timer.fired();
+            self.ack(Instant::now());
+        }
+        if let Poll::Ready(opened) = self.prober.poll(cx, self.mode, self.index) {
+            self.stop(Stop::Upgrade(opened));
+            return Poll::Ready(RunOutcome::LocalClosed);
+        }
+        Poll::Pending
+    }
+
+    fn wants_write(&self) -> bool {
+        !self.out.is_empty() || self.closing.is_some() || (self.blocked && self.session.can_send())
+    }
+}
 
 impl AdaptiveDial {
     fn kind(&self, index: usize) -> TransportKind {
@@ -170,14 +454,12 @@ impl AdaptiveDial {
             };
         }
         if self.mode == Mode::Raw {
-            let (tx, rx) = opened.conn.split();
-            return Ok(Link {
-                tx,
-                rx,
-                index: opened.index,
-                first: opened.first,
-                replay: Vec::new(),
-            });
+            return Ok(Link::new(
+                opened.conn,
+                opened.index,
+                opened.first,
+                Vec::new(),
+            ));
         }
         if !opened.speaks_session {
             return Err(TransportError::protocol(
@@ -209,14 +491,7 @@ impl AdaptiveDial {
                 self.session_id = session;
                 let replay = self.session.resume(ack)?;
                 self.session.handshake_acked();
-                let (tx, rx) = opened.conn.split();
-                Ok(Link {
-                    tx,
-                    rx,
-                    index: opened.index,
-                    first: None,
-                    replay,
-                })
+                Ok(Link::new(opened.conn, opened.index, None, replay))
             }
             Frame::Reject {
                 code: RejectCode::UnknownSession,
@@ -269,29 +544,11 @@ impl AdaptiveDial {
         }
     }
 
-    fn probe(&self, current: usize) -> Option<Probe> {
-        if self.mode != Mode::Session || current == 0 {
-            return None;
-        }
-        let shared = self.shared.clone();
-        Some(Box::pin(async move {
-            let order: Vec<usize> = (0..current).collect();
-            race::race(
-                &shared.candidates,
-                &order,
-                &shared.config,
-                Need::Session,
-                |_, _| {},
-            )
-            .await
-        }))
-    }
-
     /// Sends `message` on the link while still reading it: when both peers' queues are full,
     /// neither may wait for the other (a dead link's driver waits for its reader, too).
     async fn push(
         &mut self,
-        link: &mut Link,
+        link: &mut ChanLink,
         message: Message,
         io: &mut DriverIo,
     ) -> Result<(), End> {
@@ -303,7 +560,7 @@ impl AdaptiveDial {
                 result = &mut sending => {
                     return result.map_err(|e| End::Lost(TransportError::lost(format!("sending: {e}"))));
                 }
-                received = link.rx.recv() => self.on_received(received, link, io).await?,
+                received = link.rx.recv() => self.on_received(received, &link.rx, io).await?,
             }
         }
     }
@@ -311,8 +568,15 @@ impl AdaptiveDial {
     /// Starts a link: replays, delivers a raw first message.
     async fn start_link(&mut self, link: &mut Link, io: &mut DriverIo) -> Result<(), End> {
         io.set_info(ConnectionInfo::new(self.kind(link.index).name()));
-        for frame in std::mem::take(&mut link.replay) {
-            self.push(link, session::encode(&frame), io).await?;
+        let replay = std::mem::take(&mut link.replay);
+        match &mut link.carrier {
+            Carrier::Chan(chan) => {
+                for frame in replay {
+                    self.push(chan, session::encode(&frame), io).await?;
+                }
+            }
+            // Bounded by the replay window; written first when the link runs.
+            Carrier::Ws(ws) => ws.out.extend(replay.iter().map(session::encode)),
         }
         if let Some(first) = link.first.take() {
             io.deliver(first).await;
@@ -324,16 +588,14 @@ impl AdaptiveDial {
     async fn on_received(
         &mut self,
         received: Result<Option<Message>, TransportError>,
-        link: &Link,
+        rx: &Receiver,
         io: &mut DriverIo,
     ) -> Result<(), End> {
         let message = match received {
             Ok(Some(m)) => m,
             Ok(None) if self.mode == Mode::Raw => {
                 return Err(End::Outcome(RunOutcome::PeerClosed(
-                    link.rx
-                        .peer_close_frame()
-                        .unwrap_or_else(CloseFrame::normal),
+                    rx.peer_close_frame().unwrap_or_else(CloseFrame::normal),
                 )));
             }
             Ok(None) => return Err(End::Lost(TransportError::lost("link closed"))),
@@ -371,23 +633,41 @@ impl AdaptiveDial {
     }
 
     async fn run_link(&mut self, mut link: Link, io: &mut DriverIo) -> RunOutcome {
-        match self.serve_link(&mut link, io).await {
-            End::Outcome(o) => o,
-            End::Lost(e) => self.dropped(&link, e),
+        if let Err(end) = self.start_link(&mut link, io).await {
+            return self.end(&link, end);
+        }
+        let mut prober = Prober::new(self.shared.clone(), self.shared.config.probe_interval);
+        loop {
+            let step = match &mut link.carrier {
+                Carrier::Chan(chan) => self.serve_chan(chan, link.index, io, &mut prober).await,
+                Carrier::Ws(ws) => self.serve_ws(ws, link.index, io, &mut prober).await,
+            };
+            let result = match step {
+                Step::End(end) => Err(end),
+                Step::Upgrade(opened) => self.upgrade(opened, &mut link, io).await,
+            };
+            if let Err(end) = result {
+                return self.end(&link, end);
+            }
         }
     }
 
-    #[allow(clippy::too_many_lines)]
-    async fn serve_link(&mut self, link: &mut Link, io: &mut DriverIo) -> End {
-        if let Err(end) = self.start_link(link, io).await {
-            return end;
+    fn end(&mut self, link: &Link, end: End) -> RunOutcome {
+        match end {
+            End::Outcome(o) => o,
+            End::Lost(e) => self.dropped(link, e),
         }
-        let interval = self.shared.config.probe_interval;
-        let mut probe: Option<Probe> = None;
-        let probe_timer = tokio::time::sleep_until(
-            interval.map_or_else(far_future, |i| tokio::time::Instant::now() + i),
-        );
-        tokio::pin!(probe_timer);
+    }
+
+    /// Serves a link with a driver task of its own, through its channels, until it ends or a
+    /// probe opens a more preferred one.
+    async fn serve_chan(
+        &mut self,
+        link: &mut ChanLink,
+        index: usize,
+        io: &mut DriverIo,
+        prober: &mut Prober,
+    ) -> Step {
         let raw = self.mode == Mode::Raw;
         let mut ack_timer = AckTimer::new();
         loop {
@@ -402,32 +682,77 @@ impl AdaptiveDial {
                     fired = true;
                     Ok(())
                 }
-                () = &mut probe_timer, if probe.is_none() && interval.is_some() => {
-                    probe = self.probe(link.index);
-                    if probe.is_none() {
-                        probe_timer.as_mut().reset(far_future());
-                    }
-                    Ok(())
-                }
-                opened = async { match probe.as_mut() { Some(p) => p.await, None => std::future::pending().await } },
-                    if probe.is_some() => {
-                    probe = None;
-                    if let Some(every) = interval {
-                        probe_timer.as_mut().reset(tokio::time::Instant::now() + every);
-                    }
-                    self.upgrade(opened, link, io).await
+                opened = poll_fn(|cx| prober.poll(cx, self.mode, index)) => {
+                    return Step::Upgrade(opened);
                 }
             };
             if let Err(end) = step {
-                return end;
+                return Step::End(end);
             }
             // The clock is read only when an ACK may be due.
             if (fired || self.session.ack_count_due())
                 && let Some(ack) = self.session.poll_ack(Instant::now())
                 && let Err(end) = self.send_on(link, session::encode(&ack), io).await
             {
-                return end;
+                return Step::End(end);
             }
+        }
+    }
+
+    /// Serves a WebSocket link inside this task: the link's poll loop runs the session layer
+    /// ([`SessionLayer`]) between the socket and the application's channels, so a message
+    /// takes the same hops as on a plain WebSocket connection. Ends as
+    /// [`serve_chan`](Self::serve_chan) does; the link is left open for an upgrade that fails.
+    async fn serve_ws(
+        &mut self,
+        link: &mut WsLink,
+        index: usize,
+        io: &mut DriverIo,
+        prober: &mut Prober,
+    ) -> Step {
+        if self.mode == Mode::Raw {
+            // No session layer: the link serves the application's channels directly.
+            // As through a connection's channels: a close with an error code is a drop
+            // (reported, and retried if the code allows), a normal close ends the connection.
+            return Step::End(match poll_fn(|cx| link.raw.poll_run(io, cx)).await {
+                RunOutcome::Failed(e) => End::Lost(e),
+                RunOutcome::PeerClosed(frame)
+                    if !matches!(frame.code, CloseFrame::NORMAL | CloseFrame::NO_STATUS) =>
+                {
+                    End::Lost(TransportError::ClosedByPeer {
+                        code: frame.code,
+                        reason: frame.reason,
+                    })
+                }
+                outcome => End::Outcome(outcome),
+            });
+        }
+        let mut layer = SessionLayer {
+            io,
+            session: &mut self.session,
+            out: &mut link.out,
+            ack_timer: AckTimer::new(),
+            prober,
+            mode: self.mode,
+            index,
+            closing: None,
+            blocked: false,
+            stop: None,
+        };
+        let outcome = poll_fn(|cx| link.raw.poll_run(&mut layer, cx)).await;
+        match layer.stop.take() {
+            Some(Stop::Upgrade(opened)) => Step::Upgrade(opened),
+            Some(Stop::End(end)) => {
+                if let End::Outcome(RunOutcome::PeerClosed(_)) = end {
+                    self.closed_by_server = true;
+                }
+                Step::End(end)
+            }
+            None => Step::End(match outcome {
+                RunOutcome::LocalClosed => End::Outcome(RunOutcome::LocalClosed),
+                RunOutcome::PeerClosed(_) => End::Lost(TransportError::lost("link closed")),
+                RunOutcome::Failed(e) => End::Lost(e),
+            }),
         }
     }
 
@@ -436,10 +761,10 @@ impl AdaptiveDial {
     async fn on_inbound(
         &mut self,
         received: Result<Option<Message>, TransportError>,
-        link: &mut Link,
+        link: &mut ChanLink,
         io: &mut DriverIo,
     ) -> Result<(), End> {
-        self.on_received(received, link, io).await?;
+        self.on_received(received, &link.rx, io).await?;
         for _ in 1..BATCH {
             self.ack_if_due(link, io).await?;
             let next = match link.rx.try_recv() {
@@ -448,13 +773,13 @@ impl AdaptiveDial {
                 Ok(None) => break,
                 Err(e) => Err(e),
             };
-            self.on_received(next, link, io).await?;
+            self.on_received(next, &link.rx, io).await?;
         }
         Ok(())
     }
 
     /// Sends an ACK when `ack_every` deliveries are owed (no clock read).
-    async fn ack_if_due(&mut self, link: &mut Link, io: &mut DriverIo) -> Result<(), End> {
+    async fn ack_if_due(&mut self, link: &mut ChanLink, io: &mut DriverIo) -> Result<(), End> {
         if self.mode == Mode::Session
             && self.session.ack_count_due()
             && let Some(ack) = self.session.poll_ack(Instant::now())
@@ -469,7 +794,7 @@ impl AdaptiveDial {
     async fn on_commands(
         &mut self,
         first: Command,
-        link: &mut Link,
+        link: &mut ChanLink,
         io: &mut DriverIo,
     ) -> Result<(), End> {
         let raw = self.mode == Mode::Raw;
@@ -515,7 +840,7 @@ impl AdaptiveDial {
     /// [`push`](Self::push), which keeps reading while it waits.
     async fn send_on(
         &mut self,
-        link: &mut Link,
+        link: &mut ChanLink,
         message: Message,
         io: &mut DriverIo,
     ) -> Result<(), End> {
@@ -548,10 +873,7 @@ impl AdaptiveDial {
         };
         match self.establish(opened).await {
             Ok(new_link) => {
-                let old = std::mem::replace(link, new_link);
-                tokio::spawn(async move {
-                    let _ = old.tx.close(1000, "upgraded").await;
-                });
+                std::mem::replace(link, new_link).close_in_background("upgraded");
                 self.announce(link, Some(ChangeReason::Upgrade));
                 self.start_link(link, io).await
             }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use transport_core::{Connection, Connector, Message, ReconnectPolicy, Transport, TransportError};
 use transport_sse::SseConnector;
-use transport_ws::WsConnector;
+use transport_ws::{RawLink, WsConnector};
 use transport_wt::WtConnector;
 
 use crate::config::{AdaptiveConfig, SessionMode, TransportKind};
@@ -31,11 +31,39 @@ pub(crate) struct Candidate {
 }
 
 impl Candidate {
-    async fn connect(&self) -> Result<Connection, TransportError> {
+    async fn connect(&self) -> Result<AnyLink, TransportError> {
         match &self.connector {
-            AnyConnector::Wt(c) => c.connect().await,
-            AnyConnector::Ws(c) => c.connect().await,
-            AnyConnector::Sse(c) => c.connect().await,
+            AnyConnector::Wt(c) => c.connect().await.map(AnyLink::Conn),
+            // The session layer runs a WebSocket link in its own task (no driver task and no
+            // channel between them): see `client::serve_ws`.
+            AnyConnector::Ws(c) => c.connect_raw().await.map(|l| AnyLink::Ws(Box::new(l))),
+            AnyConnector::Sse(c) => c.connect().await.map(AnyLink::Conn),
+        }
+    }
+}
+
+/// An open link: a protocol connection with its own driver task, or a WebSocket link the
+/// adaptive connection's task runs itself.
+#[derive(Debug)]
+pub(crate) enum AnyLink {
+    Conn(Connection),
+    Ws(Box<RawLink>),
+}
+
+impl AnyLink {
+    /// Sends one message (the health check, the session handshake).
+    pub(crate) async fn send(&mut self, message: Message) -> Result<(), TransportError> {
+        match self {
+            Self::Conn(c) => c.send(message).await,
+            Self::Ws(w) => w.send(message).await,
+        }
+    }
+
+    /// The next message; not bounded in time (the caller bounds it).
+    pub(crate) async fn recv(&mut self) -> Result<Option<Message>, TransportError> {
+        match self {
+            Self::Conn(c) => c.recv().await,
+            Self::Ws(w) => w.recv().await,
         }
     }
 }
@@ -74,7 +102,7 @@ pub(crate) fn candidates(config: &AdaptiveConfig) -> Result<Vec<Candidate>, Tran
 /// A link that connected and answered its health check.
 #[derive(Debug)]
 pub(crate) struct Opened {
-    pub(crate) conn: Connection,
+    pub(crate) conn: AnyLink,
     pub(crate) index: usize,
     /// Whether the server answered `PONG` (speaks the session protocol).
     pub(crate) speaks_session: bool,

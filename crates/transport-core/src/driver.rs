@@ -281,6 +281,75 @@ impl DriverIo {
     }
 }
 
+/// What a link written as a poll loop (the WebSocket one) serves: the application's channels
+/// ([`DriverIo`]) or a layer between them and the link, such as the adaptive transport's
+/// session layer, which then runs inside the link's task instead of in a task of its own
+/// with a channel on each side.
+///
+/// The link calls, on every wake-up: [`poll_end`](Self::poll_end) first (and again after
+/// reading), then [`poll_command`](Self::poll_command) while the socket takes writes, then
+/// [`poll_reserve`](Self::poll_reserve) / [`send_reserved`](Self::send_reserved) per message
+/// read, and [`poll_command`](Self::poll_command) once more after reading when
+/// [`wants_write`](Self::wants_write) says that reading made something ready to send.
+pub trait LinkIo {
+    /// The next command for the link. See [`DriverIo::poll_command`].
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command>;
+
+    /// Room for one received message. See [`DriverIo::poll_reserve`].
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool>;
+
+    /// One received message, through the slot [`poll_reserve`](Self::poll_reserve) reserved.
+    /// A layer may keep it to itself (its own frames) and the slot for the next one. Returns
+    /// whether it was taken. See [`DriverIo::send_reserved`].
+    fn send_reserved(&mut self, message: Message) -> bool;
+
+    /// A keepalive round trip the link measured.
+    fn record_rtt(&self, rtt: Duration);
+
+    /// The close frame the peer sent.
+    fn set_peer_close(&self, frame: CloseFrame);
+
+    /// `Ready` ends the run at once with this outcome: no close handshake, the link is left
+    /// as it is for the caller (which may run it again, or close it). The application's
+    /// channels never end a run this way.
+    fn poll_end(&mut self, _cx: &mut Context<'_>) -> Poll<RunOutcome> {
+        Poll::Pending
+    }
+
+    /// Whether something became ready to send while the link was reading (a layer's own
+    /// frame, or a send window that opened), so that the link polls for commands again.
+    fn wants_write(&self) -> bool {
+        false
+    }
+}
+
+impl LinkIo for DriverIo {
+    #[inline]
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        DriverIo::poll_command(self, cx)
+    }
+
+    #[inline]
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        DriverIo::poll_reserve(self, cx)
+    }
+
+    #[inline]
+    fn send_reserved(&mut self, message: Message) -> bool {
+        DriverIo::send_reserved(self, message)
+    }
+
+    #[inline]
+    fn record_rtt(&self, rtt: Duration) {
+        DriverIo::record_rtt(self, rtt);
+    }
+
+    #[inline]
+    fn set_peer_close(&self, frame: CloseFrame) {
+        DriverIo::set_peer_close(self, frame);
+    }
+}
+
 /// How a transport opens and runs links. The generic driver does the rest: connect timeout,
 /// state changes, reconnects with backoff, close requests while reconnecting.
 pub trait Dial: Send + 'static {

@@ -12,7 +12,8 @@ use transport_core::{Connection, ConnectionInfo, Connector, TransportError};
 
 use crate::WsConfig;
 use crate::error::handshake_error;
-use crate::link::{self, LinkOptions};
+use crate::link::{self, Link, LinkOptions};
+use crate::raw::RawLink;
 use crate::read_buf::AdaptiveRead;
 use crate::url::WsUrl;
 
@@ -77,6 +78,25 @@ impl WsConnector {
     /// The URL this connector connects to.
     pub fn url(&self) -> String {
         self.url.uri.to_string()
+    }
+
+    /// Opens a link for a transport built on this one, which runs it in its own task (see
+    /// [`RawLink`]), bounded by the connect timeout. Proxy, TLS and subprotocols as
+    /// [`connect`](Connector::connect).
+    ///
+    /// # Errors
+    /// As [`connect`](Connector::connect).
+    #[doc(hidden)]
+    pub async fn connect_raw(&self) -> Result<RawLink, TransportError> {
+        let timeout = self.config.transport.connect_timeout;
+        let (ws, info) = tokio::time::timeout(timeout, self.open())
+            .await
+            .map_err(|_| TransportError::Timeout {
+                operation: "connect",
+                after: timeout,
+            })??;
+        let options = LinkOptions::new(&self.config.transport, None);
+        Ok(RawLink::new(Link::new(ws, options), info))
     }
 
     async fn open(

@@ -61,6 +61,7 @@ mod config;
 mod error;
 mod link;
 mod proxy;
+mod raw;
 mod read_buf;
 mod server;
 mod url;
@@ -70,6 +71,8 @@ pub use config::{
     DEFAULT_MAX_FRAME, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER, WsConfig, WsServerConfig,
 };
 pub use proxy::{ProxyConfig, ResolvedProxy};
+#[doc(hidden)]
+pub use raw::RawLink;
 pub use server::{
     PendingUpgrade, UpgradeResponse, WsRequest, WsServer, is_upgrade_request, upgrade,
 };

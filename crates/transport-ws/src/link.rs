@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use transport_core::driver::{DriverIo, RunOutcome};
+use transport_core::driver::{LinkIo, RunOutcome};
 use transport_core::{CloseFrame, Command, Message, TransportConfig, TransportError};
 
 use crate::error::{ReadFailure, classify};
@@ -61,7 +61,7 @@ enum Phase {
     Failing(TransportError),
 }
 
-struct Link<S> {
+pub(crate) struct Link<S> {
     ws: WebSocketStream<S>,
     phase: Phase,
     needs_flush: bool,
@@ -77,36 +77,20 @@ struct Link<S> {
 }
 
 /// Runs a WebSocket link until it ends.
-pub(crate) async fn run<S>(
+pub(crate) async fn run<S, I>(
     ws: WebSocketStream<S>,
-    io: &mut DriverIo,
+    io: &mut I,
     options: LinkOptions,
 ) -> RunOutcome
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    I: LinkIo,
 {
-    let now = Instant::now();
-    let next_ping = options.keepalive.map(|k| now + k);
-    let mut link = Link {
-        ws,
-        phase: Phase::Open,
-        needs_flush: false,
-        last_rx: now,
-        next_ping,
-        ping_sent: None,
-        deadline: None,
-        timer: Box::pin(tokio::time::sleep_until(now + options.dead_peer_timeout)),
-        shutdown: options
-            .shutdown
-            .clone()
-            .map(|t| Box::pin(t.cancelled_owned())),
-        options,
-    };
-    link.arm_timer();
+    let mut link = Link::new(ws, options);
     poll_fn(|cx| link.poll(io, cx)).await
 }
 
-fn to_ws(message: Message) -> Option<WsMessage> {
+pub(crate) fn to_ws(message: Message) -> Option<WsMessage> {
     if message.is_text() {
         // Already valid UTF-8 (checked when the message was made); tungstenite re-checks.
         Utf8Bytes::try_from(message.into_payload())
@@ -135,6 +119,40 @@ impl<S> Link<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    /// A link over an open WebSocket, its timers started now.
+    pub(crate) fn new(ws: WebSocketStream<S>, options: LinkOptions) -> Self {
+        let now = Instant::now();
+        let next_ping = options.keepalive.map(|k| now + k);
+        let mut link = Self {
+            ws,
+            phase: Phase::Open,
+            needs_flush: false,
+            last_rx: now,
+            next_ping,
+            ping_sent: None,
+            deadline: None,
+            timer: Box::pin(tokio::time::sleep_until(now + options.dead_peer_timeout)),
+            shutdown: options
+                .shutdown
+                .clone()
+                .map(|t| Box::pin(t.cancelled_owned())),
+            options,
+        };
+        link.arm_timer();
+        link
+    }
+
+    /// The socket, for a message exchange before the link runs (a handshake of the layer
+    /// above it) or a close after it ran.
+    pub(crate) fn ws(&mut self) -> &mut WebSocketStream<S> {
+        &mut self.ws
+    }
+
+    /// The configured close timeout.
+    pub(crate) fn close_timeout(&self) -> Duration {
+        self.options.close_timeout
+    }
+
     fn arm_timer(&mut self) {
         let when = match (&self.phase, self.deadline) {
             (Phase::Open, _) => {
@@ -183,7 +201,12 @@ where
         self.arm_timer();
     }
 
-    fn poll(&mut self, io: &mut DriverIo, cx: &mut Context<'_>) -> Poll<RunOutcome> {
+    /// Serves `io` until the link ends, or `io` ends the run ([`LinkIo::poll_end`]): the link
+    /// is then left as it is and may be polled again.
+    pub(crate) fn poll<I: LinkIo>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<RunOutcome> {
+        if let Poll::Ready(end) = io.poll_end(cx) {
+            return Poll::Ready(end);
+        }
         if let Some(done) = self.poll_timer(cx) {
             return Poll::Ready(done);
         }
@@ -200,6 +223,12 @@ where
         match self.poll_read(io, cx) {
             Ok(more) => busy |= more,
             Err(done) => return Poll::Ready(done),
+        }
+        if let Poll::Ready(end) = io.poll_end(cx) {
+            return Poll::Ready(end);
+        }
+        if io.wants_write() {
+            busy |= self.poll_commands(io, cx);
         }
         if self.needs_flush {
             match Pin::new(&mut self.ws).poll_flush(cx) {
@@ -266,7 +295,7 @@ where
 
     /// Moves queued application messages into the socket. Returns whether the batch limit was
     /// hit (more may be waiting).
-    fn poll_commands(&mut self, io: &mut DriverIo, cx: &mut Context<'_>) -> bool {
+    fn poll_commands<I: LinkIo>(&mut self, io: &mut I, cx: &mut Context<'_>) -> bool {
         for _ in 0..BATCH {
             if !matches!(self.phase, Phase::Open) {
                 return false;
@@ -302,7 +331,11 @@ where
 
     /// Reads messages while the application has room for them. `Ok(busy)` to go on, `Err` with
     /// the outcome when the link is over.
-    fn poll_read(&mut self, io: &mut DriverIo, cx: &mut Context<'_>) -> Result<bool, RunOutcome> {
+    fn poll_read<I: LinkIo>(
+        &mut self,
+        io: &mut I,
+        cx: &mut Context<'_>,
+    ) -> Result<bool, RunOutcome> {
         if let Phase::Failing(_) = self.phase {
             return Ok(false);
         }
@@ -371,7 +404,7 @@ where
     }
 }
 
-fn classify_write(e: WsError) -> TransportError {
+pub(crate) fn classify_write(e: WsError) -> TransportError {
     match e {
         WsError::Io(io) => TransportError::send_failed("writing to the socket", io),
         other => TransportError::SendFailed {
