@@ -2,7 +2,6 @@
 //! over the winner, reconnects (through the core driver and its `ReconnectPolicy`), falls back
 //! and upgrades, and reports what it does through [`AdaptiveStatus`] and [`AdaptiveEvent`].
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Sleep;
 use tracing::{debug, info};
-use transport_core::driver::{self, Dial, DriverIo, LinkIo, RunOutcome};
+use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
 use transport_core::{
     CloseFrame, Command, Connection, ConnectionInfo, ConnectionState, ConnectionStats, Message,
     Receiver, Sender, Transport, TransportError, TrySendError,
@@ -21,6 +20,7 @@ use transport_ws::RawLink;
 
 use crate::ack_timer::{AckTimer, BATCH, far_future};
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
+use crate::layer::{LayerState, SessionLayer, Stop};
 use crate::race::{self, AnyLink, Candidate, Need, Opened};
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
 
@@ -156,9 +156,7 @@ struct ChanLink {
 
 struct WsLink {
     raw: Box<RawLink>,
-    /// Session frames of our own waiting for the socket (replays, ACKs): at most the replay
-    /// window, an ACK and a close.
-    out: VecDeque<Message>,
+    state: LayerState,
 }
 
 impl Link {
@@ -170,7 +168,7 @@ impl Link {
             }
             AnyLink::Ws(raw) => Carrier::Ws(WsLink {
                 raw,
-                out: VecDeque::new(),
+                state: LayerState::default(),
             }),
         };
         Self {
@@ -275,159 +273,6 @@ impl Prober {
         // Registers the timer's waker for its new deadline.
         let _ = self.timer.as_mut().poll(cx);
         Poll::Ready(opened)
-    }
-}
-
-/// Why the session layer ended a run of a WebSocket link.
-enum Stop {
-    End(End),
-    Upgrade(Result<Opened, TransportError>),
-}
-
-/// The session layer inside a WebSocket link's poll loop ([`LinkIo`]): numbers what the
-/// application sends (holding it back while the replay window is full), sends the session's
-/// own frames (replays, ACKs, the close), and delivers in order what the peer sends, once.
-/// Ends the run when the session ends, the link breaks the protocol, or a probe opened a
-/// link to upgrade to.
-struct SessionLayer<'a> {
-    io: &'a mut DriverIo,
-    session: &'a mut Session,
-    out: &'a mut VecDeque<Message>,
-    ack_timer: AckTimer,
-    prober: &'a mut Prober,
-    mode: Mode,
-    index: usize,
-    /// The application's close, sent once our session `CLOSE` frame is on its way.
-    closing: Option<CloseFrame>,
-    /// Commands were held back by a full replay window.
-    blocked: bool,
-    stop: Option<Stop>,
-}
-
-impl SessionLayer<'_> {
-    fn stop(&mut self, stop: Stop) {
-        if self.stop.is_none() {
-            self.stop = Some(stop);
-        }
-    }
-
-    /// Queues an ACK when one is due (`ack_every` deliveries owed, or its timer fired).
-    fn ack(&mut self, now: Instant) {
-        if let Some(ack) = self.session.poll_ack(now) {
-            self.out.push_back(session::encode(&ack));
-        }
-    }
-}
-
-impl LinkIo for SessionLayer<'_> {
-    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
-        if let Some(frame) = self.out.pop_front() {
-            return Poll::Ready(Command::Send(frame));
-        }
-        if let Some(close) = self.closing.take() {
-            return Poll::Ready(Command::Close(close));
-        }
-        if self.stop.is_some() {
-            return Poll::Pending;
-        }
-        if !self.session.can_send() {
-            // An ACK read from the link opens the window again (see `wants_write`).
-            self.blocked = true;
-            return Poll::Pending;
-        }
-        self.blocked = false;
-        match self.io.poll_command(cx) {
-            Poll::Ready(Command::Send(m)) => {
-                Poll::Ready(Command::Send(session::encode(&self.session.send(m))))
-            }
-            Poll::Ready(Command::Close(frame)) => {
-                let close = session::encode(&Frame::Close {
-                    code: frame.code,
-                    reason: frame.reason.clone(),
-                });
-                self.closing = Some(frame);
-                Poll::Ready(Command::Send(close))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        if self.stop.is_some() {
-            // The run ends right after this read (`poll_end`); nothing more is read.
-            return Poll::Pending;
-        }
-        // Room, or an application that no longer reads: the session's own frames (ACKs, a
-        // close) are still taken either way, its data then discarded as `deliver` does.
-        self.io.poll_reserve(cx).map(|_| true)
-    }
-
-    fn send_reserved(&mut self, message: Message) -> bool {
-        if self.stop.is_some() {
-            return false;
-        }
-        let lost = |e: TransportError| Stop::End(End::Lost(TransportError::lost(e.to_string())));
-        match session::decode(&message) {
-            Err(e) => self.stop(lost(e)),
-            Ok(Frame::Data { seq, message }) => {
-                match self.session.on_data_with(seq, message, Instant::now) {
-                    Ok(Received::Deliver(m)) => {
-                        let taken = self.io.send_reserved(m);
-                        if self.session.ack_count_due() {
-                            self.ack(Instant::now());
-                        }
-                        return taken;
-                    }
-                    Ok(Received::Duplicate) => {}
-                    Err(e) => self.stop(lost(e)),
-                }
-            }
-            Ok(Frame::Ack { seq }) => {
-                if let Err(e) = self.session.on_ack(seq) {
-                    self.stop(Stop::End(End::Outcome(RunOutcome::Failed(e))));
-                }
-            }
-            Ok(Frame::Close { code, reason }) => self.stop(Stop::End(End::Outcome(
-                RunOutcome::PeerClosed(CloseFrame::new(code, reason)),
-            ))),
-            // Stray handshake frames are harmless.
-            Ok(_) => {}
-        }
-        false
-    }
-
-    fn record_rtt(&self, rtt: Duration) {
-        self.io.record_rtt(rtt);
-    }
-
-    fn set_peer_close(&self, _frame: CloseFrame) {
-        // The link's close frame is not the session's: a link that closes is resumed on the
-        // next one. A `CLOSE` frame of the session ends the connection (`send_reserved`).
-    }
-
-    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<RunOutcome> {
-        if self.stop.is_some() {
-            // What the run's caller reads is `stop`; the outcome itself is not used.
-            return Poll::Ready(RunOutcome::LocalClosed);
-        }
-        // The ACK timer; once more after it fired, to register its next deadline.
-        for _ in 0..2 {
-            self.ack_timer.rearm(self.session.next_timeout());
-            if !self.ack_timer.is_armed() || self.ack_timer.sleep().as_mut().poll(cx).is_pending() {
-                break;
-            }
-            self.ack_timer.fired();
-            self.ack(Instant::now());
-        }
-        if let Poll::Ready(opened) = self.prober.poll(cx, self.mode, self.index) {
-            self.stop(Stop::Upgrade(opened));
-            return Poll::Ready(RunOutcome::LocalClosed);
-        }
-        Poll::Pending
-    }
-
-    fn wants_write(&self) -> bool {
-        !self.out.is_empty() || self.closing.is_some() || (self.blocked && self.session.can_send())
     }
 }
 
@@ -576,7 +421,7 @@ impl AdaptiveDial {
                 }
             }
             // Bounded by the replay window; written first when the link runs.
-            Carrier::Ws(ws) => ws.out.extend(replay.iter().map(session::encode)),
+            Carrier::Ws(ws) => ws.state.out.extend(replay.iter().map(session::encode)),
         }
         if let Some(first) = link.first.take() {
             io.deliver(first).await;
@@ -727,26 +572,19 @@ impl AdaptiveDial {
                 outcome => End::Outcome(outcome),
             });
         }
-        let mut layer = SessionLayer {
-            io,
-            session: &mut self.session,
-            out: &mut link.out,
-            ack_timer: AckTimer::new(),
-            prober,
-            mode: self.mode,
-            index,
-            closing: None,
-            blocked: false,
-            stop: None,
-        };
+        let mode = self.mode;
+        let mut layer = SessionLayer::new(io, &mut self.session, &mut link.state, false, |cx| {
+            prober.poll(cx, mode, index)
+        });
         let outcome = poll_fn(|cx| link.raw.poll_run(&mut layer, cx)).await;
-        match layer.stop.take() {
-            Some(Stop::Upgrade(opened)) => Step::Upgrade(opened),
-            Some(Stop::End(end)) => {
-                if let End::Outcome(RunOutcome::PeerClosed(_)) = end {
-                    self.closed_by_server = true;
-                }
-                Step::End(end)
+        let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
+        match layer.take_stop() {
+            Some(Stop::Event(opened)) => Step::Upgrade(opened),
+            Some(Stop::Broken(e)) => Step::End(lost(e)),
+            Some(Stop::Failed(e)) => Step::End(End::Outcome(RunOutcome::Failed(e))),
+            Some(Stop::PeerClose(frame)) => {
+                self.closed_by_server = true;
+                Step::End(End::Outcome(RunOutcome::PeerClosed(frame)))
             }
             None => Step::End(match outcome {
                 RunOutcome::LocalClosed => End::Outcome(RunOutcome::LocalClosed),

@@ -96,7 +96,7 @@ impl WsConnector {
                 after: timeout,
             })??;
         let options = LinkOptions::new(&self.config.transport, None);
-        Ok(RawLink::new(Link::new(ws, options), info))
+        Ok(RawLink::client(Link::new(ws, options), info))
     }
 
     async fn open(

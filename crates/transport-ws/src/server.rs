@@ -27,7 +27,8 @@ use transport_core::{Connection, ConnectionInfo, IpLimiter, IpPermit, RefusalLog
 
 use crate::WsServerConfig;
 use crate::client::TRANSPORT;
-use crate::link::{self, LinkOptions};
+use crate::link::{self, Link, LinkOptions};
+use crate::raw::RawLink;
 use crate::read_buf::AdaptiveRead;
 
 /// What the application learns about an accepted connection's handshake request.
@@ -502,6 +503,35 @@ impl PendingUpgrade {
             .with_subprotocol(self.request.subprotocol.clone());
         let connection = spawn_link(ws, &self.config, info, None, ());
         Ok((connection, self.request))
+    }
+
+    /// As [`finish`](Self::finish), but the link is not given a driver task: its owner runs it
+    /// (see [`RawLink`]), e.g. the adaptive transport's session layer.
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish).
+    #[doc(hidden)]
+    pub async fn finish_raw(self) -> Result<(RawLink, WsRequest), TransportError> {
+        let upgraded = self
+            .on_upgrade
+            .await
+            .map_err(|e| TransportError::ConnectionFailed {
+                reason: format!("HTTP upgrade failed: {e}"),
+                source: None,
+            })?;
+        let ws = WebSocketStream::from_raw_socket(
+            AdaptiveRead::new(TokioIo::new(upgraded)),
+            Role::Server,
+            Some(self.config.tungstenite()),
+        )
+        .await;
+        let info = ConnectionInfo::new(TRANSPORT)
+            .with_peer_addr(self.request.peer_addr)
+            .with_subprotocol(self.request.subprotocol.clone());
+        metrics::handshake_accepted(TRANSPORT);
+        let link = Link::new(ws, LinkOptions::new(&self.config.transport, None));
+        let raw = RawLink::server(link, ConnectionGauge::new(TRANSPORT), info);
+        Ok((raw, self.request))
     }
 }
 

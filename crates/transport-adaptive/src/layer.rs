@@ -1,0 +1,225 @@
+//! The session layer inside a WebSocket link's poll loop ([`LinkIo`]), for the client and
+//! the server alike: a message then takes the hops of a plain WebSocket connection (one task
+//! between the socket and the application's channels) instead of two tasks with a channel
+//! between them.
+//!
+//! It numbers what the application sends (holding it back while the replay window is full),
+//! sends the session's own frames (replays, ACKs, the close) and delivers in order, once,
+//! what the peer sends. It ends the run of the link when the session breaks or ends, or when
+//! its owner's `watch` reports something (an upgrade probe's link, a new link of the session,
+//! a server shutdown): the link is then left as it is, for the owner to run again or close.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use transport_core::driver::{DriverIo, LinkIo, RunOutcome};
+use transport_core::{CloseFrame, Command, Message, TransportError};
+
+use crate::ack_timer::AckTimer;
+use crate::session::{self, Frame, Received, Session};
+
+/// Why the layer ended a run of its link.
+pub(crate) enum Stop<E> {
+    /// A frame that breaks the session protocol (not a session frame, a sequence gap): the
+    /// link is unusable; the session resumes on another.
+    Broken(TransportError),
+    /// The peer acknowledged a message never sent.
+    Failed(TransportError),
+    /// The peer's session `CLOSE`.
+    PeerClose(CloseFrame),
+    /// What the owner's `watch` reported.
+    Event(E),
+}
+
+/// What a link keeps between runs of the layer.
+#[derive(Default)]
+pub(crate) struct LayerState {
+    /// Session frames of our own waiting for the socket (replays, ACKs, a `PONG`): at most
+    /// the replay window, an ACK, a `PONG` and a `CLOSE`.
+    pub(crate) out: VecDeque<Message>,
+    /// The application's close, handed to the link once our session `CLOSE` is on its way.
+    closing: Option<CloseFrame>,
+    /// The close went to the link: it is closing, and ends the run when that is done.
+    closed: bool,
+}
+
+pub(crate) struct SessionLayer<'a, E, W> {
+    io: &'a mut DriverIo,
+    session: &'a mut Session,
+    state: &'a mut LayerState,
+    /// Whether a `PING` is answered (the server's side of the health check).
+    answer_ping: bool,
+    watch: W,
+    ack_timer: AckTimer,
+    /// Commands were held back by a full replay window.
+    blocked: bool,
+    stop: Option<Stop<E>>,
+}
+
+impl<'a, E, W> SessionLayer<'a, E, W>
+where
+    W: FnMut(&mut Context<'_>) -> Poll<E>,
+{
+    pub(crate) fn new(
+        io: &'a mut DriverIo,
+        session: &'a mut Session,
+        state: &'a mut LayerState,
+        answer_ping: bool,
+        watch: W,
+    ) -> Self {
+        Self {
+            io,
+            session,
+            state,
+            answer_ping,
+            watch,
+            ack_timer: AckTimer::new(),
+            blocked: false,
+            stop: None,
+        }
+    }
+
+    /// Why the layer ended the run; `None` when the link ended by itself.
+    pub(crate) fn take_stop(&mut self) -> Option<Stop<E>> {
+        self.stop.take()
+    }
+
+    fn stop(&mut self, stop: Stop<E>) {
+        if self.stop.is_none() {
+            self.stop = Some(stop);
+        }
+    }
+
+    /// Queues an ACK when one is due (`ack_every` deliveries owed, or its timer fired).
+    fn ack(&mut self, now: Instant) {
+        if let Some(ack) = self.session.poll_ack(now) {
+            self.state.out.push_back(session::encode(&ack));
+        }
+    }
+}
+
+impl<E, W> LinkIo for SessionLayer<'_, E, W>
+where
+    W: FnMut(&mut Context<'_>) -> Poll<E>,
+{
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        if let Some(frame) = self.state.out.pop_front() {
+            return Poll::Ready(Command::Send(frame));
+        }
+        if let Some(close) = self.state.closing.take() {
+            self.state.closed = true;
+            return Poll::Ready(Command::Close(close));
+        }
+        if self.stop.is_some() || self.state.closed {
+            return Poll::Pending;
+        }
+        if !self.session.can_send() {
+            // An ACK read from the link opens the window again (see `wants_write`).
+            self.blocked = true;
+            return Poll::Pending;
+        }
+        self.blocked = false;
+        match self.io.poll_command(cx) {
+            Poll::Ready(Command::Send(m)) => {
+                Poll::Ready(Command::Send(session::encode(&self.session.send(m))))
+            }
+            Poll::Ready(Command::Close(frame)) => {
+                let close = session::encode(&Frame::Close {
+                    code: frame.code,
+                    reason: frame.reason.clone(),
+                });
+                self.state.closing = Some(frame);
+                Poll::Ready(Command::Send(close))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.stop.is_some() {
+            // The run ends right after this read (`poll_end`): nothing more is read.
+            return Poll::Pending;
+        }
+        // Room, or an application that no longer reads: the session's own frames (ACKs, a
+        // close) are taken either way, its data then discarded as `DriverIo::deliver` does.
+        self.io.poll_reserve(cx).map(|_| true)
+    }
+
+    fn send_reserved(&mut self, message: Message) -> bool {
+        if self.stop.is_some() {
+            return false;
+        }
+        match session::decode(&message) {
+            Err(e) => self.stop(Stop::Broken(e)),
+            Ok(Frame::Data { seq, message }) => {
+                match self.session.on_data_with(seq, message, Instant::now) {
+                    Ok(Received::Deliver(m)) => {
+                        let taken = self.io.send_reserved(m);
+                        // The clock is read only when an ACK is due by count.
+                        if self.session.ack_count_due() {
+                            self.ack(Instant::now());
+                        }
+                        return taken;
+                    }
+                    Ok(Received::Duplicate) => {}
+                    Err(e) => self.stop(Stop::Broken(e)),
+                }
+            }
+            Ok(Frame::Ack { seq }) => {
+                if let Err(e) = self.session.on_ack(seq) {
+                    self.stop(Stop::Failed(e));
+                }
+            }
+            Ok(Frame::Close { code, reason }) => {
+                self.stop(Stop::PeerClose(CloseFrame::new(code, reason)));
+            }
+            Ok(Frame::Ping) if self.answer_ping => {
+                self.state.out.push_back(session::encode(&Frame::Pong));
+            }
+            // Stray handshake frames are harmless.
+            Ok(_) => {}
+        }
+        false
+    }
+
+    fn record_rtt(&self, rtt: Duration) {
+        self.io.record_rtt(rtt);
+    }
+
+    fn set_peer_close(&self, _frame: CloseFrame) {
+        // The link's close frame is not the session's: a link that closes is resumed on the
+        // next one. A session `CLOSE` ends the connection (`send_reserved`).
+    }
+
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<RunOutcome> {
+        if self.stop.is_some() {
+            // The owner reads `take_stop`; this outcome is not used.
+            return Poll::Ready(RunOutcome::LocalClosed);
+        }
+        // The ACK timer; polled once more after it fired, to register its next deadline.
+        for _ in 0..2 {
+            self.ack_timer.rearm(self.session.next_timeout());
+            if !self.ack_timer.is_armed() || self.ack_timer.sleep().as_mut().poll(cx).is_pending() {
+                break;
+            }
+            self.ack_timer.fired();
+            self.ack(Instant::now());
+        }
+        // A closing link finishes its close first.
+        if !self.state.closed
+            && self.state.closing.is_none()
+            && let Poll::Ready(event) = (self.watch)(cx)
+        {
+            self.stop(Stop::Event(event));
+            return Poll::Ready(RunOutcome::LocalClosed);
+        }
+        Poll::Pending
+    }
+
+    fn wants_write(&self) -> bool {
+        !self.state.out.is_empty()
+            || self.state.closing.is_some()
+            || (self.blocked && self.session.can_send())
+    }
+}
