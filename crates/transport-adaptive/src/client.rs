@@ -186,7 +186,7 @@ impl Link {
                 Carrier::Chan(c) => {
                     let _ = c.tx.close(1000, reason).await;
                 }
-                Carrier::Ws(w) => w.raw.close(1000, reason).await,
+                Carrier::Ws(mut w) => w.raw.close(1000, reason).await,
             }
         });
     }

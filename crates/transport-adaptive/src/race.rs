@@ -66,6 +66,24 @@ impl AnyLink {
             Self::Ws(w) => w.recv().await,
         }
     }
+
+    /// The peer's address, when known.
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Conn(c) => c.info().peer_addr,
+            Self::Ws(w) => w.info().peer_addr,
+        }
+    }
+
+    /// Closes the link (within its close timeout).
+    pub(crate) async fn close(self, code: u16, reason: &str) {
+        match self {
+            Self::Conn(c) => {
+                let _ = c.close(code, reason).await;
+            }
+            Self::Ws(mut w) => w.close(code, reason).await,
+        }
+    }
 }
 
 /// Builds the candidates of `config`, protocol reconnects disabled.

@@ -27,6 +27,7 @@ use transport_wt::cert::SelfSignedCert;
 use transport_wt::{StreamConfig, WtServer, WtServerConfig};
 
 use crate::config::TransportKind;
+use crate::race::AnyLink;
 use crate::session::SessionLimits;
 use crate::sessions::{self, SessionRequest, SessionSettings, SessionTable};
 
@@ -144,7 +145,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn handle_link(&self, conn: Connection, kind: TransportKind, peer: Option<SocketAddr>) {
+    fn handle_link(&self, conn: AnyLink, kind: TransportKind, peer: Option<SocketAddr>) {
         self.tracker.spawn(sessions::handle_link(
             conn,
             kind,
@@ -304,7 +305,7 @@ impl AdaptiveServer {
                         .await
                     {
                         Ok(conn) => shared2.handle_link(
-                            conn,
+                            AnyLink::Conn(conn),
                             TransportKind::WebTransport,
                             Some(request.peer_addr),
                         ),
@@ -508,8 +509,13 @@ async fn route(
             Ok((response, pending)) => {
                 let s = shared.clone();
                 shared.tracker.spawn(async move {
-                    if let Ok((conn, _)) = pending.finish().await {
-                        s.handle_link(conn, TransportKind::WebSocket, Some(peer));
+                    // The session layer runs this link in its own task (see `layer.rs`).
+                    if let Ok((raw, _)) = pending.finish_raw().await {
+                        s.handle_link(
+                            AnyLink::Ws(Box::new(raw)),
+                            TransportKind::WebSocket,
+                            Some(peer),
+                        );
                     }
                 });
                 response.map(|b| Either::Left(Either::Left(b)))
@@ -622,6 +628,6 @@ async fn sse_loop(mut incoming: transport_sse::SseIncoming, shared: Arc<Shared>)
             () = shared.stop.cancelled() => return,
         };
         let Some((conn, request)) = next else { return };
-        shared.handle_link(conn, TransportKind::Sse, request.peer_addr);
+        shared.handle_link(AnyLink::Conn(conn), TransportKind::Sse, request.peer_addr);
     }
 }

@@ -2,8 +2,10 @@
 //! table, and one task per session that owns its state across links and transports.
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -13,12 +15,14 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
 use transport_core::driver::{self, DriverIo, RunOutcome};
 use transport_core::{
-    CloseFrame, Command, Connection, ConnectionInfo, Message, Receiver, Sender, Transport,
-    TransportConfig, TransportError, TrySendError,
+    CloseFrame, Command, Connection, ConnectionInfo, Message, Receiver, Sender, TransportConfig,
+    TransportError, TrySendError,
 };
 
 use crate::ack_timer::{AckTimer, BATCH};
 use crate::config::TransportKind;
+use crate::layer::{LayerState, SessionLayer, Stop};
+use crate::race::AnyLink;
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
 
 /// What the application learns about an accepted connection.
@@ -38,7 +42,7 @@ pub struct SessionRequest {
 
 /// A new link for a session.
 struct Attach {
-    conn: Connection,
+    conn: AnyLink,
     kind: TransportKind,
     ack: u64,
     stop: CancellationToken,
@@ -145,7 +149,7 @@ pub(crate) type Incoming = mpsc::Sender<(Connection, SessionRequest)>;
 /// existing session (`HELLO`), or hands it out as a connection of its own (any other first
 /// message, or silence for `hello_timeout`).
 pub(crate) async fn handle_link(
-    mut conn: Connection,
+    mut conn: AnyLink,
     kind: TransportKind,
     peer_addr: Option<SocketAddr>,
     hub: Hub,
@@ -220,7 +224,13 @@ async fn hello(
         match table.get(id) {
             Some(tx) => {
                 if let Err(mpsc::error::SendError(a)) = tx.send(attach).await {
-                    reject(a.conn, RejectCode::UnknownSession, "session ended").await;
+                    reject(
+                        a.conn,
+                        RejectCode::UnknownSession,
+                        "session ended",
+                        settings,
+                    )
+                    .await;
                 }
             }
             None => {
@@ -228,6 +238,7 @@ async fn hello(
                     attach.conn,
                     RejectCode::UnknownSession,
                     "unknown or expired session",
+                    settings,
                 )
                 .await;
             }
@@ -239,17 +250,24 @@ async fn hello(
             attach.conn,
             RejectCode::Protocol,
             "a new session acknowledges nothing",
+            settings,
         )
         .await;
         return;
     }
     let Ok(new_id) = SessionId::random() else {
-        reject(attach.conn, RejectCode::Full, "no session id").await;
+        reject(attach.conn, RejectCode::Full, "no session id", settings).await;
         return;
     };
     let (tx, rx) = mpsc::channel(4);
     if !table.insert(new_id, tx) {
-        reject(attach.conn, RejectCode::Full, "session table full").await;
+        reject(
+            attach.conn,
+            RejectCode::Full,
+            "session table full",
+            settings,
+        )
+        .await;
         return;
     }
     let request = SessionRequest {
@@ -269,18 +287,20 @@ async fn hello(
     let _ = incoming.send((app, request)).await;
 }
 
-async fn reject(conn: Connection, code: RejectCode, reason: &str) {
+/// Answers a `HELLO` with `REJECT` and closes the link, within the close timeout twice.
+async fn reject(mut conn: AnyLink, code: RejectCode, reason: &str, settings: &SessionSettings) {
     let frame = Frame::Reject {
         code,
         reason: reason.to_owned(),
     };
-    let _ = conn.send(session::encode(&frame)).await;
-    let _ = conn.close(1000, "").await;
+    let timeout = settings.transport.close_timeout;
+    let _ = tokio::time::timeout(timeout, conn.send(session::encode(&frame))).await;
+    conn.close(1000, "").await;
 }
 
 /// Passes messages both ways between a link and the application (no session).
 async fn relay(
-    conn: Connection,
+    conn: AnyLink,
     first: Option<Message>,
     io: &mut DriverIo,
     stop: CancellationToken,
@@ -288,6 +308,10 @@ async fn relay(
     if let Some(m) = first {
         io.deliver(m).await;
     }
+    let conn = match conn {
+        AnyLink::Conn(c) => c,
+        AnyLink::Ws(raw) => return relay_ws(*raw, io, stop).await,
+    };
     let (tx, mut rx) = conn.split();
     let end = |r: Result<Option<Message>, TransportError>, rx: &Receiver| match r {
         Ok(Some(_)) => None,
@@ -343,7 +367,47 @@ async fn relay(
     }
 }
 
-/// The link a session is attached to.
+/// As [`relay`], for a WebSocket link this task runs: the link serves the application's
+/// channels itself.
+async fn relay_ws(
+    mut raw: transport_ws::RawLink,
+    io: &mut DriverIo,
+    stop: CancellationToken,
+) -> RunOutcome {
+    tokio::select! {
+        outcome = poll_fn(|cx| raw.poll_run(io, cx)) => outcome,
+        () = stop.cancelled() => {
+            raw.close(1001, "server shutting down").await;
+            RunOutcome::Failed(TransportError::ClosedByPeer {
+                code: 1001,
+                reason: "server shutting down".into(),
+            })
+        }
+    }
+}
+
+/// The link a session is attached to: a protocol connection with its own driver task, or a
+/// WebSocket link the session task runs itself.
+enum AttachedLink {
+    Chan(Attached),
+    Ws(AttachedWs),
+}
+
+/// A WebSocket link the session task runs (see `layer.rs`).
+struct AttachedWs {
+    raw: Box<transport_ws::RawLink>,
+    state: LayerState,
+    stop: CancellationToken,
+    sever: watch::Receiver<u64>,
+}
+
+/// What ends a run of an attached WebSocket link besides the session itself.
+enum WsEvent {
+    Moved(Attach),
+    Interrupt(Interrupt),
+}
+
+/// The link a session is attached to, through its channels.
 struct Attached {
     tx: Sender,
     rx: Receiver,
@@ -553,7 +617,12 @@ impl SessionTask<'_> {
 
     /// Attaches a link: `WELCOME` with our acknowledgement, then the replay of what the
     /// client missed.
-    async fn attach(&mut self, a: Attach, resumed: bool) -> (Option<Attached>, Next) {
+    async fn attach(
+        &mut self,
+        a: Attach,
+        resumed: bool,
+        settings: &SessionSettings,
+    ) -> (Option<AttachedLink>, Next) {
         let welcome = Frame::Welcome {
             session: self.id,
             resumed,
@@ -566,15 +635,52 @@ impl SessionTask<'_> {
                     code: RejectCode::UnknownSession,
                     reason: e.to_string(),
                 };
-                let _ = a.conn.try_send(session::encode(&reject));
+                match a.conn {
+                    AnyLink::Conn(c) => {
+                        let _ = c.try_send(session::encode(&reject));
+                    }
+                    AnyLink::Ws(mut raw) => {
+                        // Not waited for: this task serves the session.
+                        let timeout = settings.transport.close_timeout;
+                        tokio::spawn(async move {
+                            let _ =
+                                tokio::time::timeout(timeout, raw.send(session::encode(&reject)))
+                                    .await;
+                            raw.close(1000, "").await;
+                        });
+                    }
+                }
                 return (None, Next::Go);
             }
         };
         self.io
-            .set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.info().peer_addr));
-        let (tx, rx) = a.conn.split();
+            .set_info(ConnectionInfo::new(a.kind.name()).with_peer_addr(a.conn.peer_addr()));
         self.end = a.end;
         self.running = a.sessions.token();
+        let conn = match a.conn {
+            AnyLink::Conn(c) => c,
+            AnyLink::Ws(mut raw) => {
+                let sent = tokio::time::timeout(
+                    settings.transport.close_timeout,
+                    raw.send(session::encode(&welcome)),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return (None, Next::Go);
+                }
+                self.session.handshake_acked();
+                let mut state = LayerState::default();
+                state.out.extend(replay.iter().map(session::encode));
+                let l = AttachedWs {
+                    raw,
+                    state,
+                    stop: a.stop,
+                    sever: a.sever,
+                };
+                return (Some(AttachedLink::Ws(l)), Next::Go);
+            }
+        };
+        let (tx, rx) = conn.split();
         let mut l = Attached {
             tx,
             rx,
@@ -592,7 +698,7 @@ impl SessionTask<'_> {
                 other => return (None, other),
             }
         }
-        (Some(l), Next::Go)
+        (Some(AttachedLink::Chan(l)), Next::Go)
     }
 }
 
@@ -634,7 +740,7 @@ async fn serve_session(
                     // The client moved (reconnect, fallback, upgrade); the old link is dropped.
                     drop(link.take());
                     let kind = a.kind;
-                    let (l, n) = task.attach(a, resumed).await;
+                    let (l, n) = task.attach(a, resumed, settings).await;
                     if l.is_some() {
                         if let Some(from) = previous.filter(|_| resumed) {
                             record_resume(from, kind);
@@ -649,7 +755,8 @@ async fn serve_session(
         }
         next = match link.as_mut() {
             None => task.detached(settings).await,
-            Some(l) => task.attached(l, settings).await,
+            Some(AttachedLink::Chan(l)) => task.attached(l, settings).await,
+            Some(AttachedLink::Ws(l)) => task.attached_ws(l, settings).await,
         };
     }
 }
@@ -766,6 +873,76 @@ impl SessionTask<'_> {
             if !matches!(next, Next::Go) {
                 return next;
             }
+        }
+    }
+
+    /// As [`attached`](Self::attached), for a WebSocket link this task runs: the session layer
+    /// sits inside the link's poll loop ([`SessionLayer`]), and the run ends on what would end
+    /// a step of `attached` other than a message.
+    async fn attached_ws(&mut self, l: &mut AttachedWs, settings: &SessionSettings) -> Next {
+        let end = self.end.clone();
+        let stop = l.stop.clone();
+        let mut sever = l.sever.clone();
+        let interrupt = async move {
+            tokio::select! {
+                _ = sever.changed() => Interrupt::Sever,
+                () = end.cancelled() => Interrupt::End,
+                () = stop.cancelled() => Interrupt::Stop,
+            }
+        };
+        tokio::pin!(interrupt);
+        let attach_rx = &mut self.attach_rx;
+        let attach_open = &mut self.attach_open;
+        let watch = |cx: &mut Context<'_>| {
+            if *attach_open {
+                match attach_rx.poll_recv(cx) {
+                    Poll::Ready(Some(a)) => return Poll::Ready(WsEvent::Moved(a)),
+                    Poll::Ready(None) => *attach_open = false,
+                    Poll::Pending => {}
+                }
+            }
+            interrupt.as_mut().poll(cx).map(WsEvent::Interrupt)
+        };
+        let mut layer =
+            SessionLayer::new(&mut *self.io, &mut self.session, &mut l.state, true, watch);
+        let outcome = poll_fn(|cx| l.raw.poll_run(&mut layer, cx)).await;
+        let stopped = layer.take_stop();
+        drop(layer);
+        match stopped {
+            Some(Stop::Event(WsEvent::Moved(a))) => Next::Moved(a),
+            Some(Stop::Event(WsEvent::Interrupt(Interrupt::Sever))) => {
+                debug!(id = %self.id, "link severed");
+                Next::Detach
+            }
+            Some(Stop::Event(WsEvent::Interrupt(Interrupt::End))) => {
+                // As `attached`: tell the client, which then stops reconnecting.
+                let close = Frame::Close {
+                    code: 1001,
+                    reason: SHUTDOWN_REASON.into(),
+                };
+                let _ = tokio::time::timeout(
+                    settings.transport.close_timeout,
+                    l.raw.send(session::encode(&close)),
+                )
+                .await;
+                l.raw.close(1001, SHUTDOWN_REASON).await;
+                Next::End(shut_down())
+            }
+            Some(Stop::Event(WsEvent::Interrupt(Interrupt::Stop))) => {
+                l.raw.close(1001, SHUTDOWN_REASON).await;
+                Next::Detach
+            }
+            Some(Stop::Broken(_)) => Next::Detach,
+            Some(Stop::Failed(e)) => Next::End(RunOutcome::Failed(e)),
+            Some(Stop::PeerClose(frame)) => {
+                l.raw.close(1000, "").await;
+                Next::End(RunOutcome::PeerClosed(frame))
+            }
+            // The application's close ran its course; anything else dropped the link.
+            None => match outcome {
+                RunOutcome::LocalClosed => Next::End(RunOutcome::LocalClosed),
+                RunOutcome::PeerClosed(_) | RunOutcome::Failed(_) => Next::Detach,
+            },
         }
     }
 }

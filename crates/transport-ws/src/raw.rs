@@ -118,7 +118,7 @@ impl RawLink {
     }
 
     /// Closes the link: a close frame, then the peer's, within the close timeout.
-    pub async fn close(mut self, code: u16, reason: &str) {
+    pub async fn close(&mut self, code: u16, reason: &str) {
         let frame = WsCloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
