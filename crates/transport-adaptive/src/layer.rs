@@ -10,8 +10,12 @@
 //! a server shutdown): the link is then left as it is, for the owner to run again or close.
 
 use std::collections::VecDeque;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
 
 use transport_core::driver::{DriverIo, LinkIo, RunOutcome};
 use transport_core::{CloseFrame, Command, Message, TransportError};
@@ -51,6 +55,11 @@ pub(crate) struct SessionLayer<'a, E, W> {
     /// Whether a `PING` is answered (the server's side of the health check).
     answer_ping: bool,
     watch: W,
+    /// The waker `watch` is polled with: it polls again only after one of its sources woke
+    /// it. Its sources (a session's new links, a server shutdown, a probe) rarely fire, and
+    /// polling them on every wake-up of the link costs a lock or two each.
+    watch_flag: Arc<WatchFlag>,
+    watch_waker: Waker,
     ack_timer: AckTimer,
     /// Commands were held back by a full replay window.
     blocked: bool,
@@ -68,12 +77,19 @@ where
         answer_ping: bool,
         watch: W,
     ) -> Self {
+        let watch_flag = Arc::new(WatchFlag {
+            // Polled once first, to register with its sources.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
         Self {
             io,
             session,
             state,
             answer_ping,
             watch,
+            watch_waker: Waker::from(watch_flag.clone()),
+            watch_flag,
             ack_timer: AckTimer::new(),
             blocked: false,
             stop: None,
@@ -207,9 +223,12 @@ where
             self.ack(Instant::now());
         }
         // A closing link finishes its close first.
-        if !self.state.closed
-            && self.state.closing.is_none()
-            && let Poll::Ready(event) = (self.watch)(cx)
+        if self.state.closed || self.state.closing.is_some() {
+            return Poll::Pending;
+        }
+        self.watch_flag.task.register(cx.waker());
+        if self.watch_flag.woken.swap(false, Ordering::AcqRel)
+            && let Poll::Ready(event) = (self.watch)(&mut Context::from_waker(&self.watch_waker))
         {
             self.stop(Stop::Event(event));
             return Poll::Ready(RunOutcome::LocalClosed);
@@ -221,5 +240,23 @@ where
         !self.state.out.is_empty()
             || self.state.closing.is_some()
             || (self.blocked && self.session.can_send())
+    }
+}
+
+/// What the `watch` of a [`SessionLayer`] is polled with: a wake-up marks it woken and wakes
+/// the link's task.
+struct WatchFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WatchFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
