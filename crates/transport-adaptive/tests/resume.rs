@@ -306,3 +306,66 @@ async fn a_session_detached_past_its_expiry_is_lost_with_an_error() {
     assert!(err.to_string().contains("session lost"), "{err}");
     bounded(second.shutdown()).await;
 }
+
+/// From a link with a driver task of its own (SSE) to a WebSocket link the session task runs
+/// itself, mid-stream: the replay goes out on the new link before anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_from_sse_to_websocket_without_loss() {
+    let server = Arc::new(server().await);
+    let proxy = test_servers::fault::FaultProxy::tcp(server.local_addr())
+        .await
+        .unwrap();
+    proxy.set(test_servers::fault::Fault::Reset);
+    // Kept here: dropping the proxy would end the WebSocket link it carries.
+    let proxy = Arc::new(proxy);
+    let gate = proxy.clone();
+    let mut config = AdaptiveConfig::default();
+    config.endpoint(
+        TransportKind::WebSocket,
+        format!("ws://{}/ws", proxy.local_addr()),
+    );
+    config.endpoint(TransportKind::Sse, server.sse_url());
+    tune(&mut config);
+    config.probe_interval(Some(Duration::from_millis(200)));
+    let client = bounded(transport_adaptive::connect(config)).await.unwrap();
+    assert_eq!(client.transport(), Some(TransportKind::Sse));
+    let mut events = client.events();
+    let mut status = client.watch_status();
+    exchange(
+        server.clone(),
+        client,
+        5_000,
+        Some(4),
+        |progress| async move {
+            gate.set(test_servers::fault::Fault::Pass);
+            bounded(status.wait_for(|s| s.transport == Some(TransportKind::WebSocket)))
+                .await
+                .unwrap();
+            let at = progress.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                at < 5_000,
+                "the upgrade came after the exchange: it proves nothing"
+            );
+        },
+    )
+    .await;
+    let mut upgraded = false;
+    while let Ok(e) = events.try_recv() {
+        if let AdaptiveEvent::TransportChanged { from, to, reason } = e
+            && reason != ChangeReason::Initial
+        {
+            assert_eq!(
+                (from, to, reason),
+                (
+                    Some(TransportKind::Sse),
+                    TransportKind::WebSocket,
+                    ChangeReason::Upgrade
+                )
+            );
+            upgraded = true;
+        }
+    }
+    assert!(upgraded);
+    assert_eq!(proxy.fault(), test_servers::fault::Fault::Pass);
+    bounded(server.shutdown()).await;
+}
