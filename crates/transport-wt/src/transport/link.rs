@@ -34,6 +34,10 @@ const RTT_INTERVAL: Duration = Duration::from_secs(1);
 const FAIL_GRACE: Duration = Duration::from_secs(1);
 /// Decoded frames waiting for the driver.
 const EVENT_QUEUE: usize = 16;
+/// Room for one read of the message stream when the next frame's length is not known yet: a
+/// 16 KiB message with its longest header (9 bytes). At exactly 16 KiB, such a message's last
+/// bytes needed a second read, and growing the buffer for them copied the first 16 KiB.
+const READ_SIZE: usize = 16 * 1024 + 9;
 
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -371,7 +375,7 @@ async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Eve
                         // answer, the end of its stream, ends the link without a wait.
                         loop {
                             buf.clear();
-                            buf.reserve(16 * 1024);
+                            buf.reserve(READ_SIZE);
                             match recv.read_buf(&mut buf).await {
                                 Ok(0) => {
                                     let _ = tx.send(Event::Fin).await;
@@ -386,7 +390,9 @@ async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Eve
                 }
             }
         }
-        buf.reserve(16 * 1024);
+        // Room for the rest of a frame whose length is known, in one allocation (growing by
+        // reads would copy what is buffered each time); otherwise for a read's worth.
+        buf.reserve(codec::missing(&buf, max).unwrap_or(READ_SIZE));
         let event = match recv.read_buf(&mut buf).await {
             Ok(0) if buf.is_empty() => Event::Fin,
             Ok(0) => Event::Failed(TransportError::protocol(

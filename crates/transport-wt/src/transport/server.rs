@@ -41,7 +41,9 @@ impl WtServerSession {
                 operation: "waiting for the client's message stream",
                 after,
             })??;
-        let (recv, send) = tokio::io::split(bidi);
+        // h3's own split: two halves over quinn's, no lock shared between reads and writes (as
+        // `tokio::io::split` would add to every poll).
+        let (send, recv) = h3::quic::BidiStream::split(bidi);
         let session = Session::Server(Arc::new(self));
         let mut config = transport.clone();
         if stream.mode() == SendMode::Datagram {
