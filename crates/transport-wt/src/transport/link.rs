@@ -34,6 +34,9 @@ const RTT_INTERVAL: Duration = Duration::from_secs(1);
 const FAIL_GRACE: Duration = Duration::from_secs(1);
 /// Decoded frames waiting for the driver.
 const EVENT_QUEUE: usize = 16;
+/// Messages up to this size go out with their header in one write (one copy of the payload
+/// into a frame); larger ones as header and payload, the payload not copied on the client.
+const COALESCE_MAX: usize = 4 * 1024;
 /// Room for one read of the message stream when the next frame's length is not known yet: a
 /// 16 KiB message with its longest header (9 bytes). At exactly 16 KiB, such a message's last
 /// bytes needed a second read, and growing the buffer for them copied the first 16 KiB.
@@ -141,15 +144,64 @@ impl Session {
     }
 }
 
+/// The sending half of the message stream. On the client it is quinn's own stream, which
+/// takes a payload as it is (`write_chunk`: quinn keeps the `Bytes`, no copy into its send
+/// buffer); the server's is h3's stream, which copies what it is given.
+pub(crate) enum MessageSend {
+    Quinn(quinn::SendStream),
+    H3(BoxWrite),
+}
+
+impl MessageSend {
+    /// Writes one message frame: `header`, then `payload`.
+    async fn write_message(&mut self, header: &[u8], payload: &Bytes) -> std::io::Result<()> {
+        let coalesce = payload.len() <= COALESCE_MAX;
+        let frame = || {
+            let mut frame = BytesMut::with_capacity(header.len() + payload.len());
+            frame.extend_from_slice(header);
+            frame.extend_from_slice(payload);
+            frame.freeze()
+        };
+        match self {
+            Self::Quinn(send) if coalesce => send.write_chunk(frame()).await?,
+            Self::Quinn(send) => {
+                send.write_all_chunks(&mut [Bytes::copy_from_slice(header), payload.clone()])
+                    .await?;
+            }
+            Self::H3(send) if coalesce => send.write_all(&frame()).await?,
+            Self::H3(send) => {
+                send.write_all(header).await?;
+                send.write_all(payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Quinn(send) => send.write_all(bytes).await.map_err(Into::into),
+            Self::H3(send) => send.write_all(bytes).await,
+        }
+    }
+
+    /// Finishes the stream.
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Quinn(send) => AsyncWriteExt::shutdown(send).await,
+            Self::H3(send) => send.shutdown().await,
+        }
+    }
+}
+
 /// One open link: the session and its message stream.
 pub(crate) struct Link {
     pub(crate) session: Session,
-    send: BoxWrite,
+    send: MessageSend,
     recv: BoxRead,
 }
 
 impl Link {
-    pub(crate) fn new(session: Session, send: BoxWrite, recv: BoxRead) -> Self {
+    pub(crate) fn new(session: Session, send: MessageSend, recv: BoxRead) -> Self {
         Self {
             session,
             send,
@@ -221,7 +273,7 @@ fn write_error(what: &str, e: std::io::Error) -> TransportError {
     TransportError::send_failed(format!("writing {what}"), e)
 }
 
-async fn write_close(send: &mut BoxWrite, frame: &CloseFrame, within: Duration) {
+async fn write_close(send: &mut MessageSend, frame: &CloseFrame, within: Duration) {
     let wrote = tokio::time::timeout(within, async {
         send.write_all(&codec::encode_close(frame)).await?;
         send.shutdown().await
@@ -319,18 +371,19 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
 
 async fn send_message(
     session: &Session,
-    send: &mut BoxWrite,
+    send: &mut MessageSend,
     message: &Message,
     options: &LinkOptions,
 ) -> Result<(), TransportError> {
     match options.mode {
         SendMode::MessageStream => {
-            let mut header = BytesMut::with_capacity(9);
-            codec::message_header(message, &mut header);
-            send.write_all(&header)
-                .await
-                .map_err(|e| write_error("the message stream", e))?;
-            send.write_all(message.as_bytes())
+            let mut header = [0u8; 9];
+            let free = {
+                let mut rest = &mut header[..];
+                codec::message_header(message, &mut rest);
+                rest.len()
+            };
+            send.write_message(&header[..header.len() - free], &message.payload())
                 .await
                 .map_err(|e| write_error("the message stream", e))?;
         }

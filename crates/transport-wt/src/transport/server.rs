@@ -7,7 +7,7 @@ use transport_core::driver;
 use transport_core::{Connection, TransportConfig, TransportError};
 
 use super::config::{SendMode, StreamConfig};
-use super::link::{self, Link, LinkOptions, Session};
+use super::link::{self, Link, LinkOptions, MessageSend, Session};
 use crate::{WtRequest, WtServer, WtServerSession};
 
 impl WtServerSession {
@@ -53,7 +53,7 @@ impl WtServerSession {
             config.max_message_size = config.max_message_size.min(limit).max(1);
         }
         let options = LinkOptions::new(transport, stream);
-        let link = Link::new(session, Box::new(send), Box::new(recv));
+        let link = Link::new(session, MessageSend::H3(Box::new(send)), Box::new(recv));
         let info = link.info();
         let span = tracing::debug_span!("wt", transport = info.transport, peer = ?info.peer_addr);
         Ok(driver::spawn_accepted(&config, info, move |mut io| {
