@@ -411,6 +411,16 @@ async fn send_message(
     Ok(())
 }
 
+/// How much room to reserve before the next read of the message stream, with `buffered`
+/// bytes buffered and `missing` bytes still lacking from the frame at their front (when its
+/// length is known): the rest of the frame, up to as much as is buffered (or a read's worth).
+/// So frames up to about twice a read get one allocation (growing read by read would copy what
+/// is buffered each time), longer ones grow in step with what has arrived, and a header alone,
+/// announcing a large message, does not allocate for it.
+fn read_room(buffered: usize, missing: Option<usize>) -> usize {
+    missing.map_or(READ_SIZE, |missing| missing.min(buffered.max(READ_SIZE)))
+}
+
 async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Event>) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
@@ -443,9 +453,7 @@ async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Eve
                 }
             }
         }
-        // Room for the rest of a frame whose length is known, in one allocation (growing by
-        // reads would copy what is buffered each time); otherwise for a read's worth.
-        buf.reserve(codec::missing(&buf, max).unwrap_or(READ_SIZE));
+        buf.reserve(read_room(buf.len(), codec::missing(&buf, max)));
         let event = match recv.read_buf(&mut buf).await {
             Ok(0) if buf.is_empty() => Event::Fin,
             Ok(0) => Event::Failed(TransportError::protocol(
@@ -499,5 +507,23 @@ async fn read_datagrams(session: Session, max: usize, tx: mpsc::Sender<Event>) {
         if tx.send(event).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_room_is_bounded_by_what_has_arrived() {
+        // Nothing known: a read's worth.
+        assert_eq!(read_room(0, None), READ_SIZE);
+        // A 16 KiB message after its first packet: the rest, at once.
+        assert_eq!(read_room(1_200, Some(15_189)), 15_189);
+        // A header announcing 16 MiB: no more than a read's worth.
+        assert_eq!(read_room(5, Some(16 << 20)), READ_SIZE);
+        // Half of a 1 MiB message buffered: as much again, not the whole rest.
+        assert_eq!(read_room(256 << 10, Some(768 << 10)), 256 << 10);
+        assert_eq!(read_room(600 << 10, Some(424 << 10)), 424 << 10);
     }
 }
