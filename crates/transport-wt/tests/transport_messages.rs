@@ -55,6 +55,47 @@ async fn text_binary_large_in_order_with_stats() {
     assert_eq!(bounded(conn.recv()).await, Ok(None));
 }
 
+/// Sizes around the reader's buffer (16 KiB and a header): a frame that fits one read, one
+/// that needs the buffer grown to its length, and small frames behind large ones in the same
+/// read, all intact and in order.
+#[tokio::test]
+async fn sizes_around_the_read_buffer_arrive_intact() {
+    let (url, cert, server) = echoing(StreamConfig::default());
+    let _server = AbortOnDrop(server);
+    let mut conn = bounded(connect_transport(
+        &url,
+        client(&cert, StreamConfig::default()),
+    ))
+    .await
+    .unwrap();
+    let sizes = [
+        16_383, 1, 16_384, 0, 16_385, 16_392, 16_393, 16_394, 2, 40_000, 16_384, 3,
+    ];
+    let sent: Vec<Message> = sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &size)| {
+            Message::binary(
+                (0..size)
+                    .map(|i| u8::try_from((i + n) % 251).unwrap())
+                    .collect::<Vec<u8>>(),
+            )
+        })
+        .collect();
+    // All queued at once (the echo's reads then hold several frames), then one at a time.
+    for m in &sent {
+        conn.send(m.clone()).await.unwrap();
+    }
+    for expected in &sent {
+        assert_eq!(&bounded(conn.recv()).await.unwrap().unwrap(), expected);
+    }
+    for m in &sent {
+        conn.send(m.clone()).await.unwrap();
+        assert_eq!(&bounded(conn.recv()).await.unwrap().unwrap(), m);
+    }
+    bounded(conn.close(1000, "done")).await.unwrap();
+}
+
 #[tokio::test]
 async fn the_connector_makes_independent_connections() {
     use transport_core::Connector;

@@ -6,7 +6,7 @@ use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
 use transport_core::{Connection, ConnectionInfo, Connector, TransportError};
 
 use super::config::{SendMode, WtConfig};
-use super::link::{self, Link, LinkOptions, Session, TRANSPORT};
+use super::link::{self, Link, LinkOptions, MessageSend, Session, TRANSPORT};
 
 /// Connects to a WebTransport endpoint (`https://` URL) and returns a message
 /// [`Connection`]: the session is opened with [`connect`](crate::connect), then a
@@ -73,7 +73,7 @@ impl WtConnector {
         let _ = send.set_priority(self.config.stream.priority);
         Ok(Link::new(
             Session::Client(Arc::new(session)),
-            Box::new(send),
+            MessageSend::Quinn(send),
             Box::new(recv),
         ))
     }

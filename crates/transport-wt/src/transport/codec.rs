@@ -149,6 +149,21 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Transport
     }
 }
 
+/// How many bytes the message frame at the front of `buf` still lacks, once its header is
+/// complete and its length within `max`; `None` otherwise (no header yet, a close frame, or a
+/// length [`decode`] refuses). Lets a reader reserve room for the whole frame at once instead
+/// of growing (and copying) its buffer read by read.
+pub fn missing(buf: &[u8], max: usize) -> Option<usize> {
+    match buf.first() {
+        Some(&(TYPE_TEXT | TYPE_BINARY)) => {
+            let (len, n) = varint_at(buf, 1)?;
+            let len = length(len, max).ok()?;
+            Some((1 + n + len).saturating_sub(buf.len()))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes a unit that holds exactly one message (a unidirectional stream, a datagram).
 ///
 /// # Errors
@@ -249,6 +264,22 @@ mod tests {
             panic!("no close")
         };
         assert!(c.reason.len() <= MAX_CLOSE_REASON);
+    }
+
+    #[test]
+    fn missing_counts_the_rest_of_a_message_frame() {
+        let wire = encode_message(&Message::binary(vec![1u8; 16_384]));
+        // Header: type, four-byte varint length (16,384 is past the two-byte range).
+        for partial in 1..5 {
+            assert_eq!(missing(&wire[..partial], 1 << 20), None);
+        }
+        assert_eq!(missing(&wire[..5], 1 << 20), Some(16_384));
+        assert_eq!(missing(&wire[..1000], 1 << 20), Some(16_389 - 1000));
+        assert_eq!(missing(&wire, 1 << 20), Some(0));
+        // Over the limit: left to `decode`, which refuses it.
+        assert_eq!(missing(&wire[..5], 16_383), None);
+        assert_eq!(missing(&encode_close(&CloseFrame::normal()), 10), None);
+        assert_eq!(missing(&[], 10), None);
     }
 
     #[test]

@@ -34,9 +34,13 @@ const RTT_INTERVAL: Duration = Duration::from_secs(1);
 const FAIL_GRACE: Duration = Duration::from_secs(1);
 /// Decoded frames waiting for the driver.
 const EVENT_QUEUE: usize = 16;
-/// Messages up to this size go out with their header in one write (a copy); larger ones in
-/// two writes, header then payload, without copying the payload.
+/// Messages up to this size go out with their header in one write (one copy of the payload
+/// into a frame); larger ones as header and payload, the payload not copied on the client.
 const COALESCE_MAX: usize = 4 * 1024;
+/// Room for one read of the message stream when the next frame's length is not known yet: a
+/// 16 KiB message with its longest header (9 bytes). At exactly 16 KiB, such a message's last
+/// bytes needed a second read, and growing the buffer for them copied the first 16 KiB.
+const READ_SIZE: usize = 16 * 1024 + 9;
 
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -140,15 +144,64 @@ impl Session {
     }
 }
 
+/// The sending half of the message stream. On the client it is quinn's own stream, which
+/// takes a payload as it is (`write_chunk`: quinn keeps the `Bytes`, no copy into its send
+/// buffer); the server's is h3's stream, which copies what it is given.
+pub(crate) enum MessageSend {
+    Quinn(quinn::SendStream),
+    H3(BoxWrite),
+}
+
+impl MessageSend {
+    /// Writes one message frame: `header`, then `payload`.
+    async fn write_message(&mut self, header: &[u8], payload: &Bytes) -> std::io::Result<()> {
+        let coalesce = payload.len() <= COALESCE_MAX;
+        let frame = || {
+            let mut frame = BytesMut::with_capacity(header.len() + payload.len());
+            frame.extend_from_slice(header);
+            frame.extend_from_slice(payload);
+            frame.freeze()
+        };
+        match self {
+            Self::Quinn(send) if coalesce => send.write_chunk(frame()).await?,
+            Self::Quinn(send) => {
+                send.write_all_chunks(&mut [Bytes::copy_from_slice(header), payload.clone()])
+                    .await?;
+            }
+            Self::H3(send) if coalesce => send.write_all(&frame()).await?,
+            Self::H3(send) => {
+                send.write_all(header).await?;
+                send.write_all(payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Quinn(send) => send.write_all(bytes).await.map_err(Into::into),
+            Self::H3(send) => send.write_all(bytes).await,
+        }
+    }
+
+    /// Finishes the stream.
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Quinn(send) => AsyncWriteExt::shutdown(send).await,
+            Self::H3(send) => send.shutdown().await,
+        }
+    }
+}
+
 /// One open link: the session and its message stream.
 pub(crate) struct Link {
     pub(crate) session: Session,
-    send: BoxWrite,
+    send: MessageSend,
     recv: BoxRead,
 }
 
 impl Link {
-    pub(crate) fn new(session: Session, send: BoxWrite, recv: BoxRead) -> Self {
+    pub(crate) fn new(session: Session, send: MessageSend, recv: BoxRead) -> Self {
         Self {
             session,
             send,
@@ -220,7 +273,7 @@ fn write_error(what: &str, e: std::io::Error) -> TransportError {
     TransportError::send_failed(format!("writing {what}"), e)
 }
 
-async fn write_close(send: &mut BoxWrite, frame: &CloseFrame, within: Duration) {
+async fn write_close(send: &mut MessageSend, frame: &CloseFrame, within: Duration) {
     let wrote = tokio::time::timeout(within, async {
         send.write_all(&codec::encode_close(frame)).await?;
         send.shutdown().await
@@ -239,240 +292,100 @@ pub(crate) async fn run(link: Link, io: &mut DriverIo, options: &LinkOptions) ->
     outcome
 }
 
-/// How far the message stream has been read.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum StreamRead {
-    /// Frames are decoded as they arrive.
-    Frames,
-    /// A frame could not be decoded: the rest is read and discarded, so that the peer's
-    /// answer, the end of its stream, ends the link without a wait.
-    Discarding,
-    /// Its end (or an error) was seen.
-    Done,
-}
-
-/// What a read of the message stream brought.
-fn read_event(
-    read: std::io::Result<usize>,
-    buf: &mut BytesMut,
-    stream: &mut StreamRead,
-) -> Option<Event> {
-    match (*stream, read) {
-        (StreamRead::Frames, Ok(0)) => {
-            *stream = StreamRead::Done;
-            Some(if buf.is_empty() {
-                Event::Fin
-            } else {
-                Event::Failed(TransportError::protocol(
-                    "the message stream ended inside a frame",
-                ))
-            })
-        }
-        (StreamRead::Frames, Err(e)) => {
-            *stream = StreamRead::Done;
-            Some(Event::Failed(TransportError::lost(format!(
-                "reading the message stream: {e}"
-            ))))
-        }
-        (StreamRead::Discarding, Ok(0)) => {
-            *stream = StreamRead::Done;
-            Some(Event::Fin)
-        }
-        (StreamRead::Discarding, Err(_)) => {
-            *stream = StreamRead::Done;
-            None
-        }
-        (StreamRead::Discarding, Ok(_)) => {
-            buf.clear();
-            None
-        }
-        (_, _) => None,
-    }
-}
-
 async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutcome {
     let Link {
         session,
         mut send,
-        mut recv,
+        recv,
     } = link;
     let max = options.max_receive;
-    // The message stream is read here, in the driver (no task between it and the
-    // application); unidirectional streams and datagrams by tasks feeding `events`.
     let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let mut readers = JoinSet::new();
+    readers.spawn(read_message_stream(recv, max, tx.clone()));
     readers.spawn(read_uni_streams(session.clone(), max, tx.clone()));
     readers.spawn(read_datagrams(session.clone(), max, tx));
-    let mut events_open = true;
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    let mut stream = StreamRead::Frames;
     let mut ended = pin!(session.ended());
     let mut deadline = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
     let mut rtt = tokio::time::interval(RTT_INTERVAL);
     rtt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut phase = Phase::Open;
     loop {
-        // Frames already read come first, one per turn.
-        let decoded = if stream == StreamRead::Frames {
-            match codec::decode(&mut buf, max) {
-                Ok(Some(frame)) => Some(Event::Frame(frame)),
-                Ok(None) => None,
-                Err(e) => {
-                    stream = StreamRead::Discarding;
-                    buf.clear();
-                    Some(Event::Failed(e))
+        let open = matches!(phase, Phase::Open);
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Frame(Frame::Message(message))) => {
+                    // Discarded when the application dropped its receiver.
+                    io.deliver(message).await;
                 }
-            }
-        } else {
-            None
-        };
-        let event = if let Some(event) = decoded {
-            event
-        } else {
-            let open = matches!(phase, Phase::Open);
-            if stream != StreamRead::Done {
-                buf.reserve(16 * 1024);
-            }
-            tokio::select! {
-                // Cancel safe: no data is consumed when another branch wins.
-                read = recv.read_buf(&mut buf), if stream != StreamRead::Done => {
-                    match read_event(read, &mut buf, &mut stream) {
-                        Some(event) => event,
-                        None => continue,
+                Some(Event::Frame(Frame::Close(frame))) => {
+                    if !open {
+                        return phase.finish(|| TransportError::Closed);
+                    }
+                    // Answer with the same code, then let the side that started the close end
+                    // the session (so our answer is not cut off), bounded by the close timeout.
+                    io.set_peer_close(frame.clone());
+                    let answer = CloseFrame::new(frame.code, "");
+                    write_close(&mut send, &answer, options.close_timeout).await;
+                    let _ = tokio::time::timeout(options.close_timeout, ended.as_mut()).await;
+                    return RunOutcome::PeerClosed(frame);
+                }
+                Some(Event::Fin) | None => {
+                    return phase.finish(|| {
+                        TransportError::lost("the peer finished the message stream without a close frame")
+                    });
+                }
+                Some(Event::Failed(error)) => {
+                    if !open {
+                        return phase.finish(|| error);
+                    }
+                    debug!(%error, "closing the link");
+                    let frame = CloseFrame::new(codec::close_code_for(&error), "");
+                    let grace = options.close_timeout.min(FAIL_GRACE);
+                    deadline.as_mut().reset(Instant::now() + grace);
+                    write_close(&mut send, &frame, grace).await;
+                    phase = Phase::Failing(error);
+                }
+            },
+            command = io.next_command(), if open => match command {
+                Command::Send(message) => {
+                    if let Err(e) = send_message(&session, &mut send, &message, options).await {
+                        return RunOutcome::Failed(e);
                     }
                 }
-                event = events.recv(), if events_open => {
-                    let Some(event) = event else {
-                        events_open = false;
-                        continue;
-                    };
-                    event
+                Command::Close(frame) => {
+                    deadline.as_mut().reset(Instant::now() + options.close_timeout);
+                    write_close(&mut send, &frame, options.close_timeout).await;
+                    phase = Phase::Closing;
                 }
-                command = io.next_command(), if open => {
-                    match command {
-                        Command::Send(message) => {
-                            if let Err(e) = send_message(&session, &mut send, &message, options).await {
-                                return RunOutcome::Failed(e);
-                            }
-                        }
-                        Command::Close(frame) => {
-                            deadline.as_mut().reset(Instant::now() + options.close_timeout);
-                            write_close(&mut send, &frame, options.close_timeout).await;
-                            phase = Phase::Closing;
-                        }
-                    }
-                    continue;
-                }
-                end = ended.as_mut() => return match (end, open) {
-                    (Ended::Peer(frame), true) => RunOutcome::PeerClosed(frame),
-                    (Ended::Peer(_), false) => phase.finish(|| TransportError::Closed),
-                    (Ended::Error(error), _) => phase.finish(|| error),
-                },
-                () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
-                _ = rtt.tick() => {
-                    io.record_rtt(session.quic().rtt());
-                    continue;
-                }
-            }
-        };
-        if let Some(outcome) = on_event(
-            event,
-            &mut phase,
-            io,
-            &mut send,
-            options,
-            deadline.as_mut(),
-            ended.as_mut(),
-        )
-        .await
-        {
-            return outcome;
+            },
+            end = ended.as_mut() => return match (end, open) {
+                (Ended::Peer(frame), true) => RunOutcome::PeerClosed(frame),
+                (Ended::Peer(_), false) => phase.finish(|| TransportError::Closed),
+                (Ended::Error(error), _) => phase.finish(|| error),
+            },
+            () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
+            _ = rtt.tick() => io.record_rtt(session.quic().rtt()),
         }
     }
-}
-
-/// Acts on one event of the link; the outcome when it ends the link.
-async fn on_event(
-    event: Event,
-    phase: &mut Phase,
-    io: &mut DriverIo,
-    send: &mut BoxWrite,
-    options: &LinkOptions,
-    deadline: std::pin::Pin<&mut tokio::time::Sleep>,
-    ended: std::pin::Pin<&mut impl std::future::Future<Output = Ended>>,
-) -> Option<RunOutcome> {
-    let open = matches!(phase, Phase::Open);
-    match event {
-        Event::Frame(Frame::Message(message)) => {
-            // Discarded when the application dropped its receiver.
-            io.deliver(message).await;
-        }
-        Event::Frame(Frame::Close(frame)) => {
-            if !open {
-                return Some(
-                    std::mem::replace(phase, Phase::Open).finish(|| TransportError::Closed),
-                );
-            }
-            // Answer with the same code, then let the side that started the close end the
-            // session (so our answer is not cut off), bounded by the close timeout.
-            io.set_peer_close(frame.clone());
-            let answer = CloseFrame::new(frame.code, "");
-            write_close(send, &answer, options.close_timeout).await;
-            let _ = tokio::time::timeout(options.close_timeout, ended).await;
-            return Some(RunOutcome::PeerClosed(frame));
-        }
-        Event::Fin => {
-            return Some(std::mem::replace(phase, Phase::Open).finish(|| {
-                TransportError::lost("the peer finished the message stream without a close frame")
-            }));
-        }
-        Event::Failed(error) => {
-            if !open {
-                return Some(std::mem::replace(phase, Phase::Open).finish(|| error));
-            }
-            debug!(%error, "closing the link");
-            let frame = CloseFrame::new(codec::close_code_for(&error), "");
-            let grace = options.close_timeout.min(FAIL_GRACE);
-            deadline.reset(Instant::now() + grace);
-            write_close(send, &frame, grace).await;
-            *phase = Phase::Failing(error);
-        }
-    }
-    None
 }
 
 async fn send_message(
     session: &Session,
-    send: &mut BoxWrite,
+    send: &mut MessageSend,
     message: &Message,
     options: &LinkOptions,
 ) -> Result<(), TransportError> {
     match options.mode {
         SendMode::MessageStream => {
-            let payload = message.as_bytes();
             let mut header = [0u8; 9];
             let free = {
                 let mut rest = &mut header[..];
                 codec::message_header(message, &mut rest);
                 rest.len()
             };
-            let header = &header[..header.len() - free];
-            if payload.len() <= COALESCE_MAX {
-                // One write: the stream is locked and the connection woken once, not twice.
-                let mut frame = BytesMut::with_capacity(header.len() + payload.len());
-                frame.extend_from_slice(header);
-                frame.extend_from_slice(payload);
-                send.write_all(&frame)
-                    .await
-                    .map_err(|e| write_error("the message stream", e))?;
-            } else {
-                send.write_all(header)
-                    .await
-                    .map_err(|e| write_error("the message stream", e))?;
-                send.write_all(payload)
-                    .await
-                    .map_err(|e| write_error("the message stream", e))?;
-            }
+            send.write_message(&header[..header.len() - free], &message.payload())
+                .await
+                .map_err(|e| write_error("the message stream", e))?;
         }
         SendMode::UniStream => {
             let mut stream = session.open_uni(options.priority).await?;
@@ -496,6 +409,64 @@ async fn send_message(
         },
     }
     Ok(())
+}
+
+/// How much room to reserve before the next read of the message stream, with `buffered`
+/// bytes buffered and `missing` bytes still lacking from the frame at their front (when its
+/// length is known): the rest of the frame, up to as much as is buffered (or a read's worth).
+/// So frames up to about twice a read get one allocation (growing read by read would copy what
+/// is buffered each time), longer ones grow in step with what has arrived, and a header alone,
+/// announcing a large message, does not allocate for it.
+fn read_room(buffered: usize, missing: Option<usize>) -> usize {
+    missing.map_or(READ_SIZE, |missing| missing.min(buffered.max(READ_SIZE)))
+}
+
+async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Event>) {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        loop {
+            match codec::decode(&mut buf, max) {
+                Ok(Some(frame)) => {
+                    if tx.send(Event::Frame(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if tx.send(Event::Failed(e)).await.is_ok() {
+                        // The rest cannot be parsed; read on (discarding) so that the peer's
+                        // answer, the end of its stream, ends the link without a wait.
+                        loop {
+                            buf.clear();
+                            buf.reserve(READ_SIZE);
+                            match recv.read_buf(&mut buf).await {
+                                Ok(0) => {
+                                    let _ = tx.send(Event::Fin).await;
+                                    return;
+                                }
+                                Ok(_) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        buf.reserve(read_room(buf.len(), codec::missing(&buf, max)));
+        let event = match recv.read_buf(&mut buf).await {
+            Ok(0) if buf.is_empty() => Event::Fin,
+            Ok(0) => Event::Failed(TransportError::protocol(
+                "the message stream ended inside a frame",
+            )),
+            Ok(_) => continue,
+            Err(e) => Event::Failed(TransportError::lost(format!(
+                "reading the message stream: {e}"
+            ))),
+        };
+        let _ = tx.send(event).await;
+        return;
+    }
 }
 
 async fn read_uni_streams(session: Session, max: usize, tx: mpsc::Sender<Event>) {
@@ -536,5 +507,23 @@ async fn read_datagrams(session: Session, max: usize, tx: mpsc::Sender<Event>) {
         if tx.send(event).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_room_is_bounded_by_what_has_arrived() {
+        // Nothing known: a read's worth.
+        assert_eq!(read_room(0, None), READ_SIZE);
+        // A 16 KiB message after its first packet: the rest, at once.
+        assert_eq!(read_room(1_200, Some(15_189)), 15_189);
+        // A header announcing 16 MiB: no more than a read's worth.
+        assert_eq!(read_room(5, Some(16 << 20)), READ_SIZE);
+        // Half of a 1 MiB message buffered: as much again, not the whole rest.
+        assert_eq!(read_room(256 << 10, Some(768 << 10)), 256 << 10);
+        assert_eq!(read_room(600 << 10, Some(424 << 10)), 424 << 10);
     }
 }

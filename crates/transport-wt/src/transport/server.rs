@@ -7,7 +7,7 @@ use transport_core::driver;
 use transport_core::{Connection, TransportConfig, TransportError};
 
 use super::config::{SendMode, StreamConfig};
-use super::link::{self, Link, LinkOptions, Session};
+use super::link::{self, Link, LinkOptions, MessageSend, Session};
 use crate::{WtRequest, WtServer, WtServerSession};
 
 impl WtServerSession {
@@ -41,7 +41,9 @@ impl WtServerSession {
                 operation: "waiting for the client's message stream",
                 after,
             })??;
-        let (recv, send) = tokio::io::split(bidi);
+        // h3's own split: two halves over quinn's, no lock shared between reads and writes (as
+        // `tokio::io::split` would add to every poll).
+        let (send, recv) = h3::quic::BidiStream::split(bidi);
         let session = Session::Server(Arc::new(self));
         let mut config = transport.clone();
         if stream.mode() == SendMode::Datagram {
@@ -51,7 +53,7 @@ impl WtServerSession {
             config.max_message_size = config.max_message_size.min(limit).max(1);
         }
         let options = LinkOptions::new(transport, stream);
-        let link = Link::new(session, Box::new(send), Box::new(recv));
+        let link = Link::new(session, MessageSend::H3(Box::new(send)), Box::new(recv));
         let info = link.info();
         let span = tracing::debug_span!("wt", transport = info.transport, peer = ?info.peer_addr);
         Ok(driver::spawn_accepted(&config, info, move |mut io| {
