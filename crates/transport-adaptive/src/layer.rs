@@ -39,9 +39,13 @@ pub(crate) enum Stop<E> {
 /// What a link keeps between runs of the layer.
 #[derive(Default)]
 pub(crate) struct LayerState {
-    /// Session frames of our own waiting for the socket (replays, ACKs, a `PONG`): at most
-    /// the replay window, an ACK, a `PONG` and a `CLOSE`.
+    /// The replay after a resume, sent before anything else: at most the replay window.
     pub(crate) out: VecDeque<Message>,
+    /// The latest ACK not yet written: a newer one replaces it (they are cumulative), so a
+    /// peer that sends without reading what we send cannot make them pile up.
+    ack: Option<Message>,
+    /// A `PING` to answer (once, however many came while the socket was full).
+    pong: bool,
     /// The application's close, handed to the link once our session `CLOSE` is on its way.
     closing: Option<CloseFrame>,
     /// The close went to the link: it is closing, and ends the run when that is done.
@@ -110,7 +114,7 @@ where
     /// Queues an ACK when one is due (`ack_every` deliveries owed, or its timer fired).
     fn ack(&mut self, now: Instant) {
         if let Some(ack) = self.session.poll_ack(now) {
-            self.state.out.push_back(session::encode(&ack));
+            self.state.ack = Some(session::encode(&ack));
         }
     }
 }
@@ -122,6 +126,12 @@ where
     fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
         if let Some(frame) = self.state.out.pop_front() {
             return Poll::Ready(Command::Send(frame));
+        }
+        if let Some(ack) = self.state.ack.take() {
+            return Poll::Ready(Command::Send(ack));
+        }
+        if std::mem::take(&mut self.state.pong) {
+            return Poll::Ready(Command::Send(session::encode(&Frame::Pong)));
         }
         if let Some(close) = self.state.closing.take() {
             self.state.closed = true;
@@ -190,9 +200,7 @@ where
             Ok(Frame::Close { code, reason }) => {
                 self.stop(Stop::PeerClose(CloseFrame::new(code, reason)));
             }
-            Ok(Frame::Ping) if self.answer_ping => {
-                self.state.out.push_back(session::encode(&Frame::Pong));
-            }
+            Ok(Frame::Ping) if self.answer_ping => self.state.pong = true,
             // Stray handshake frames are harmless.
             Ok(_) => {}
         }
@@ -238,6 +246,8 @@ where
 
     fn wants_write(&self) -> bool {
         !self.state.out.is_empty()
+            || self.state.ack.is_some()
+            || self.state.pong
             || self.state.closing.is_some()
             || (self.blocked && self.session.can_send())
     }
@@ -258,5 +268,83 @@ impl Wake for WatchFlag {
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
         self.task.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+
+    use transport_core::driver::{self, LinkIo, RunOutcome};
+    use transport_core::{Command, ConnectionInfo, Transport, TransportConfig};
+
+    use super::{LayerState, SessionLayer};
+    use crate::session::{self, Frame, Session, SessionLimits};
+
+    /// Polls once, with a waker that does nothing (the test polls again itself).
+    fn now<T>(poll: impl FnOnce(&mut Context<'_>) -> T) -> T {
+        let waker = futures_util::task::noop_waker();
+        poll(&mut Context::from_waker(&waker))
+    }
+
+    /// What the layer hands the link after reading `data` DATA frames and `pings` PINGs while
+    /// nothing was written: the frames of its own it would send, in order.
+    async fn own_frames_after(data: u64, pings: usize) -> Vec<Frame> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut app = driver::spawn_accepted(
+            &TransportConfig::default(),
+            ConnectionInfo::new("ws"),
+            move |mut io| async move {
+                let mut session = Session::new(SessionLimits::default());
+                let mut state = LayerState::default();
+                let mut layer = SessionLayer::new(&mut io, &mut session, &mut state, true, |_| {
+                    Poll::<()>::Pending
+                });
+                for seq in 1..=data {
+                    // Bounded: the application below reads everything.
+                    for _ in 0..10_000 {
+                        if now(|cx| layer.poll_reserve(cx)).is_ready() {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    let message = transport_core::Message::binary(vec![1u8; 8]);
+                    layer.send_reserved(session::encode(&Frame::Data { seq, message }));
+                }
+                for _ in 0..pings {
+                    layer.send_reserved(session::encode(&Frame::Ping));
+                }
+                let mut frames = Vec::new();
+                // At most as many as could be queued, plus one to see the end.
+                for _ in 0..=data as usize + pings + 1 {
+                    match now(|cx| layer.poll_command(cx)) {
+                        Poll::Ready(Command::Send(m)) => {
+                            frames.push(session::decode(&m).expect("a session frame"));
+                        }
+                        Poll::Ready(Command::Close(_)) | Poll::Pending => break,
+                    }
+                }
+                let _ = tx.send(frames);
+                drop(layer);
+                (RunOutcome::LocalClosed, io)
+            },
+        );
+        for _ in 0..data {
+            app.recv().await.expect("recv").expect("a message");
+        }
+        rx.await.expect("the layer's frames")
+    }
+
+    #[tokio::test]
+    async fn acks_and_pongs_do_not_pile_up_while_nothing_is_written() {
+        // 1,000 deliveries owe 31 ACKs (every 32); 100 PINGs owe answers: one cumulative ACK
+        // and one PONG are all that wait.
+        let frames = own_frames_after(1_000, 100).await;
+        assert_eq!(frames, vec![Frame::Ack { seq: 992 }, Frame::Pong]);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_owed_below_the_ack_count() {
+        assert_eq!(own_frames_after(31, 0).await, Vec::<Frame>::new());
     }
 }
