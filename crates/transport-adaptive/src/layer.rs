@@ -316,7 +316,10 @@ mod tests {
                 }
                 let mut frames = Vec::new();
                 // At most as many as could be queued, plus one to see the end.
-                for _ in 0..=data as usize + pings + 1 {
+                let bound = usize::try_from(data)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(pings + 1);
+                for _ in 0..=bound {
                     match now(|cx| layer.poll_command(cx)) {
                         Poll::Ready(Command::Send(m)) => {
                             frames.push(session::decode(&m).expect("a session frame"));
