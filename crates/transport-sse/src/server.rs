@@ -688,69 +688,83 @@ async fn accept_loop(listener: TcpListener, endpoint: SseEndpoint, options: Acce
         let stop = stop.clone();
         connections.spawn(async move {
             let _ip_permit = ip_permit;
-            // Boxed: hyper keeps room for one request future per connection for as long as the
-            // connection lives, and an idle stream's connection should not hold ours (2 KiB).
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let endpoint = endpoint.clone();
-                Box::pin(async move {
-                    Ok::<_, Infallible>(match endpoint.handle(req, Some(peer)).await {
-                        Some(response) => response,
-                        None => plain(StatusCode::NOT_FOUND, "not found\n"),
-                    })
-                })
-            });
-            // Each branch's connection future is boxed: the task holds only the one it runs
-            // (an idle stream's task stays small), not room for every variant.
-            let serve = async {
-                if let Some(acceptor) = tls {
-                    let accept = Box::pin(acceptor.accept(tcp));
-                    let stream = match tokio::time::timeout(header_timeout, accept).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            metrics::handshake_rejected(TRANSPORT, reason::TLS);
-                            return debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
-                            return debug!(%peer, "TLS handshake timed out");
-                        }
-                    };
-                    let http1 = stream.get_ref().1.alpn_protocol() == Some(b"http/1.1");
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    if http1 {
-                        let _ =
-                            Box::pin(http1_builder(header_timeout).serve_connection(io, service))
-                                .await;
-                    } else {
-                        let _ =
-                            Box::pin(auto_builder(header_timeout).serve_connection(io, service))
-                                .await;
-                    }
-                } else {
-                    match Box::pin(starts_http1(&tcp, header_timeout)).await {
-                        Some(true) => {
-                            let io = hyper_util::rt::TokioIo::new(tcp);
-                            let _ = Box::pin(
-                                http1_builder(header_timeout).serve_connection(io, service),
-                            )
-                            .await;
-                        }
-                        Some(false) => {
-                            let io = hyper_util::rt::TokioIo::new(tcp);
-                            let _ = Box::pin(
-                                auto_builder(header_timeout).serve_connection(io, service),
-                            )
-                            .await;
-                        }
-                        None => debug!(%peer, "no request before the header timeout"),
-                    }
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = serve => {}
-            }
+            serve_connection(tcp, peer, endpoint, tls, stop, header_timeout).await;
         });
+    }
+}
+
+/// Serves one accepted connection until it ends or the server stops.
+///
+/// Kept small: this future lives in the task of every idle stream. The TLS branch is boxed, so
+/// a plain connection's task holds no room for a TLS stream (rustls' connection state) or the
+/// handshake's timeout.
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    endpoint: SseEndpoint,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: CancellationToken,
+    header_timeout: Duration,
+) {
+    // Boxed: hyper keeps room for one request future per connection for as long as the
+    // connection lives, and an idle stream's connection should not hold ours (2 KiB).
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let endpoint = endpoint.clone();
+        Box::pin(async move {
+            Ok::<_, Infallible>(match endpoint.handle(req, Some(peer)).await {
+                Some(response) => response,
+                None => plain(StatusCode::NOT_FOUND, "not found\n"),
+            })
+        })
+    });
+    // Each branch's connection future is boxed: the task holds only the one it runs
+    // (an idle stream's task stays small), not room for every variant.
+    let serve = async {
+        if let Some(acceptor) = tls {
+            // Boxed, so that a plain connection's task holds no room for this branch.
+            Box::pin(async move {
+                let accept = Box::pin(acceptor.accept(tcp));
+                let stream = match tokio::time::timeout(header_timeout, accept).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        metrics::handshake_rejected(TRANSPORT, reason::TLS);
+                        return debug!(%peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
+                        return debug!(%peer, "TLS handshake timed out");
+                    }
+                };
+                let http1 = stream.get_ref().1.alpn_protocol() == Some(b"http/1.1");
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if http1 {
+                    let _ =
+                        Box::pin(http1_builder(header_timeout).serve_connection(io, service)).await;
+                } else {
+                    let _ =
+                        Box::pin(auto_builder(header_timeout).serve_connection(io, service)).await;
+                }
+            })
+            .await;
+        } else {
+            match Box::pin(starts_http1(&tcp, header_timeout)).await {
+                Some(true) => {
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ =
+                        Box::pin(http1_builder(header_timeout).serve_connection(io, service)).await;
+                }
+                Some(false) => {
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ =
+                        Box::pin(auto_builder(header_timeout).serve_connection(io, service)).await;
+                }
+                None => debug!(%peer, "no request before the header timeout"),
+            }
+        }
+    };
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = serve => {}
     }
 }
 
@@ -801,4 +815,31 @@ async fn refuse(mut tcp: TcpStream) {
     const HEAD: &[u8] =
         b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(HEAD)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle stream keeps its connection's future in a task: the TLS branch's state (a
+    /// rustls stream, the handshake's timeout) must not take room in it.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (endpoint, _incoming) = SseEndpoint::new(SseServerConfig::default()).unwrap();
+        let future = serve_connection(
+            accepted.unwrap().0,
+            addr,
+            endpoint,
+            None,
+            CancellationToken::new(),
+            Duration::from_secs(1),
+        );
+        let size = std::mem::size_of_val(&future);
+        println!("connection future: {size} bytes");
+        assert!(size <= 768, "connection future of {size} bytes");
+        drop(client);
+    }
 }
