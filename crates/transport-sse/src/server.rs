@@ -32,7 +32,7 @@ use crate::protocol;
 mod session;
 
 pub use self::session::EventStream;
-use self::session::{Session, SessionEvent};
+use self::session::{EventSender, Session, SessionEvent};
 
 const TRANSPORT: &str = "sse";
 
@@ -171,14 +171,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
 struct Shared {
     config: SseServerConfig,
     send_prefix: String,
-    sessions: Mutex<HashMap<String, mpsc::Sender<SessionEvent>>>,
+    sessions: Mutex<HashMap<String, EventSender>>,
     incoming: mpsc::Sender<(Connection, SseRequest)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Shared {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<SessionEvent>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, EventSender>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -346,7 +346,7 @@ impl SseEndpoint {
         let events = self.shared.sessions().get(token).cloned()?;
         let (accepted, answer) = oneshot::channel();
         events
-            .send(SessionEvent::Attach { after, accepted })
+            .send(Box::new(SessionEvent::Attach { after, accepted }))
             .await
             .ok()?;
         answer.await.ok().flatten()
@@ -360,7 +360,7 @@ impl SseEndpoint {
         let shared = &self.shared;
         let token =
             new_token().map_err(|()| (StatusCode::INTERNAL_SERVER_ERROR, reason::FAILED))?;
-        let (events_tx, events_rx) = mpsc::channel(16);
+        let (events_tx, events_rx) = session::event_channel();
         {
             let mut sessions = shared.sessions();
             if sessions.len() >= shared.config.max_sessions {
@@ -489,7 +489,7 @@ impl SseEndpoint {
         };
         let is_post = matches!(msg, SessionEvent::Post { .. });
         let deliver = async {
-            events.send(msg).await.map_err(|_| ())?;
+            events.send(Box::new(msg)).await.map_err(|_| ())?;
             if is_post {
                 done_rx.await.map_err(|_| ())
             } else {

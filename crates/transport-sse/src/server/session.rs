@@ -51,6 +51,17 @@ pub(super) enum SessionEvent {
     Close(CloseFrame),
 }
 
+/// How the HTTP side reaches a session's task. Boxed events: tokio allocates a channel's first
+/// block of 32 slots with the channel, in every session, and 32 boxes take 256 bytes where 32
+/// events took 1.3 KiB (heaptrack, per idle stream).
+pub(super) type EventSender = mpsc::Sender<Box<SessionEvent>>;
+type EventReceiver = mpsc::Receiver<Box<SessionEvent>>;
+
+/// A session's event channel: room for 16 events (POSTs wait for room).
+pub(super) fn event_channel() -> (EventSender, EventReceiver) {
+    mpsc::channel(16)
+}
+
 /// What a session's task and its attached stream share.
 pub(super) struct SessionCore {
     state: Mutex<Core>,
@@ -304,7 +315,7 @@ impl Drop for EventStream {
 pub(super) struct Session {
     core: Arc<SessionCore>,
     shared: Arc<Shared>,
-    events: mpsc::Receiver<SessionEvent>,
+    events: EventReceiver,
     shutdown: CancellationToken,
 }
 
@@ -330,7 +341,7 @@ impl Session {
     pub(super) fn new(
         token: String,
         shared: Arc<Shared>,
-        events: mpsc::Receiver<SessionEvent>,
+        events: EventReceiver,
         first: Bytes,
     ) -> (Self, EventStream) {
         let config = &shared.config;
@@ -426,7 +437,7 @@ impl Session {
                 biased;
                 () = self.shutdown.cancelled() => Step::Shutdown,
                 () = self.core.changed.notified() => continue,
-                event = self.events.recv() => Step::Event(event),
+                event = self.events.recv() => Step::Event(event.map(|e| *e)),
                 cmd = next_command(&self.core), if !attached => Step::Command(cmd),
                 () = sleep_until(block_check) => Step::CheckBlocked,
                 () = sleep_until(grace_end) => Step::GraceOver,
@@ -600,6 +611,15 @@ mod tests {
             max_events,
             max_bytes: 1 << 20,
         }
+    }
+
+    #[test]
+    fn the_event_channel_carries_pointers() {
+        fn item<T>(_: &mpsc::Sender<T>) -> usize {
+            std::mem::size_of::<T>()
+        }
+        let (tx, _rx) = event_channel();
+        assert_eq!(item(&tx), std::mem::size_of::<usize>());
     }
 
     #[test]
