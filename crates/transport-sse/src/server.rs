@@ -394,8 +394,10 @@ impl SseEndpoint {
             tracing::debug_span!("sse", transport = TRANSPORT, session = %token, peer = ?peer_addr);
         let gauge = ConnectionGauge::new(TRANSPORT);
         let connection = driver::spawn_accepted(&shared.config.transport, info, move |io| {
+            // `run` takes `io` before this future is built: it holds the session's future only.
+            let run = session.run(io);
             async move {
-                let ended = session.run(io).await;
+                let ended = run.await;
                 drop(tracker_token);
                 drop(gauge);
                 ended

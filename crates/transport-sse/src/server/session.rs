@@ -378,7 +378,13 @@ impl Session {
     }
 
     /// Runs the session until it ends; hands the driver end back with the outcome.
-    pub(super) async fn run(mut self, io: DriverIo) -> (RunOutcome, DriverIo) {
+    ///
+    /// `io` goes into the shared core before the returned future exists, so the future (the
+    /// bulk of every idle session's task) holds no room for it.
+    pub(super) fn run(
+        mut self,
+        io: DriverIo,
+    ) -> impl Future<Output = (RunOutcome, DriverIo)> + Send {
         {
             let mut core = self.core.lock();
             core.io = Some(io);
@@ -386,6 +392,10 @@ impl Session {
                 slot.wake();
             }
         }
+        async move { self.finish().await }
+    }
+
+    async fn finish(&mut self) -> (RunOutcome, DriverIo) {
         let outcome = self.run_loop().await;
         let mut core = self.core.lock();
         core.over = true;
@@ -415,32 +425,32 @@ impl Session {
         let mut keepalive =
             tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
         loop {
-            let (attached, grace_end, block_check) = {
+            // One timer: the block check while a stream is attached, the end of the grace
+            // period while none is (each `Sleep` is room in every idle session's task).
+            let (attached, timer) = {
                 let mut core = self.core.lock();
                 if let Some(outcome) = core.end.take() {
                     return outcome;
                 }
-                let block_check = core.stream.as_ref().map(|s| {
-                    if s.waiting {
-                        Instant::now() + dead_peer_timeout
-                    } else {
-                        s.last_chunk + dead_peer_timeout
-                    }
-                });
-                (
-                    core.stream.is_some(),
-                    core.detached_at.map(|at| at + session_grace),
-                    block_check,
-                )
+                let timer = match &core.stream {
+                    Some(s) if s.waiting => Some((Instant::now() + dead_peer_timeout, true)),
+                    Some(s) => Some((s.last_chunk + dead_peer_timeout, true)),
+                    None => core.detached_at.map(|at| (at + session_grace, false)),
+                };
+                (core.stream.is_some(), timer)
             };
+            let (deadline, block_check) = timer.unzip();
             let step = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => Step::Shutdown,
                 () = self.core.changed.notified() => continue,
                 event = self.events.recv() => Step::Event(event.map(|e| *e)),
                 cmd = next_command(&self.core), if !attached => Step::Command(cmd),
-                () = sleep_until(block_check) => Step::CheckBlocked,
-                () = sleep_until(grace_end) => Step::GraceOver,
+                () = sleep_until(deadline) => if block_check == Some(true) {
+                    Step::CheckBlocked
+                } else {
+                    Step::GraceOver
+                },
                 _ = keepalive.tick() => Step::Keepalive,
             };
             if let Some(outcome) = self.handle(step, dead_peer_timeout, stream_queue).await {
@@ -611,6 +621,28 @@ mod tests {
             max_events,
             max_bytes: 1 << 20,
         }
+    }
+
+    /// The session's future is the bulk of every idle session's task.
+    #[tokio::test]
+    async fn a_session_task_stays_small() {
+        let (endpoint, _incoming) =
+            super::super::SseEndpoint::new(super::super::SseServerConfig::default()).unwrap();
+        let shared = endpoint.shared.clone();
+        let (_events, rx) = event_channel();
+        let (session, _stream) = Session::new("t".into(), shared.clone(), rx, Bytes::new());
+        let (size_tx, size_rx) = oneshot::channel();
+        let info = transport_core::ConnectionInfo::new("sse");
+        let _conn =
+            transport_core::driver::spawn_accepted(&shared.config.transport, info, move |io| {
+                let run = session.run(io);
+                let _ = size_tx.send(std::mem::size_of_val(&run));
+                run
+            });
+        let size = size_rx.await.unwrap();
+        println!("session future: {size} bytes");
+        assert!(size <= 640, "session future of {size} bytes");
+        shared.shutdown.cancel();
     }
 
     #[test]
