@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
@@ -394,15 +395,16 @@ impl SseEndpoint {
             tracing::debug_span!("sse", transport = TRANSPORT, session = %token, peer = ?peer_addr);
         let gauge = ConnectionGauge::new(TRANSPORT);
         let connection = driver::spawn_accepted(&shared.config.transport, info, move |io| {
-            // `run` takes `io` before this future is built: it holds the session's future only.
-            let run = session.run(io);
-            async move {
-                let ended = run.await;
-                drop(tracker_token);
-                drop(gauge);
-                ended
-            }
-            .instrument(span)
+            // `run` takes `io` before its future is built, and `map` holds that future once (an
+            // `async` block awaiting it would keep it twice: captured, and being awaited).
+            session
+                .run(io)
+                .map(move |ended| {
+                    drop(tracker_token);
+                    drop(gauge);
+                    ended
+                })
+                .instrument(span)
         });
         if shared.incoming.try_send((connection, request)).is_err() {
             // The application is not accepting: refuse instead of queueing without bound.
