@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
@@ -32,7 +33,7 @@ use crate::protocol;
 mod session;
 
 pub use self::session::EventStream;
-use self::session::{Session, SessionEvent};
+use self::session::{EventSender, Session, SessionEvent};
 
 const TRANSPORT: &str = "sse";
 
@@ -171,14 +172,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response<SseBody> {
 struct Shared {
     config: SseServerConfig,
     send_prefix: String,
-    sessions: Mutex<HashMap<String, mpsc::Sender<SessionEvent>>>,
+    sessions: Mutex<HashMap<String, EventSender>>,
     incoming: mpsc::Sender<(Connection, SseRequest)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Shared {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<SessionEvent>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, EventSender>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -346,7 +347,7 @@ impl SseEndpoint {
         let events = self.shared.sessions().get(token).cloned()?;
         let (accepted, answer) = oneshot::channel();
         events
-            .send(SessionEvent::Attach { after, accepted })
+            .send(Box::new(SessionEvent::Attach { after, accepted }))
             .await
             .ok()?;
         answer.await.ok().flatten()
@@ -360,7 +361,7 @@ impl SseEndpoint {
         let shared = &self.shared;
         let token =
             new_token().map_err(|()| (StatusCode::INTERNAL_SERVER_ERROR, reason::FAILED))?;
-        let (events_tx, events_rx) = mpsc::channel(16);
+        let (events_tx, events_rx) = session::event_channel();
         {
             let mut sessions = shared.sessions();
             if sessions.len() >= shared.config.max_sessions {
@@ -394,13 +395,16 @@ impl SseEndpoint {
             tracing::debug_span!("sse", transport = TRANSPORT, session = %token, peer = ?peer_addr);
         let gauge = ConnectionGauge::new(TRANSPORT);
         let connection = driver::spawn_accepted(&shared.config.transport, info, move |io| {
-            async move {
-                let ended = session.run(io).await;
-                drop(tracker_token);
-                drop(gauge);
-                ended
-            }
-            .instrument(span)
+            // `run` takes `io` before its future is built, and `map` holds that future once (an
+            // `async` block awaiting it would keep it twice: captured, and being awaited).
+            session
+                .run(io)
+                .map(move |ended| {
+                    drop(tracker_token);
+                    drop(gauge);
+                    ended
+                })
+                .instrument(span)
         });
         if shared.incoming.try_send((connection, request)).is_err() {
             // The application is not accepting: refuse instead of queueing without bound.
@@ -489,7 +493,7 @@ impl SseEndpoint {
         };
         let is_post = matches!(msg, SessionEvent::Post { .. });
         let deliver = async {
-            events.send(msg).await.map_err(|_| ())?;
+            events.send(Box::new(msg)).await.map_err(|_| ())?;
             if is_post {
                 done_rx.await.map_err(|_| ())
             } else {
@@ -688,69 +692,83 @@ async fn accept_loop(listener: TcpListener, endpoint: SseEndpoint, options: Acce
         let stop = stop.clone();
         connections.spawn(async move {
             let _ip_permit = ip_permit;
-            // Boxed: hyper keeps room for one request future per connection for as long as the
-            // connection lives, and an idle stream's connection should not hold ours (2 KiB).
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let endpoint = endpoint.clone();
-                Box::pin(async move {
-                    Ok::<_, Infallible>(match endpoint.handle(req, Some(peer)).await {
-                        Some(response) => response,
-                        None => plain(StatusCode::NOT_FOUND, "not found\n"),
-                    })
-                })
-            });
-            // Each branch's connection future is boxed: the task holds only the one it runs
-            // (an idle stream's task stays small), not room for every variant.
-            let serve = async {
-                if let Some(acceptor) = tls {
-                    let accept = Box::pin(acceptor.accept(tcp));
-                    let stream = match tokio::time::timeout(header_timeout, accept).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            metrics::handshake_rejected(TRANSPORT, reason::TLS);
-                            return debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
-                            return debug!(%peer, "TLS handshake timed out");
-                        }
-                    };
-                    let http1 = stream.get_ref().1.alpn_protocol() == Some(b"http/1.1");
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    if http1 {
-                        let _ =
-                            Box::pin(http1_builder(header_timeout).serve_connection(io, service))
-                                .await;
-                    } else {
-                        let _ =
-                            Box::pin(auto_builder(header_timeout).serve_connection(io, service))
-                                .await;
-                    }
-                } else {
-                    match Box::pin(starts_http1(&tcp, header_timeout)).await {
-                        Some(true) => {
-                            let io = hyper_util::rt::TokioIo::new(tcp);
-                            let _ = Box::pin(
-                                http1_builder(header_timeout).serve_connection(io, service),
-                            )
-                            .await;
-                        }
-                        Some(false) => {
-                            let io = hyper_util::rt::TokioIo::new(tcp);
-                            let _ = Box::pin(
-                                auto_builder(header_timeout).serve_connection(io, service),
-                            )
-                            .await;
-                        }
-                        None => debug!(%peer, "no request before the header timeout"),
-                    }
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = serve => {}
-            }
+            serve_connection(tcp, peer, endpoint, tls, stop, header_timeout).await;
         });
+    }
+}
+
+/// Serves one accepted connection until it ends or the server stops.
+///
+/// Kept small: this future lives in the task of every idle stream. The TLS branch is boxed, so
+/// a plain connection's task holds no room for a TLS stream (rustls' connection state) or the
+/// handshake's timeout.
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    endpoint: SseEndpoint,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: CancellationToken,
+    header_timeout: Duration,
+) {
+    // Boxed: hyper keeps room for one request future per connection for as long as the
+    // connection lives, and an idle stream's connection should not hold ours (2 KiB).
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let endpoint = endpoint.clone();
+        Box::pin(async move {
+            Ok::<_, Infallible>(match endpoint.handle(req, Some(peer)).await {
+                Some(response) => response,
+                None => plain(StatusCode::NOT_FOUND, "not found\n"),
+            })
+        })
+    });
+    // Each branch's connection future is boxed: the task holds only the one it runs
+    // (an idle stream's task stays small), not room for every variant.
+    let serve = async {
+        if let Some(acceptor) = tls {
+            // Boxed, so that a plain connection's task holds no room for this branch.
+            Box::pin(async move {
+                let accept = Box::pin(acceptor.accept(tcp));
+                let stream = match tokio::time::timeout(header_timeout, accept).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        metrics::handshake_rejected(TRANSPORT, reason::TLS);
+                        return debug!(%peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
+                        return debug!(%peer, "TLS handshake timed out");
+                    }
+                };
+                let http1 = stream.get_ref().1.alpn_protocol() == Some(b"http/1.1");
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if http1 {
+                    let _ =
+                        Box::pin(http1_builder(header_timeout).serve_connection(io, service)).await;
+                } else {
+                    let _ =
+                        Box::pin(auto_builder(header_timeout).serve_connection(io, service)).await;
+                }
+            })
+            .await;
+        } else {
+            match Box::pin(starts_http1(&tcp, header_timeout)).await {
+                Some(true) => {
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ =
+                        Box::pin(http1_builder(header_timeout).serve_connection(io, service)).await;
+                }
+                Some(false) => {
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ =
+                        Box::pin(auto_builder(header_timeout).serve_connection(io, service)).await;
+                }
+                None => debug!(%peer, "no request before the header timeout"),
+            }
+        }
+    };
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = serve => {}
     }
 }
 
@@ -801,4 +819,31 @@ async fn refuse(mut tcp: TcpStream) {
     const HEAD: &[u8] =
         b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(HEAD)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle stream keeps its connection's future in a task: the TLS branch's state (a
+    /// rustls stream, the handshake's timeout) must not take room in it.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (endpoint, _incoming) = SseEndpoint::new(SseServerConfig::default()).unwrap();
+        let future = serve_connection(
+            accepted.unwrap().0,
+            addr,
+            endpoint,
+            None,
+            CancellationToken::new(),
+            Duration::from_secs(1),
+        );
+        let size = std::mem::size_of_val(&future);
+        println!("connection future: {size} bytes");
+        assert!(size <= 768, "connection future of {size} bytes");
+        drop(client);
+    }
 }
