@@ -484,23 +484,8 @@ impl PendingUpgrade {
     /// # Errors
     /// [`TransportError::ConnectionFailed`] when the upgrade did not happen (the client went
     /// away, or the service was not served `with_upgrades()`).
-    pub async fn finish(self) -> Result<(Connection, WsRequest), TransportError> {
-        let upgraded = self
-            .on_upgrade
-            .await
-            .map_err(|e| TransportError::ConnectionFailed {
-                reason: format!("HTTP upgrade failed: {e}"),
-                source: None,
-            })?;
-        let ws = WebSocketStream::from_raw_socket(
-            AdaptiveRead::new(TokioIo::new(upgraded)),
-            Role::Server,
-            Some(self.config.tungstenite()),
-        )
-        .await;
-        let info = ConnectionInfo::new(TRANSPORT)
-            .with_peer_addr(self.request.peer_addr)
-            .with_subprotocol(self.request.subprotocol.clone());
+    pub async fn finish(mut self) -> Result<(Connection, WsRequest), TransportError> {
+        let (ws, info) = self.socket().await?;
         let connection = spawn_link(ws, &self.config, info, None, ());
         Ok((connection, self.request))
     }
@@ -511,14 +496,31 @@ impl PendingUpgrade {
     /// # Errors
     /// As [`finish`](Self::finish).
     #[doc(hidden)]
-    pub async fn finish_raw(self) -> Result<(RawLink, WsRequest), TransportError> {
-        let upgraded = self
-            .on_upgrade
-            .await
-            .map_err(|e| TransportError::ConnectionFailed {
-                reason: format!("HTTP upgrade failed: {e}"),
-                source: None,
-            })?;
+    pub async fn finish_raw(mut self) -> Result<(RawLink, WsRequest), TransportError> {
+        let (ws, info) = self.socket().await?;
+        metrics::handshake_accepted(TRANSPORT);
+        let link = Link::new(ws, LinkOptions::new(&self.config.transport, None));
+        let raw = RawLink::server(link, ConnectionGauge::new(TRANSPORT), info);
+        Ok((raw, self.request))
+    }
+
+    /// The upgraded socket as a server WebSocket, and the facts about it.
+    async fn socket(
+        &mut self,
+    ) -> Result<
+        (
+            WebSocketStream<AdaptiveRead<TokioIo<hyper::upgrade::Upgraded>>>,
+            ConnectionInfo,
+        ),
+        TransportError,
+    > {
+        let upgraded =
+            (&mut self.on_upgrade)
+                .await
+                .map_err(|e| TransportError::ConnectionFailed {
+                    reason: format!("HTTP upgrade failed: {e}"),
+                    source: None,
+                })?;
         let ws = WebSocketStream::from_raw_socket(
             AdaptiveRead::new(TokioIo::new(upgraded)),
             Role::Server,
@@ -528,10 +530,7 @@ impl PendingUpgrade {
         let info = ConnectionInfo::new(TRANSPORT)
             .with_peer_addr(self.request.peer_addr)
             .with_subprotocol(self.request.subprotocol.clone());
-        metrics::handshake_accepted(TRANSPORT);
-        let link = Link::new(ws, LinkOptions::new(&self.config.transport, None));
-        let raw = RawLink::server(link, ConnectionGauge::new(TRANSPORT), info);
-        Ok((raw, self.request))
+        Ok((ws, info))
     }
 }
 
