@@ -561,15 +561,11 @@ impl AdaptiveDial {
             // (reported, and retried if the code allows), a normal close ends the connection.
             return Step::End(match poll_fn(|cx| link.raw.poll_run(io, cx)).await {
                 RunOutcome::Failed(e) => End::Lost(e),
-                RunOutcome::PeerClosed(frame)
-                    if !matches!(frame.code, CloseFrame::NORMAL | CloseFrame::NO_STATUS) =>
-                {
-                    End::Lost(TransportError::ClosedByPeer {
-                        code: frame.code,
-                        reason: frame.reason,
-                    })
-                }
-                outcome => End::Outcome(outcome),
+                RunOutcome::PeerClosed(frame) => match frame.peer_error() {
+                    Some(e) => End::Lost(e),
+                    None => End::Outcome(RunOutcome::PeerClosed(frame)),
+                },
+                RunOutcome::LocalClosed => End::Outcome(RunOutcome::LocalClosed),
             });
         }
         let mode = self.mode;

@@ -260,13 +260,9 @@ impl DriverIo {
         match outcome {
             RunOutcome::LocalClosed => None,
             RunOutcome::PeerClosed(frame) => {
-                self.set_peer_close(frame.clone());
-                (!matches!(frame.code, CloseFrame::NORMAL | CloseFrame::NO_STATUS)).then_some(
-                    TransportError::ClosedByPeer {
-                        code: frame.code,
-                        reason: frame.reason,
-                    },
-                )
+                let error = frame.peer_error();
+                self.set_peer_close(frame);
+                error
             }
             RunOutcome::Failed(e) => Some(e),
         }

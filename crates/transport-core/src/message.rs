@@ -274,6 +274,17 @@ impl CloseFrame {
     pub fn normal() -> Self {
         Self::new(Self::NORMAL, "")
     }
+
+    /// What a peer's close with this frame means for the connection: a clean end with 1000
+    /// or no code (`None`), otherwise [`TransportError::ClosedByPeer`] with its code and reason.
+    pub fn peer_error(&self) -> Option<TransportError> {
+        (!matches!(self.code, Self::NORMAL | Self::NO_STATUS)).then(|| {
+            TransportError::ClosedByPeer {
+                code: self.code,
+                reason: self.reason.clone(),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
