@@ -288,12 +288,17 @@ async fn hello(
 }
 
 /// Answers a `HELLO` with `REJECT` and closes the link, within the close timeout twice.
-async fn reject(mut conn: AnyLink, code: RejectCode, reason: &str, settings: &SessionSettings) {
+async fn reject(conn: AnyLink, code: RejectCode, reason: &str, settings: &SessionSettings) {
     let frame = Frame::Reject {
         code,
         reason: reason.to_owned(),
     };
-    let timeout = settings.transport.close_timeout;
+    send_and_close(conn, frame, settings.transport.close_timeout).await;
+}
+
+/// Sends `frame` (waiting at most `timeout`: a peer that does not read cannot hold us), then
+/// closes the link.
+async fn send_and_close(mut conn: AnyLink, frame: Frame, timeout: Duration) {
     let _ = tokio::time::timeout(timeout, conn.send(session::encode(&frame))).await;
     conn.close(1000, "").await;
 }
@@ -399,6 +404,19 @@ struct AttachedWs {
     state: LayerState,
     stop: CancellationToken,
     sever: watch::Receiver<u64>,
+}
+
+/// The first of what interrupts an attached link besides its traffic.
+async fn interrupts(
+    end: CancellationToken,
+    stop: CancellationToken,
+    mut sever: watch::Receiver<u64>,
+) -> Interrupt {
+    tokio::select! {
+        _ = sever.changed() => Interrupt::Sever,
+        () = end.cancelled() => Interrupt::End,
+        () = stop.cancelled() => Interrupt::Stop,
+    }
 }
 
 /// What ends a run of an attached WebSocket link besides the session itself.
@@ -639,15 +657,10 @@ impl SessionTask<'_> {
                     AnyLink::Conn(c) => {
                         let _ = c.try_send(session::encode(&reject));
                     }
-                    AnyLink::Ws(mut raw) => {
+                    ws @ AnyLink::Ws(_) => {
                         // Not waited for: this task serves the session.
                         let timeout = settings.transport.close_timeout;
-                        tokio::spawn(async move {
-                            let _ =
-                                tokio::time::timeout(timeout, raw.send(session::encode(&reject)))
-                                    .await;
-                            raw.close(1000, "").await;
-                        });
+                        tokio::spawn(send_and_close(ws, reject, timeout));
                     }
                 }
                 return (None, Next::Go);
@@ -808,16 +821,7 @@ impl SessionTask<'_> {
     /// iterations: building them for every message costs a timer-wheel insertion and a lock per
     /// `Notify` registration, then as much again to drop them.
     async fn attached(&mut self, l: &mut Attached, settings: &SessionSettings) -> Next {
-        let end = self.end.clone();
-        let stop = l.stop.clone();
-        let mut sever = l.sever.clone();
-        let interrupt = async move {
-            tokio::select! {
-                _ = sever.changed() => Interrupt::Sever,
-                () = end.cancelled() => Interrupt::End,
-                () = stop.cancelled() => Interrupt::Stop,
-            }
-        };
+        let interrupt = interrupts(self.end.clone(), l.stop.clone(), l.sever.clone());
         tokio::pin!(interrupt);
         let mut ack_timer = AckTimer::new();
         loop {
@@ -880,16 +884,7 @@ impl SessionTask<'_> {
     /// sits inside the link's poll loop ([`SessionLayer`]), and the run ends on what would end
     /// a step of `attached` other than a message.
     async fn attached_ws(&mut self, l: &mut AttachedWs, settings: &SessionSettings) -> Next {
-        let end = self.end.clone();
-        let stop = l.stop.clone();
-        let mut sever = l.sever.clone();
-        let interrupt = async move {
-            tokio::select! {
-                _ = sever.changed() => Interrupt::Sever,
-                () = end.cancelled() => Interrupt::End,
-                () = stop.cancelled() => Interrupt::Stop,
-            }
-        };
+        let interrupt = interrupts(self.end.clone(), l.stop.clone(), l.sever.clone());
         tokio::pin!(interrupt);
         let attach_rx = &mut self.attach_rx;
         let attach_open = &mut self.attach_open;
