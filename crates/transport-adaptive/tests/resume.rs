@@ -15,6 +15,30 @@ use transport_core::{ConnectionState, Message, Transport, TransportError};
 
 const N: u32 = 10_000;
 
+/// Asserts that the connection changed transport after its first one, and only from `from` to
+/// `to` for `reason`.
+fn changed_only(
+    events: &mut tokio::sync::broadcast::Receiver<AdaptiveEvent>,
+    from: TransportKind,
+    to: TransportKind,
+    reason: ChangeReason,
+) {
+    let mut changed = false;
+    while let Ok(e) = events.try_recv() {
+        if let AdaptiveEvent::TransportChanged {
+            from: f,
+            to: t,
+            reason: r,
+        } = e
+            && r != ChangeReason::Initial
+        {
+            assert_eq!((f, t, r), (Some(from), to, reason));
+            changed = true;
+        }
+    }
+    assert!(changed, "no change from {from} to {to}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn severed_links_resume_exactly_once_over_each_transport() {
     for kind in [
@@ -180,23 +204,12 @@ async fn upgrades_back_to_webtransport_without_loss() {
         "upgraded to WebTransport mid-stream; 5,000 each way in {:?}",
         started.elapsed()
     );
-    let mut upgraded = false;
-    while let Ok(e) = events.try_recv() {
-        if let AdaptiveEvent::TransportChanged { from, to, reason } = e
-            && reason != ChangeReason::Initial
-        {
-            assert_eq!(
-                (from, to, reason),
-                (
-                    Some(TransportKind::WebSocket),
-                    TransportKind::WebTransport,
-                    ChangeReason::Upgrade
-                )
-            );
-            upgraded = true;
-        }
-    }
-    assert!(upgraded);
+    changed_only(
+        &mut events,
+        TransportKind::WebSocket,
+        TransportKind::WebTransport,
+        ChangeReason::Upgrade,
+    );
     bounded(server.shutdown()).await;
 }
 
@@ -255,23 +268,12 @@ async fn falls_back_from_webtransport_to_websocket_mid_stream_without_loss() {
         "fallback mid-stream; 5,000 each way in {:?}",
         started.elapsed()
     );
-    let mut fell_back = false;
-    while let Ok(e) = events.try_recv() {
-        if let AdaptiveEvent::TransportChanged { from, to, reason } = e
-            && reason != ChangeReason::Initial
-        {
-            assert_eq!(
-                (from, to, reason),
-                (
-                    Some(TransportKind::WebTransport),
-                    TransportKind::WebSocket,
-                    ChangeReason::Fallback
-                )
-            );
-            fell_back = true;
-        }
-    }
-    assert!(fell_back);
+    changed_only(
+        &mut events,
+        TransportKind::WebTransport,
+        TransportKind::WebSocket,
+        ChangeReason::Fallback,
+    );
     bounded(server.shutdown()).await;
 }
 
@@ -349,23 +351,12 @@ async fn upgrades_from_sse_to_websocket_without_loss() {
         },
     )
     .await;
-    let mut upgraded = false;
-    while let Ok(e) = events.try_recv() {
-        if let AdaptiveEvent::TransportChanged { from, to, reason } = e
-            && reason != ChangeReason::Initial
-        {
-            assert_eq!(
-                (from, to, reason),
-                (
-                    Some(TransportKind::Sse),
-                    TransportKind::WebSocket,
-                    ChangeReason::Upgrade
-                )
-            );
-            upgraded = true;
-        }
-    }
-    assert!(upgraded);
+    changed_only(
+        &mut events,
+        TransportKind::Sse,
+        TransportKind::WebSocket,
+        ChangeReason::Upgrade,
+    );
     assert_eq!(proxy.fault(), test_servers::fault::Fault::Pass);
     bounded(server.shutdown()).await;
 }
