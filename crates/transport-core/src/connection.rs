@@ -1,21 +1,23 @@
 //! The handle side of a connection: [`Connection`], [`Sender`], [`Receiver`].
 //!
 //! Every transport runs one driver task per connection that owns the socket; these handles talk
-//! to it over two bounded channels (commands out, messages in) and share its state. That gives
-//! backpressure in both directions, `&self` sends from many tasks, and a trivial split.
+//! to it over two bounded queues (commands out, messages in; [`crate::queue`]) and share its
+//! state. That gives backpressure in both directions, `&self` sends from many tasks, and a
+//! trivial split.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
 use futures_sink::Sink;
-use tokio::sync::{Notify, mpsc, watch};
-use tokio_util::sync::PollSender;
+use tokio::sync::{Notify, watch};
 
+use crate::queue::{PushError, Queue};
 use crate::state::StateCell;
 use crate::{CloseFrame, ConnectionState, Message, Transport, TransportError};
 
@@ -78,6 +80,10 @@ pub(crate) struct Shared {
     pub(crate) counters: crate::stats::Counters,
     close_timeout: Duration,
     pub(crate) close_requested: Notify,
+    /// Handles to driver.
+    pub(crate) commands: Queue<Command>,
+    /// Driver to the receiver: messages, then the error that ended the connection.
+    pub(crate) inbound: Queue<Result<Message, TransportError>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +97,7 @@ impl Shared {
         max_message_size: usize,
         close_timeout: Duration,
         metrics: Option<crate::metrics::MessageMetrics>,
+        (send_buffer, recv_buffer): (usize, usize),
     ) -> Self {
         Self {
             state: StateCell::new(initial),
@@ -104,6 +111,8 @@ impl Shared {
             counters: crate::stats::Counters::new(initial == ConnectionState::Connected, metrics),
             close_timeout,
             close_requested: Notify::new(),
+            commands: Queue::new(send_buffer),
+            inbound: Queue::new(recv_buffer),
         }
     }
 
@@ -162,32 +171,15 @@ impl Shared {
     }
 }
 
-/// The channels and shared state making up one connection, before a driver takes its half.
-pub(crate) struct Plumbing {
-    pub(crate) connection: Connection,
-    pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) inbound: mpsc::Sender<Result<Message, TransportError>>,
-    pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) fn plumbing(send_buffer: usize, recv_buffer: usize, shared: Shared) -> Plumbing {
-    let (cmd_tx, cmd_rx) = mpsc::channel(send_buffer.max(1));
-    let (in_tx, in_rx) = mpsc::channel(recv_buffer.max(1));
-    let shared = Arc::new(shared);
-    Plumbing {
-        connection: Connection {
-            sender: Sender {
-                tx: cmd_tx,
-                shared: shared.clone(),
-            },
-            receiver: Receiver {
-                rx: in_rx,
-                shared: shared.clone(),
-            },
+/// The handles of a connection whose shared state (with its two queues) a driver serves.
+pub(crate) fn handles(shared: &Arc<Shared>) -> Connection {
+    Connection {
+        sender: Sender {
+            shared: shared.clone(),
         },
-        commands: cmd_rx,
-        inbound: in_tx,
-        shared,
+        receiver: Receiver {
+            shared: shared.clone(),
+        },
     }
 }
 
@@ -272,10 +264,44 @@ pub enum TrySendError {
 }
 
 /// The sending half of a connection. Cheap to clone; usable from many tasks at once.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sender {
-    tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Self {
+        self.shared.commands.add_sender();
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.shared.commands.drop_sender();
+    }
+}
+
+/// A command on its way into the queue: the caller's registration while it waits for room,
+/// dropped with it.
+struct Pushing<'a> {
+    queue: &'a Queue<Command>,
+    waiter: Option<u64>,
+}
+
+impl Pushing<'_> {
+    async fn push(&mut self, command: Command) -> Result<(), crate::queue::Closed> {
+        let mut item = Some(command);
+        poll_fn(|cx| self.queue.poll_push(cx, &mut item, &mut self.waiter)).await
+    }
+}
+
+impl Drop for Pushing<'_> {
+    fn drop(&mut self) {
+        self.queue.forget(&mut self.waiter);
+    }
 }
 
 impl Sender {
@@ -293,10 +319,19 @@ impl Sender {
     /// Cancel safe: a dropped future has not queued the message.
     pub async fn send(&self, message: Message) -> Result<(), TransportError> {
         self.check(&message)?;
-        self.tx
-            .send(Command::Send(message))
-            .await
-            .map_err(|_| self.shared.terminal_error())
+        let queue = &self.shared.commands;
+        let command = match queue.try_push(Command::Send(message)) {
+            Ok(()) => return Ok(()),
+            Err(PushError::Closed(_)) => return Err(self.shared.terminal_error()),
+            Err(PushError::Full(command)) => command,
+        };
+        Pushing {
+            queue,
+            waiter: None,
+        }
+        .push(command)
+        .await
+        .map_err(|_| self.shared.terminal_error())
     }
 
     /// Queues a message if there is room now, without waiting.
@@ -306,10 +341,11 @@ impl Sender {
     /// [`send`](Self::send).
     pub fn try_send(&self, message: Message) -> Result<(), TrySendError> {
         self.check(&message)?;
-        self.tx
-            .try_send(Command::Send(message))
+        self.shared
+            .commands
+            .try_push(Command::Send(message))
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(Command::Send(m)) => {
+                PushError::Full(Command::Send(m)) => {
                     if let Some(metrics) = self.shared.counters.metrics() {
                         metrics.send_queue_full();
                     }
@@ -339,9 +375,14 @@ impl Sender {
             // Queued behind the messages already accepted, so they go out first. Enqueued from
             // a task of its own so the close goes on even if this future is dropped or the
             // queue stays full past the deadline. A closed channel means the driver is gone.
-            let tx = self.tx.clone();
+            let sender = self.clone();
             tokio::spawn(async move {
-                let _ = tx.send(Command::Close(frame)).await;
+                let _ = Pushing {
+                    queue: &sender.shared.commands,
+                    waiter: None,
+                }
+                .push(Command::Close(frame))
+                .await;
             });
         }
         let wait = async {
@@ -383,14 +424,15 @@ impl Sender {
 
     /// Room left in the send queue.
     pub fn capacity(&self) -> usize {
-        self.tx.capacity()
+        self.shared.commands.room()
     }
 
     /// A [`Sink`] over this sender.
     pub fn into_sink(self) -> SenderSink {
         SenderSink {
-            shared: self.shared,
-            inner: PollSender::new(self.tx),
+            sender: self,
+            reserved: false,
+            waiter: None,
         }
     }
 }
@@ -398,8 +440,20 @@ impl Sender {
 /// A [`Sink<Message>`](Sink) over a [`Sender`] (from [`Sender::into_sink`]).
 #[derive(Debug)]
 pub struct SenderSink {
-    shared: Arc<Shared>,
-    inner: PollSender<Command>,
+    sender: Sender,
+    /// Room reserved by `poll_ready` for the next `start_send`.
+    reserved: bool,
+    waiter: Option<u64>,
+}
+
+impl Drop for SenderSink {
+    fn drop(&mut self) {
+        let queue = &self.sender.shared.commands;
+        queue.forget(&mut self.waiter);
+        if self.reserved {
+            queue.release();
+        }
+    }
 }
 
 impl Sink<Message> for SenderSink {
@@ -409,17 +463,36 @@ impl Sink<Message> for SenderSink {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), TransportError>> {
-        let shared = self.shared.clone();
-        self.inner
-            .poll_reserve(cx)
-            .map_err(|_| shared.terminal_error())
+        let this = &mut *self;
+        if this.reserved {
+            return Poll::Ready(Ok(()));
+        }
+        let shared = &this.sender.shared;
+        let ready = std::task::ready!(shared.commands.poll_reserve(cx, &mut this.waiter));
+        this.reserved = ready.is_ok();
+        Poll::Ready(ready.map_err(|_| shared.terminal_error()))
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), TransportError> {
-        self.shared.check_sendable(&item)?;
-        let shared = self.shared.clone();
-        self.inner
-            .send_item(Command::Send(item))
+        let this = &mut *self;
+        let shared = &this.sender.shared;
+        shared.check_sendable(&item)?;
+        if !std::mem::take(&mut this.reserved) {
+            // The Sink contract asks for `poll_ready` first; without it, only room now will do.
+            return shared
+                .commands
+                .try_push(Command::Send(item))
+                .map_err(|e| match e {
+                    PushError::Full(_) => TransportError::Unsupported(
+                        "SenderSink::start_send without poll_ready while the send queue is full"
+                            .into(),
+                    ),
+                    PushError::Closed(_) => shared.terminal_error(),
+                });
+        }
+        shared
+            .commands
+            .push_reserved(Command::Send(item))
             .map_err(|_| shared.terminal_error())
     }
 
@@ -432,7 +505,11 @@ impl Sink<Message> for SenderSink {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Result<(), TransportError>> {
-        self.inner.close();
+        // Gives up the reservation; the sender itself goes when the sink is dropped.
+        let this = &mut *self;
+        if std::mem::take(&mut this.reserved) {
+            this.sender.shared.commands.release();
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -440,8 +517,13 @@ impl Sink<Message> for SenderSink {
 /// The receiving half of a connection. Implements [`Stream`].
 #[derive(Debug)]
 pub struct Receiver {
-    rx: mpsc::Receiver<Result<Message, TransportError>>,
     shared: Arc<Shared>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shared.inbound.close_receiver();
+    }
 }
 
 impl Receiver {
@@ -453,7 +535,9 @@ impl Receiver {
     /// # Cancel safety
     /// Cancel safe: a dropped future loses no message.
     pub async fn recv(&mut self) -> Result<Option<Message>, TransportError> {
-        self.rx.recv().await.transpose()
+        poll_fn(|cx| self.shared.inbound.poll_pop(cx))
+            .await
+            .transpose()
     }
 
     /// Takes a message if one is waiting, without waiting.
@@ -461,10 +545,7 @@ impl Receiver {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn try_recv(&mut self) -> Result<Option<Message>, TransportError> {
-        match self.rx.try_recv() {
-            Ok(item) => item.map(Some),
-            Err(_) => Ok(None),
-        }
+        self.shared.inbound.try_pop().transpose()
     }
 
     /// The close frame the peer sent, once it has sent one.
@@ -481,8 +562,8 @@ impl Receiver {
 impl Stream for Receiver {
     type Item = Result<Message, TransportError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.shared.inbound.poll_pop(cx)
     }
 }
 

@@ -6,24 +6,22 @@
 //! drops. Server-side links, which never reconnect, go through [`spawn_accepted`].
 //!
 //! ```text
-//!  Sender ──Command──▶ [bounded] ──▶ driver task ──▶ socket
-//!  Receiver ◀─Result<Message>── [bounded] ◀── driver task ◀── socket
+//!  Sender ──Command──▶ [bounded queue] ──▶ driver task ──▶ socket
+//!  Receiver ◀─Result<Message>── [bounded queue] ◀── driver task ◀── socket
 //! ```
 //!
 //! [`ReconnectPolicy`]: crate::ReconnectPolicy
 
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::PollSender;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::connection::{Command, ConnectionInfo, Shared, plumbing};
+use crate::connection::{Command, ConnectionInfo, Shared, handles};
+use crate::queue::PushError;
 use crate::metrics::MessageMetrics;
 use crate::{CloseFrame, Connection, ConnectionState, Message, TransportConfig, TransportError};
 
@@ -38,19 +36,33 @@ pub enum RunOutcome {
     Failed(TransportError),
 }
 
-type ClosedFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The driver's end of a connection's channels.
+/// The driver's end of a connection's queues: it takes the commands and is the one sender of
+/// received messages.
 ///
 /// Both an async API (for `select!`-style drivers) and a poll API (for drivers written as a
 /// hand-rolled `Future`, like the WebSocket one) are offered.
 pub struct DriverIo {
-    commands: mpsc::Receiver<Command>,
     commands_closed: bool,
-    receiver_gone: Option<ClosedFuture>,
     held: Option<Command>,
-    inbound: PollSender<Result<Message, TransportError>>,
+    /// Room reserved in the receive queue by `poll_reserve`.
+    reserved: bool,
+    /// Registrations while waiting for room, and for the receiver to go.
+    room_waiter: Option<u64>,
+    gone_waiter: Option<u64>,
     shared: Arc<Shared>,
+}
+
+impl Drop for DriverIo {
+    fn drop(&mut self) {
+        let inbound = &self.shared.inbound;
+        inbound.forget(&mut self.room_waiter);
+        inbound.forget(&mut self.gone_waiter);
+        if self.reserved {
+            inbound.release();
+        }
+        inbound.drop_sender();
+        self.shared.commands.close_receiver();
+    }
 }
 
 impl std::fmt::Debug for DriverIo {
@@ -73,22 +85,15 @@ impl DriverIo {
             return Poll::Ready(cmd);
         }
         if !self.commands_closed {
-            match self.commands.poll_recv(cx) {
+            match self.shared.commands.poll_pop(cx) {
                 Poll::Ready(Some(cmd)) => return Poll::Ready(self.count(cmd)),
                 Poll::Ready(None) => self.commands_closed = true,
                 Poll::Pending => return Poll::Pending,
             }
         }
-        let gone = self.receiver_gone.get_or_insert_with(|| {
-            let tx = self.inbound.get_ref().cloned();
-            Box::pin(async move {
-                if let Some(tx) = tx {
-                    tx.closed().await;
-                }
-            })
-        });
-        gone.as_mut()
-            .poll(cx)
+        self.shared
+            .inbound
+            .poll_closed(cx, &mut self.gone_waiter)
             .map(|()| Command::Close(CloseFrame::normal()))
     }
 
@@ -111,7 +116,7 @@ impl DriverIo {
         if self.commands_closed {
             return None;
         }
-        self.commands.try_recv().ok().map(|cmd| self.count(cmd))
+        self.shared.commands.try_pop().map(|cmd| self.count(cmd))
     }
 
     /// Hands a received message to the application if its queue has room now, without
@@ -122,19 +127,16 @@ impl DriverIo {
     /// # Errors
     /// The message back when the application's queue is full.
     pub fn try_deliver(&mut self, message: Message) -> Result<bool, Message> {
-        let Some(tx) = self.inbound.get_ref() else {
-            return Ok(false);
-        };
         let len = message.len();
-        match tx.try_send(Ok(message)) {
+        match self.shared.inbound.try_push(Ok(message)) {
             Ok(()) => {
                 self.shared.counters.received(len);
                 Ok(true)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
-            Err(mpsc::error::TrySendError::Full(item)) => match item {
+            Err(PushError::Closed(_)) => Ok(false),
+            Err(PushError::Full(item)) => match item {
                 Ok(message) => Err(message),
-                // Only `Ok` items are sent here.
+                // Only `Ok` items are pushed here.
                 Err(_) => Ok(false),
             },
         }
@@ -144,21 +146,30 @@ impl DriverIo {
     /// gone (received messages are then discarded). Once `Ready(true)`, the next
     /// [`send_reserved`](Self::send_reserved) cannot block.
     pub fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let poll = self.inbound.poll_reserve(cx);
+        if self.reserved {
+            return Poll::Ready(!self.shared.inbound.is_closed());
+        }
+        let poll = self.shared.inbound.poll_reserve(cx, &mut self.room_waiter);
         if poll.is_pending()
             && let Some(metrics) = self.shared.counters.metrics()
         {
             metrics.receive_queue_full();
         }
-        poll.map(|r| r.is_ok())
+        poll.map(|r| {
+            self.reserved = r.is_ok();
+            self.reserved
+        })
     }
 
     /// Hands a message to the application through the slot reserved by
     /// [`poll_reserve`](Self::poll_reserve). Returns `false` (dropping the message) when no slot
     /// was reserved or the receiver is gone.
     pub fn send_reserved(&mut self, message: Message) -> bool {
+        if !std::mem::take(&mut self.reserved) {
+            return false;
+        }
         let len = message.len();
-        let sent = self.inbound.send_item(Ok(message)).is_ok();
+        let sent = self.shared.inbound.push_reserved(Ok(message)).is_ok();
         if sent {
             self.shared.counters.received(len);
         }
@@ -198,7 +209,7 @@ impl DriverIo {
 
     /// Whether the application still has a receiver.
     pub fn receiver_alive(&self) -> bool {
-        self.inbound.get_ref().is_some_and(|tx| !tx.is_closed())
+        !self.shared.inbound.is_closed()
     }
 
     /// Records the close frame the peer sent.
@@ -272,7 +283,8 @@ impl DriverIo {
     async fn finish_with_error(&mut self, e: TransportError) {
         self.shared.set_error(e.clone());
         if poll_fn(|cx| self.poll_reserve(cx)).await {
-            let _ = self.inbound.send_item(Err(e));
+            self.reserved = false;
+            let _ = self.shared.inbound.push_reserved(Err(e));
         }
     }
 }
@@ -392,23 +404,23 @@ fn new_io(
     initial: ConnectionState,
     metrics: Option<MessageMetrics>,
 ) -> (Connection, DriverIo) {
-    let shared = Shared::new(
+    let shared = Arc::new(Shared::new(
         initial,
         info,
         config.max_message_size,
         config.close_timeout,
         metrics,
-    );
-    let p = plumbing(config.send_buffer, config.recv_buffer, shared);
+        (config.send_buffer, config.recv_buffer),
+    ));
     (
-        p.connection,
+        handles(&shared),
         DriverIo {
-            commands: p.commands,
             commands_closed: false,
-            receiver_gone: None,
             held: None,
-            inbound: PollSender::new(p.inbound),
-            shared: p.shared,
+            reserved: false,
+            room_waiter: None,
+            gone_waiter: None,
+            shared,
         },
     )
 }
@@ -634,6 +646,49 @@ mod tests {
             ConnectionState::Connected,
             None,
         )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn senders_waiting_on_a_full_queue_all_get_through_in_their_own_order() {
+        let config = TransportConfig {
+            send_buffer: 1,
+            ..TransportConfig::default()
+        };
+        let (conn, mut io) = new_io(
+            &config,
+            ConnectionInfo::new("test"),
+            ConnectionState::Connected,
+            None,
+        );
+        let (tasks, each) = (8_u8, 500_u32);
+        for task in 0..tasks {
+            let sender = conn.sender();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let mut payload = vec![task];
+                    payload.extend_from_slice(&i.to_be_bytes());
+                    sender.send(Message::binary(payload)).await.unwrap();
+                }
+            });
+        }
+        let mut next = vec![0_u32; usize::from(tasks)];
+        let all = async {
+            for _ in 0..u32::from(tasks) * each {
+                let Command::Send(m) = io.next_command().await else {
+                    panic!("unexpected close");
+                };
+                let data = m.as_bytes();
+                let task = usize::from(data[0]);
+                let i = u32::from_be_bytes([data[1], data[2], data[3], data[4]]);
+                assert_eq!(i, next[task], "task {task} out of order");
+                next[task] += 1;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("every send got through");
+        assert!(io.try_command().is_none());
+        assert_eq!(conn.sender().capacity(), 1);
     }
 
     #[tokio::test]

@@ -44,6 +44,7 @@ mod listen;
 pub mod memory;
 mod message;
 pub mod metrics;
+mod queue;
 mod reconnect;
 mod state;
 mod stats;
