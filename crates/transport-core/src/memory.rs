@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -64,6 +65,11 @@ fn link_pair(capacity: usize, severed: &CancellationToken) -> (Link, Link) {
     )
 }
 
+/// Runs one end of a link. Like a socket driver, it keeps reading while a send waits for room
+/// on the link and keeps taking sends while a delivery waits for the application: one message
+/// may wait in each direction, and only that direction stops. (A loop that awaited either one
+/// inside a branch could wait forever on a peer that echoes: the peer's driver waits on its
+/// application, which waits on its own send, which waits on this end reading.)
 async fn run_link(link: Link, io: &mut DriverIo, config: &TransportConfig) -> RunOutcome {
     let Link {
         tx,
@@ -71,51 +77,96 @@ async fn run_link(link: Link, io: &mut DriverIo, config: &TransportConfig) -> Ru
         severed,
     } = link;
     let lost = || RunOutcome::Failed(TransportError::lost("in-memory link severed"));
+    let mut outgoing: Option<Message> = None;
+    let mut incoming: Option<Message> = None;
     loop {
+        let (want_room, want_command) = (incoming.is_some(), outgoing.is_none());
         tokio::select! {
             biased;
             () = severed.cancelled() => return lost(),
-            frame = rx.recv() => match frame {
-                Some(Frame::Message(m)) => {
-                    tokio::select! {
-                        () = severed.cancelled() => return lost(),
-                        _ = io.deliver(m) => {}
-                    }
-                }
+            permit = tx.reserve(), if outgoing.is_some() => match (permit, outgoing.take()) {
+                (Ok(permit), Some(m)) => permit.send(Frame::Message(m)),
+                _ => return lost(),
+            },
+            frame = rx.recv(), if incoming.is_none() => match frame {
+                Some(Frame::Message(m)) => incoming = io.try_deliver(m).err(),
                 Some(Frame::Close(frame)) => {
                     let _ = tx.try_send(Frame::Close(frame.clone()));
                     return RunOutcome::PeerClosed(frame);
                 }
                 None => return lost(),
             },
-            cmd = io.next_command() => match cmd {
-                Command::Send(m) => {
-                    tokio::select! {
-                        () = severed.cancelled() => return lost(),
-                        sent = tx.send(Frame::Message(m)) => if sent.is_err() { return lost() },
+            event = poll_fn(|cx| poll_io(io, cx, want_room, want_command)),
+                if want_room || want_command => match event {
+                IoEvent::Room(room) => {
+                    if let Some(m) = incoming.take()
+                        && room
+                    {
+                        io.send_reserved(m);
                     }
                 }
-                Command::Close(frame) => {
-                    if tx.send(Frame::Close(frame)).await.is_err() {
-                        return RunOutcome::LocalClosed;
-                    }
-                    let drain = async {
-                        while let Some(f) = rx.recv().await {
-                            match f {
-                                Frame::Message(m) => {
-                                    io.deliver(m).await;
-                                }
-                                Frame::Close(_) => break,
-                            }
-                        }
-                    };
+                IoEvent::Command(Command::Send(m)) => match tx.try_send(Frame::Message(m)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(Frame::Message(m))) => outgoing = Some(m),
+                    Err(_) => return lost(),
+                },
+                IoEvent::Command(Command::Close(frame)) => {
+                    let closing = close(&tx, &mut rx, io, incoming.take(), frame);
                     tokio::select! {
                         () = severed.cancelled() => {}
-                        _ = tokio::time::timeout(config.close_timeout, drain) => {}
+                        _ = tokio::time::timeout(config.close_timeout, closing) => {}
                     }
                     return RunOutcome::LocalClosed;
                 }
             },
+        }
+    }
+}
+
+enum IoEvent {
+    Room(bool),
+    Command(Command),
+}
+
+/// Room for the message waiting for the application, or the next command, whichever the
+/// caller wants and comes first.
+fn poll_io(
+    io: &mut DriverIo,
+    cx: &mut std::task::Context<'_>,
+    want_room: bool,
+    want_command: bool,
+) -> std::task::Poll<IoEvent> {
+    use std::task::Poll;
+    if want_room && let Poll::Ready(room) = io.poll_reserve(cx) {
+        return Poll::Ready(IoEvent::Room(room));
+    }
+    if want_command && let Poll::Ready(cmd) = io.poll_command(cx) {
+        return Poll::Ready(IoEvent::Command(cmd));
+    }
+    Poll::Pending
+}
+
+/// This side's close: the message still waiting for the application first, then the close
+/// frame, then what the peer sent before its answer.
+async fn close(
+    tx: &mpsc::Sender<Frame>,
+    rx: &mut mpsc::Receiver<Frame>,
+    io: &mut DriverIo,
+    waiting: Option<Message>,
+    frame: CloseFrame,
+) {
+    if let Some(m) = waiting {
+        io.deliver(m).await;
+    }
+    if tx.send(Frame::Close(frame)).await.is_err() {
+        return;
+    }
+    while let Some(f) = rx.recv().await {
+        match f {
+            Frame::Message(m) => {
+                io.deliver(m).await;
+            }
+            Frame::Close(_) => break,
         }
     }
 }

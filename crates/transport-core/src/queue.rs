@@ -358,7 +358,10 @@ mod tests {
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
         assert_eq!(q.try_pop(), Some(1));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(q.poll_push(&mut cx, &mut item, &mut id), Poll::Ready(Ok(())));
+        assert_eq!(
+            q.poll_push(&mut cx, &mut item, &mut id),
+            Poll::Ready(Ok(()))
+        );
         assert_eq!(item, None);
         assert!(q.lock().waiting.is_empty());
         assert_eq!(q.try_pop(), Some(2));
@@ -421,7 +424,10 @@ mod tests {
         let before = count.0.load(Ordering::SeqCst);
         q.close_receiver();
         assert_eq!(count.0.load(Ordering::SeqCst), before + 2);
-        assert_eq!(q.poll_push(&mut cx, &mut item, &mut id), Poll::Ready(Err(Closed)));
+        assert_eq!(
+            q.poll_push(&mut cx, &mut item, &mut id),
+            Poll::Ready(Err(Closed))
+        );
         assert_eq!(item, Some(2));
         assert_eq!(q.poll_closed(&mut cx, &mut closed), Poll::Ready(()));
         assert_eq!(q.try_push(3), Err(PushError::Closed(3)));

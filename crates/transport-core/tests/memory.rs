@@ -145,6 +145,42 @@ async fn slow_reader_applies_backpressure() {
 }
 
 #[tokio::test]
+async fn an_echoing_peer_and_a_pumping_sender_never_wait_on_each_other() {
+    // Far more messages in flight than every queue and link together hold. A driver that
+    // stopped reading its link while a send waited for room (or stopped taking sends while a
+    // delivery waited) would close a cycle: the echo waits on its own send, its driver on the
+    // echo, the sender's driver on the echo's driver, and nobody reads the echoes.
+    let (a, mut b) = memory::pair(&TransportConfig::default());
+    let echo = tokio::spawn(async move {
+        while let Ok(Some(m)) = b.recv().await {
+            if b.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (tx, mut rx) = a.split();
+    let count = 20_000_u32;
+    let pump = tokio::spawn(async move {
+        for i in 0..count {
+            tx.send(Message::binary(i.to_be_bytes().to_vec())).await?;
+        }
+        Ok::<_, TransportError>(tx)
+    });
+    let echoed = async {
+        for i in 0..count {
+            let m = rx.recv().await.unwrap().unwrap();
+            assert_eq!(m.as_bytes(), i.to_be_bytes());
+        }
+    };
+    tokio::time::timeout(LIMIT, echoed)
+        .await
+        .expect("every message echoed");
+    let tx = pump.await.unwrap().unwrap();
+    tx.close(1000, "done").await.unwrap();
+    echo.await.unwrap();
+}
+
+#[tokio::test]
 async fn split_with_stream_and_sink() {
     let (a, b) = memory::pair(&config());
     let (tx, _rx) = a.split();
