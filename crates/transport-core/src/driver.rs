@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::connection::{Command, ConnectionInfo, Shared, handles};
-use crate::queue::PushError;
 use crate::metrics::MessageMetrics;
+use crate::queue::PushError;
 use crate::{CloseFrame, Connection, ConnectionState, Message, TransportConfig, TransportError};
 
 /// How one run of a link ended.
@@ -34,6 +34,16 @@ pub enum RunOutcome {
     PeerClosed(CloseFrame),
     /// The link failed.
     Failed(TransportError),
+}
+
+/// What [`DriverIo::poll_room_or_command`] found.
+#[derive(Debug)]
+pub enum IoEvent {
+    /// Room for one received message (see [`DriverIo::poll_reserve`]); `false` when the
+    /// receiver is gone.
+    Room(bool),
+    /// The next command from the handles.
+    Command(Command),
 }
 
 /// The driver's end of a connection's queues: it takes the commands and is the one sender of
@@ -174,6 +184,25 @@ impl DriverIo {
             self.shared.counters.received(len);
         }
         sent
+    }
+
+    /// For a `select!`-style driver that holds a received message while the application's
+    /// queue is full and must keep taking commands meanwhile (two branches cannot both borrow
+    /// the `DriverIo`): room for that message when `want_room`, or the next command when
+    /// `want_command`, whichever comes first.
+    pub fn poll_room_or_command(
+        &mut self,
+        cx: &mut Context<'_>,
+        want_room: bool,
+        want_command: bool,
+    ) -> Poll<IoEvent> {
+        if want_room && let Poll::Ready(room) = self.poll_reserve(cx) {
+            return Poll::Ready(IoEvent::Room(room));
+        }
+        if want_command && let Poll::Ready(command) = self.poll_command(cx) {
+            return Poll::Ready(IoEvent::Command(command));
+        }
+        Poll::Pending
     }
 
     /// Counts a message leaving for the link.

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{self, Dial, DriverIo, RunOutcome};
+use crate::driver::{self, Dial, DriverIo, IoEvent, RunOutcome};
 use crate::{
     CloseFrame, Command, Connection, ConnectionInfo, Connector, Message, TransportConfig,
     TransportError,
@@ -96,7 +96,7 @@ async fn run_link(link: Link, io: &mut DriverIo, config: &TransportConfig) -> Ru
                 }
                 None => return lost(),
             },
-            event = poll_fn(|cx| poll_io(io, cx, want_room, want_command)),
+            event = poll_fn(|cx| io.poll_room_or_command(cx, want_room, want_command)),
                 if want_room || want_command => match event {
                 IoEvent::Room(room) => {
                     if let Some(m) = incoming.take()
@@ -121,29 +121,6 @@ async fn run_link(link: Link, io: &mut DriverIo, config: &TransportConfig) -> Ru
             },
         }
     }
-}
-
-enum IoEvent {
-    Room(bool),
-    Command(Command),
-}
-
-/// Room for the message waiting for the application, or the next command, whichever the
-/// caller wants and comes first.
-fn poll_io(
-    io: &mut DriverIo,
-    cx: &mut std::task::Context<'_>,
-    want_room: bool,
-    want_command: bool,
-) -> std::task::Poll<IoEvent> {
-    use std::task::Poll;
-    if want_room && let Poll::Ready(room) = io.poll_reserve(cx) {
-        return Poll::Ready(IoEvent::Room(room));
-    }
-    if want_command && let Poll::Ready(cmd) = io.poll_command(cx) {
-        return Poll::Ready(IoEvent::Command(cmd));
-    }
-    Poll::Pending
 }
 
 /// This side's close: the message still waiting for the application first, then the close

@@ -6,6 +6,7 @@
 //! that feed one bounded channel; they end with the link. Writing happens in the driver task,
 //! one message at a time, so the application's queue gives backpressure.
 
+use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
-use transport_core::driver::{DriverIo, RunOutcome};
+use transport_core::driver::{DriverIo, IoEvent, RunOutcome};
 use transport_core::{
     CloseFrame, Command, ConnectionInfo, Message, TransportConfig, TransportError,
 };
@@ -309,13 +310,18 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
     let mut rtt = tokio::time::interval(RTT_INTERVAL);
     rtt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut phase = Phase::Open;
+    // A received message waiting for room in the application's queue. Only reading stops
+    // meanwhile: sends go on, or an application that echoes (waiting on its own send while
+    // its queue is full) would wait forever on this loop, and this loop on it.
+    let mut waiting: Option<Message> = None;
     loop {
         let open = matches!(phase, Phase::Open);
+        let (want_room, want_command) = (waiting.is_some(), open);
         tokio::select! {
-            event = events.recv() => match event {
+            event = events.recv(), if waiting.is_none() => match event {
                 Some(Event::Frame(Frame::Message(message))) => {
                     // Discarded when the application dropped its receiver.
-                    io.deliver(message).await;
+                    waiting = io.try_deliver(message).err();
                 }
                 Some(Event::Frame(Frame::Close(frame))) => {
                     if !open {
@@ -346,23 +352,38 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                     phase = Phase::Failing(error);
                 }
             },
-            command = io.next_command(), if open => match command {
-                Command::Send(message) => {
+            event = poll_fn(|cx| io.poll_room_or_command(cx, want_room, want_command)),
+                if want_room || want_command => match event {
+                IoEvent::Room(room) => {
+                    // Discarded when the application dropped its receiver.
+                    if let Some(message) = waiting.take()
+                        && room
+                    {
+                        io.send_reserved(message);
+                    }
+                }
+                IoEvent::Command(Command::Send(message)) => {
                     if let Err(e) = send_message(&session, &mut send, &message, options).await {
                         return RunOutcome::Failed(e);
                     }
                 }
-                Command::Close(frame) => {
+                IoEvent::Command(Command::Close(frame)) => {
                     deadline.as_mut().reset(Instant::now() + options.close_timeout);
                     write_close(&mut send, &frame, options.close_timeout).await;
                     phase = Phase::Closing;
                 }
             },
-            end = ended.as_mut() => return match (end, open) {
+            end = ended.as_mut() => {
+                if let Some(message) = waiting.take() {
+                    // What arrived before the end still reaches the application, if it reads.
+                    let _ = tokio::time::timeout(options.close_timeout, io.deliver(message)).await;
+                }
+                return match (end, open) {
                 (Ended::Peer(frame), true) => RunOutcome::PeerClosed(frame),
                 (Ended::Peer(_), false) => phase.finish(|| TransportError::Closed),
                 (Ended::Error(error), _) => phase.finish(|| error),
-            },
+                };
+            }
             () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
             _ = rtt.tick() => io.record_rtt(session.quic().rtt()),
         }
