@@ -374,7 +374,10 @@ impl Acceptor {
             .enable_extended_connect(true)
             .enable_datagram(true)
             .max_webtransport_sessions(1)
-            .send_grease(true)
+            // No GREASE (RFC 9114 §6.2.3, §7.2.8: optional): it costs every session set-up a
+            // unidirectional stream the client opens, reads and stops (a STOP_SENDING back),
+            // inside the time to the CONNECT's answer, on top of a reserved setting and frame.
+            .send_grease(false)
             .build::<_, Bytes>(h3_quinn::Connection::new(quic.clone()))
             .await;
         let mut h3 = match built {
