@@ -513,6 +513,11 @@ impl Session {
         self.ack_due
     }
 
+    /// The longest an owed ACK waits ([`SessionLimits::ack_delay`]).
+    pub fn ack_delay(&self) -> Duration {
+        self.limits.ack_delay
+    }
+
     /// Resumes on a new link: the peer says it received everything up to `peer_ack`. Releases
     /// what it acknowledged and returns the frames to send again, oldest first. Our own
     /// acknowledgement travels in the handshake, so no `ACK` is owed afterwards.
