@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 
 use transport_core::driver::{DriverIo, LinkIo, RunOutcome};
@@ -52,6 +53,12 @@ pub(crate) struct LayerState {
     closing: Option<CloseFrame>,
     /// The close went to the link: it is closing, and ends the run when that is done.
     closed: bool,
+    /// Where the application's messages are encoded after the first of a burst
+    /// (`session::encode_data_in`): one allocation per [`session::ENCODE_CHUNK`] of a burst
+    /// instead of one per message. Dropped when the application has nothing more queued.
+    encode: BytesMut,
+    /// A message of the current burst was encoded.
+    burst: bool,
 }
 
 pub(crate) struct SessionLayer<'a, E, W> {
@@ -174,7 +181,18 @@ where
         self.blocked = false;
         match self.io.poll_command(cx) {
             Poll::Ready(Command::Send(m)) => {
-                Poll::Ready(Command::Send(session::encode(&self.session.send(m))))
+                let frame = self.session.send(m);
+                Poll::Ready(Command::Send(match frame {
+                    // The second message of a burst on: from the shared room.
+                    Frame::Data { seq, message } if self.state.burst => {
+                        session::encode_data_in(&mut self.state.encode, seq, &message)
+                    }
+                    // A message alone (a round trip) costs one allocation of its size, as before.
+                    frame => {
+                        self.state.burst = true;
+                        session::encode(&frame)
+                    }
+                }))
             }
             Poll::Ready(Command::Close(frame)) => {
                 let close = session::encode(&Frame::Close {
@@ -184,7 +202,14 @@ where
                 self.state.closing = Some(frame);
                 Poll::Ready(Command::Send(close))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // Idle: a connection that waits holds no encoding room.
+                if self.state.burst {
+                    self.state.burst = false;
+                    self.state.encode = BytesMut::new();
+                }
+                Poll::Pending
+            }
         }
     }
 
