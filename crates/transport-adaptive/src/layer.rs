@@ -463,8 +463,8 @@ mod tests {
                 let read_at = std::time::Instant::now();
                 // Due, but not written by the poll that read it (no second pass for commands).
                 let held = !layer.wants_write();
-                let wakes = std::sync::Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-                let waker = std::task::Waker::from(wakes.clone());
+                let counter = std::sync::Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+                let waker = std::task::Waker::from(counter.clone());
                 let first = layer
                     .poll_end(&mut Context::from_waker(&waker))
                     .is_pending();
@@ -476,12 +476,12 @@ mod tests {
                 // The turn: the link's task is woken once the other tasks have run, although
                 // the application sent nothing.
                 for _ in 0..100 {
-                    if wakes.0.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    if counter.0.load(std::sync::atomic::Ordering::SeqCst) > 0 {
                         break;
                     }
                     tokio::task::yield_now().await;
                 }
-                let woken = wakes.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
+                let woken = counter.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
                 let second = layer
                     .poll_end(&mut Context::from_waker(&waker))
                     .is_pending();
