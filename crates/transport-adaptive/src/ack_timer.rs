@@ -38,6 +38,12 @@ impl AckTimer {
         }
     }
 
+    /// The deadline armed, if any.
+    #[cfg(test)]
+    pub(crate) fn armed_at(&self) -> Option<Instant> {
+        self.armed
+    }
+
     /// Whether a deadline is armed (the `select!` precondition for [`sleep`](Self::sleep)).
     pub(crate) fn is_armed(&self) -> bool {
         self.armed.is_some()

@@ -10,11 +10,14 @@
 //! a server shutdown): the link is then left as it is, for the owner to run again or close.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 
 use transport_core::driver::{DriverIo, LinkIo, RunOutcome};
@@ -50,6 +53,12 @@ pub(crate) struct LayerState {
     closing: Option<CloseFrame>,
     /// The close went to the link: it is closing, and ends the run when that is done.
     closed: bool,
+    /// Where the application's messages are encoded after the first of a burst
+    /// (`session::encode_data_in`): one allocation per [`session::ENCODE_CHUNK`] of a burst
+    /// instead of one per message. Dropped when the application has nothing more queued.
+    encode: BytesMut,
+    /// A message of the current burst was encoded.
+    burst: bool,
 }
 
 pub(crate) struct SessionLayer<'a, E, W> {
@@ -65,6 +74,17 @@ pub(crate) struct SessionLayer<'a, E, W> {
     watch_flag: Arc<WatchFlag>,
     watch_waker: Waker,
     ack_timer: AckTimer,
+    /// The ACK in `state.ack` came due (by count) while reading: it waits for one turn of
+    /// the scheduler (`ack_turn`), so that what the application sends in reply to what was
+    /// read goes in the same write, instead of a write for the ACK alone (and on the peer's
+    /// side a read for it, which also drops its read-ahead back to small reads).
+    ack_deferred: bool,
+    /// The turn a deferred ACK waits for: a `yield_now`, which wakes the link's task after the
+    /// tasks this read woke (and a `block_on` future) have run.
+    ack_turn: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// When a deferred ACK is written whatever happens (the ACK delay after it came due): a
+    /// runtime that drops the turn's wake-up (a `block_on` that returns) cannot hold it longer.
+    ack_deadline: Option<Instant>,
     /// Commands were held back by a full replay window.
     blocked: bool,
     stop: Option<Stop<E>>,
@@ -95,6 +115,9 @@ where
             watch_waker: Waker::from(watch_flag.clone()),
             watch_flag,
             ack_timer: AckTimer::new(),
+            ack_deferred: false,
+            ack_turn: None,
+            ack_deadline: None,
             blocked: false,
             stop: None,
         }
@@ -111,10 +134,17 @@ where
         }
     }
 
-    /// Queues an ACK when one is due (`ack_every` deliveries owed, or its timer fired).
-    fn ack(&mut self, now: Instant) {
+    /// Queues an ACK when one is due (`ack_every` deliveries owed, or its timer fired). A
+    /// `deferred` one waits for the next poll of the link (see `ack_deferred`).
+    fn ack(&mut self, now: Instant, deferred: bool) {
         if let Some(ack) = self.session.poll_ack(now) {
             self.state.ack = Some(session::encode(&ack));
+            self.ack_deferred = deferred;
+            if deferred {
+                // The first deferral's deadline holds for the ACKs that replace it.
+                self.ack_deadline
+                    .get_or_insert_with(|| now + self.session.ack_delay());
+            }
         }
     }
 }
@@ -128,6 +158,9 @@ where
             return Poll::Ready(Command::Send(frame));
         }
         if let Some(ack) = self.state.ack.take() {
+            self.ack_deferred = false;
+            self.ack_turn = None;
+            self.ack_deadline = None;
             return Poll::Ready(Command::Send(ack));
         }
         if std::mem::take(&mut self.state.pong) {
@@ -148,7 +181,18 @@ where
         self.blocked = false;
         match self.io.poll_command(cx) {
             Poll::Ready(Command::Send(m)) => {
-                Poll::Ready(Command::Send(session::encode(&self.session.send(m))))
+                let frame = self.session.send(m);
+                Poll::Ready(Command::Send(match frame {
+                    // The second message of a burst on: from the shared room.
+                    Frame::Data { seq, message } if self.state.burst => {
+                        session::encode_data_in(&mut self.state.encode, seq, &message)
+                    }
+                    // A message alone (a round trip) costs one allocation of its size, as before.
+                    frame => {
+                        self.state.burst = true;
+                        session::encode(&frame)
+                    }
+                }))
             }
             Poll::Ready(Command::Close(frame)) => {
                 let close = session::encode(&Frame::Close {
@@ -158,7 +202,14 @@ where
                 self.state.closing = Some(frame);
                 Poll::Ready(Command::Send(close))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // Idle: a connection that waits holds no encoding room.
+                if self.state.burst {
+                    self.state.burst = false;
+                    self.state.encode = BytesMut::new();
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -184,7 +235,7 @@ where
                         let taken = self.io.send_reserved(m);
                         // The clock is read only when an ACK is due by count.
                         if self.session.ack_count_due() {
-                            self.ack(Instant::now());
+                            self.ack(Instant::now(), true);
                         }
                         return taken;
                     }
@@ -221,14 +272,35 @@ where
             // The owner reads `take_stop`; this outcome is not used.
             return Poll::Ready(RunOutcome::LocalClosed);
         }
-        // The ACK timer; polled once more after it fired, to register its next deadline.
+        // The ACK timer (an owed ACK's delay, or a deferred ACK's deadline); polled once more
+        // after it fired, to register its next deadline.
         for _ in 0..2 {
-            self.ack_timer.rearm(self.session.next_timeout());
+            let next = match (self.session.next_timeout(), self.ack_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.ack_timer.rearm(next);
             if !self.ack_timer.is_armed() || self.ack_timer.sleep().as_mut().poll(cx).is_pending() {
                 break;
             }
             self.ack_timer.fired();
-            self.ack(Instant::now());
+            let now = Instant::now();
+            if self.ack_deadline.is_some_and(|d| now >= d) {
+                // Written by this poll, turn or not.
+                self.ack_deferred = false;
+                self.ack_deadline = None;
+            }
+            self.ack(now, false);
+        }
+        if self.ack_deferred {
+            let turn = self
+                .ack_turn
+                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+            if turn.as_mut().poll(cx).is_ready() {
+                // Its turn came: written by this poll, with what was queued meanwhile.
+                self.ack_deferred = false;
+                self.ack_turn = None;
+            }
         }
         // A closing link finishes its close first.
         if self.state.closed || self.state.closing.is_some() {
@@ -246,7 +318,7 @@ where
 
     fn wants_write(&self) -> bool {
         !self.state.out.is_empty()
-            || self.state.ack.is_some()
+            || (self.state.ack.is_some() && !self.ack_deferred)
             || self.state.pong
             || self.state.closing.is_some()
             || (self.blocked && self.session.can_send())
@@ -349,5 +421,90 @@ mod tests {
     #[tokio::test]
     async fn nothing_is_owed_below_the_ack_count() {
         assert_eq!(own_frames_after(31, 0).await, Vec::<Frame>::new());
+    }
+
+    /// Counts its wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ack_due_while_reading_waits_one_turn_then_goes_out_without_data() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut app = driver::spawn_accepted(
+            &TransportConfig::default(),
+            ConnectionInfo::new("ws"),
+            move |mut io| async move {
+                let limits = SessionLimits::default();
+                let (every, delay) = (limits.ack_every, limits.ack_delay);
+                let mut session = Session::new(limits);
+                let mut state = LayerState::default();
+                let mut layer = SessionLayer::new(&mut io, &mut session, &mut state, true, |_| {
+                    Poll::<()>::Pending
+                });
+                for seq in 1..=every {
+                    for _ in 0..10_000 {
+                        if now(|cx| layer.poll_reserve(cx)).is_ready() {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    let message = transport_core::Message::binary(vec![1u8; 8]);
+                    layer.send_reserved(session::encode(&Frame::Data { seq, message }));
+                }
+                let read_at = std::time::Instant::now();
+                // Due, but not written by the poll that read it (no second pass for commands).
+                let held = !layer.wants_write();
+                let counter = std::sync::Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+                let waker = std::task::Waker::from(counter.clone());
+                let first = layer
+                    .poll_end(&mut Context::from_waker(&waker))
+                    .is_pending();
+                // Its fallback: written by the ACK delay even if the turn's wake-up is lost.
+                let deadline_ok = layer
+                    .ack_timer
+                    .armed_at()
+                    .is_some_and(|at| at <= read_at + delay);
+                // The turn: the link's task is woken once the other tasks have run, although
+                // the application sent nothing.
+                for _ in 0..100 {
+                    if counter.0.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                let woken = counter.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
+                let second = layer
+                    .poll_end(&mut Context::from_waker(&waker))
+                    .is_pending();
+                let due = layer.wants_write();
+                let frame = match now(|cx| layer.poll_command(cx)) {
+                    Poll::Ready(Command::Send(m)) => session::decode(&m).ok(),
+                    _ => None,
+                };
+                let _ = tx.send((held, first, deadline_ok, woken, second, due, frame));
+                drop(layer);
+                (RunOutcome::LocalClosed, io)
+            },
+        );
+        for _ in 0..32 {
+            app.recv().await.expect("recv").expect("a message");
+        }
+        let (held, first, deadline_ok, woken, second, due, frame) =
+            rx.await.expect("the layer's answers");
+        assert!(held, "written in the read's own poll");
+        assert!(first && second, "the run ended");
+        assert!(deadline_ok, "no fallback deadline within the ACK delay");
+        assert!(woken, "the link was not woken for the deferred ACK");
+        assert!(due, "not due after its turn");
+        assert_eq!(frame, Some(Frame::Ack { seq: 32 }));
     }
 }

@@ -194,12 +194,7 @@ pub fn encode(frame: &Frame) -> Message {
             buf.put_u16(code.to_u16());
             buf.put_slice(reason.as_bytes());
         }
-        Frame::Data { seq, message } => {
-            buf.put_u8(T_DATA);
-            buf.put_u64(*seq);
-            buf.put_u8(u8::from(message.is_binary()));
-            buf.put_slice(message.as_bytes());
-        }
+        Frame::Data { seq, message } => put_data(&mut buf, *seq, message),
         Frame::Ack { seq } => {
             buf.put_u8(T_ACK);
             buf.put_u64(*seq);
@@ -211,6 +206,29 @@ pub fn encode(frame: &Frame) -> Message {
         }
     }
     Message::binary(buf.freeze())
+}
+
+fn put_data(buf: &mut BytesMut, seq: u64, message: &Message) {
+    buf.put_u8(T_DATA);
+    buf.put_u64(seq);
+    buf.put_u8(u8::from(message.is_binary()));
+    buf.put_slice(message.as_bytes());
+}
+
+/// Room a DATA frame encoder takes at a time ([`encode_data_in`]).
+pub(crate) const ENCODE_CHUNK: usize = 16 * 1024;
+
+/// As [`encode`] for a DATA frame, its bytes cut from `chunk` instead of an allocation of their
+/// own: `chunk` takes [`ENCODE_CHUNK`] bytes (or the frame's size, if larger) when it runs
+/// out, and takes its space back once the frames cut from it are gone (a link drops each one as
+/// soon as it is copied into the socket's write buffer). The owner drops `chunk` when idle.
+pub(crate) fn encode_data_in(chunk: &mut BytesMut, seq: u64, message: &Message) -> Message {
+    let need = message.len() + DATA_OVERHEAD;
+    if chunk.capacity() < need {
+        chunk.reserve(need.max(ENCODE_CHUNK));
+    }
+    put_data(chunk, seq, message);
+    Message::binary(chunk.split().freeze())
 }
 
 fn bad(what: &str) -> TransportError {
@@ -513,6 +531,11 @@ impl Session {
         self.ack_due
     }
 
+    /// The longest an owed ACK waits ([`SessionLimits::ack_delay`]).
+    pub fn ack_delay(&self) -> Duration {
+        self.limits.ack_delay
+    }
+
     /// Resumes on a new link: the peer says it received everything up to `peer_ack`. Releases
     /// what it acknowledged and returns the frames to send again, oldest first. Our own
     /// acknowledgement travels in the handshake, so no `ACK` is owed afterwards.
@@ -551,6 +574,36 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_frames_cut_from_a_shared_chunk_decode_alike_and_reuse_it() {
+        let mut chunk = BytesMut::new();
+        for (i, len) in [1000usize, 0, 5, 40_000, 1024, 3].into_iter().enumerate() {
+            let seq = i as u64 + 1;
+            let message = if i % 2 == 0 {
+                Message::binary(vec![u8::try_from(i).unwrap_or(0); len])
+            } else {
+                Message::text("x".repeat(len))
+            };
+            let cut = encode_data_in(&mut chunk, seq, &message);
+            let whole = encode(&Frame::Data {
+                seq,
+                message: message.clone(),
+            });
+            assert_eq!(cut, whole);
+            assert_eq!(decode(&cut).ok(), Some(Frame::Data { seq, message }));
+        }
+        // Frames dropped as a link drops them: the chunk can take its whole room back without
+        // allocating; not while a frame cut from it is alive.
+        let message = Message::binary(vec![7u8; 1024]);
+        for seq in 0..1_000 {
+            drop(encode_data_in(&mut chunk, seq, &message));
+        }
+        let kept = encode_data_in(&mut chunk, 1_000, &message);
+        assert!(!chunk.try_reclaim(ENCODE_CHUNK));
+        drop(kept);
+        assert!(chunk.try_reclaim(ENCODE_CHUNK));
+    }
 
     fn limits(n: usize) -> SessionLimits {
         SessionLimits {
