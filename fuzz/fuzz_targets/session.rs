@@ -50,15 +50,24 @@ fn deliver(
     got: &mut Vec<Message>,
     now: Instant,
 ) -> bool {
+    // An even count plays an application with no room: what arrives is held (and not
+    // acknowledged) until a later call with room hands it over, before anything newer.
+    let room = count % 2 == 1;
     for _ in 0..count {
         let Some(frame) = link.pop_front() else { break };
         if let Frame::Data { seq, message } = frame {
-            match to.on_data(seq, message, now) {
+            match to.on_data_room(seq, message, room, || now) {
                 Ok(Received::Deliver(m)) => got.push(m),
-                Ok(Received::Duplicate) => {}
+                Ok(Received::Duplicate | Received::Held) => {}
                 Err(_) => return false,
             }
         }
+        if room {
+            got.extend(std::iter::from_fn(|| to.next_held(|| now)));
+        }
+    }
+    if room {
+        got.extend(std::iter::from_fn(|| to.next_held(|| now)));
     }
     true
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Sleep;
 use tracing::{debug, info};
-use transport_core::driver::{self, Dial, DriverIo, RunOutcome};
+use transport_core::driver::{self, Dial, DriverIo, IoEvent, RunOutcome};
 use transport_core::{
     CloseFrame, Command, Connection, ConnectionInfo, ConnectionState, ConnectionStats, Message,
     Receiver, Sender, Transport, TransportError, TrySendError,
@@ -20,6 +20,7 @@ use transport_ws::RawLink;
 
 use crate::ack_timer::{AckTimer, BATCH, far_future};
 use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
+use crate::held::{deliver_held, hand_over, hand_over_reserved};
 use crate::layer::{LayerState, SessionLayer, Stop};
 use crate::race::{self, AnyLink, Candidate, Need, Opened};
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
@@ -405,7 +406,9 @@ impl AdaptiveDial {
                 result = &mut sending => {
                     return result.map_err(|e| End::Lost(TransportError::lost(format!("sending: {e}"))));
                 }
-                received = link.rx.recv() => self.on_received(received, &link.rx, io).await?,
+                received = link.rx.recv(), if !self.session.held_full() => {
+                    self.on_received(received, &link.rx, io).await?;
+                }
             }
         }
     }
@@ -439,6 +442,7 @@ impl AdaptiveDial {
         let message = match received {
             Ok(Some(m)) => m,
             Ok(None) if self.mode == Mode::Raw => {
+                deliver_held(&mut self.session, io).await;
                 return Err(End::Outcome(RunOutcome::PeerClosed(
                     rx.peer_close_frame().unwrap_or_else(CloseFrame::normal),
                 )));
@@ -446,20 +450,25 @@ impl AdaptiveDial {
             Ok(None) => return Err(End::Lost(TransportError::lost("link closed"))),
             Err(e) => return Err(End::Lost(e)),
         };
+        // Held, then handed over as far as the application has room: this loop never waits on
+        // the application (see `Session::on_data_room`).
         if self.mode == Mode::Raw {
-            io.deliver(message).await;
+            self.session.hold(message);
+            hand_over(&mut self.session, io);
             return Ok(());
         }
         let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
         match session::decode(&message).map_err(lost)? {
             Frame::Data { seq, message } => {
-                if let Received::Deliver(m) = self
+                let received = self
                     .session
-                    .on_data_with(seq, message, Instant::now)
-                    .map_err(lost)?
-                {
+                    .on_data_room(seq, message, false, Instant::now)
+                    .map_err(lost)?;
+                if let Received::Deliver(m) = received {
+                    // Not returned without room; kept in order all the same.
                     io.deliver(m).await;
                 }
+                hand_over(&mut self.session, io);
             }
             Frame::Ack { seq } => self
                 .session
@@ -467,6 +476,8 @@ impl AdaptiveDial {
                 .map_err(|e| End::Outcome(RunOutcome::Failed(e)))?,
             Frame::Close { code, reason } => {
                 self.closed_by_server = true;
+                // What came before the server's close reaches the application first.
+                deliver_held(&mut self.session, io).await;
                 return Err(End::Outcome(RunOutcome::PeerClosed(CloseFrame::new(
                     code, reason,
                 ))));
@@ -518,10 +529,18 @@ impl AdaptiveDial {
         loop {
             ack_timer.rearm(self.session.next_timeout());
             let can_send = raw || self.session.can_send();
+            let (held, held_full) = (self.session.has_held(), self.session.held_full());
             let mut fired = false;
             let step: Result<(), End> = tokio::select! {
-                received = link.rx.recv() => self.on_inbound(received, link, io).await,
-                command = io.next_command(), if can_send => self.on_commands(command, link, io).await,
+                received = link.rx.recv(), if !held_full => self.on_inbound(received, link, io).await,
+                event = poll_fn(|cx| io.poll_room_or_command(cx, held, can_send)),
+                    if held || can_send => match event {
+                    IoEvent::Room(room) => {
+                        hand_over_reserved(&mut self.session, io, room);
+                        Ok(())
+                    }
+                    IoEvent::Command(command) => self.on_commands(command, link, io).await,
+                },
                 () = ack_timer.sleep(), if ack_timer.is_armed() => {
                     ack_timer.fired();
                     fired = true;
@@ -573,13 +592,17 @@ impl AdaptiveDial {
             prober.poll(cx, mode, index)
         });
         let outcome = poll_fn(|cx| link.raw.poll_run(&mut layer, cx)).await;
+        let stopped = layer.take_stop();
+        drop(layer);
         let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
-        match layer.take_stop() {
+        match stopped {
             Some(Stop::Event(opened)) => Step::Upgrade(opened),
             Some(Stop::Broken(e)) => Step::End(lost(e)),
             Some(Stop::Failed(e)) => Step::End(End::Outcome(RunOutcome::Failed(e))),
             Some(Stop::PeerClose(frame)) => {
                 self.closed_by_server = true;
+                // What came before the server's close reaches the application first.
+                deliver_held(&mut self.session, io).await;
                 Step::End(End::Outcome(RunOutcome::PeerClosed(frame)))
             }
             None => Step::End(match outcome {
@@ -601,6 +624,9 @@ impl AdaptiveDial {
         self.on_received(received, &link.rx, io).await?;
         for _ in 1..BATCH {
             self.ack_if_due(link, io).await?;
+            if self.session.held_full() {
+                break;
+            }
             let next = match link.rx.try_recv() {
                 Ok(Some(m)) => Ok(Some(m)),
                 // Nothing queued now (an end is seen by the next `recv`).

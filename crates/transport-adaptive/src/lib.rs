@@ -86,6 +86,7 @@
 mod ack_timer;
 mod client;
 mod config;
+mod held;
 mod layer;
 mod negotiate;
 mod race;

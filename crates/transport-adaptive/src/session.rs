@@ -386,7 +386,10 @@ impl SessionLimits {
 pub enum Received {
     /// The next message in order: deliver it.
     Deliver(Message),
-    /// Already delivered (a replay overlapping what arrived before): ignore it.
+    /// The next message in order, held until the application has room (see
+    /// [`Session::on_data_room`]): take it with [`Session::next_held`].
+    Held,
+    /// Already received (a replay overlapping what arrived before): ignore it.
     Duplicate,
 }
 
@@ -398,6 +401,15 @@ pub struct Session {
     next_seq: u64,
     unacked: VecDeque<(u64, Message)>,
     unacked_bytes: usize,
+    /// The last sequence number received in order (delivered or held).
+    accepted: u64,
+    /// Received in order, not yet handed to the application (its queue was full), oldest
+    /// first. They are not acknowledged: the peer's replay window bounds them, and a receiver
+    /// keeps reading its link meanwhile, so the peer's `ACK`s (which open our own window) are
+    /// never stuck behind data the application has no room for.
+    held: VecDeque<Message>,
+    held_bytes: usize,
+    /// The last sequence number handed to the application: what `ACK`s acknowledge.
     delivered: u64,
     ack_sent: u64,
     ack_due: Option<Instant>,
@@ -411,6 +423,9 @@ impl Session {
             next_seq: 1,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
+            accepted: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
             delivered: 0,
             ack_sent: 0,
             ack_due: None,
@@ -429,7 +444,8 @@ impl Session {
         self.unacked.len()
     }
 
-    /// The last sequence number delivered in order (what `HELLO`/`WELCOME` acknowledge).
+    /// The last sequence number handed to the application in order (what `HELLO`/`WELCOME`
+    /// acknowledge; held messages are not).
     pub fn delivered(&self) -> u64 {
         self.delivered
     }
@@ -489,17 +505,79 @@ impl Session {
         message: Message,
         now: impl FnOnce() -> Instant,
     ) -> Result<Received, TransportError> {
-        if seq <= self.delivered {
+        self.on_data_room(seq, message, true, now)
+    }
+
+    /// As [`on_data_with`](Self::on_data_with), for a receiver that knows whether its
+    /// application has `room` for a message now: without room, or while earlier messages are
+    /// held, the next message in order is held ([`Received::Held`]) instead of delivered.
+    ///
+    /// # Errors
+    /// As [`on_data`](Self::on_data).
+    pub fn on_data_room(
+        &mut self,
+        seq: u64,
+        message: Message,
+        room: bool,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<Received, TransportError> {
+        if seq <= self.accepted {
             return Ok(Received::Duplicate);
         }
-        if seq != self.delivered + 1 {
+        if seq != self.accepted + 1 {
             return Err(bad("sequence gap"));
         }
-        self.delivered = seq;
+        self.accepted = seq;
+        if room && self.held.is_empty() {
+            self.count_delivery(now);
+            return Ok(Received::Deliver(message));
+        }
+        self.held_bytes += message.len();
+        self.held.push_back(message);
+        Ok(Received::Held)
+    }
+
+    /// Holds a message of a link without the session protocol (raw mode: nothing numbered,
+    /// nothing acknowledged), after those already held.
+    pub fn hold(&mut self, message: Message) {
+        self.accepted += 1;
+        self.held_bytes += message.len();
+        self.held.push_back(message);
+    }
+
+    fn count_delivery(&mut self, now: impl FnOnce() -> Instant) {
+        self.delivered += 1;
         if self.ack_due.is_none() {
             self.ack_due = Some(now() + self.limits.ack_delay);
         }
-        Ok(Received::Deliver(message))
+    }
+
+    /// The oldest held message, to hand to an application that has room now; it counts as
+    /// delivered from here on. `now` as in [`on_data_with`](Self::on_data_with).
+    pub fn next_held(&mut self, now: impl FnOnce() -> Instant) -> Option<Message> {
+        let message = self.held.pop_front()?;
+        self.held_bytes -= message.len();
+        self.count_delivery(now);
+        Some(message)
+    }
+
+    /// The oldest held message, left held.
+    pub fn front_held(&self) -> Option<&Message> {
+        self.held.front()
+    }
+
+    /// Whether messages wait for the application's room.
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Whether as much is held as our own replay window allows to be unacknowledged: a peer
+    /// with the same limits cannot send more before the application reads, so a receiver
+    /// stops reading its link here (a peer with a larger window then waits on TCP's, QUIC's
+    /// or HTTP's flow control instead).
+    pub fn held_full(&self) -> bool {
+        self.held.len() >= self.limits.max_unacked_messages
+            || self.held_bytes >= self.limits.max_unacked_bytes
     }
 
     /// An `ACK` to send now, if one is due (enough deliveries, or the delay passed).
@@ -658,6 +736,52 @@ mod tests {
         for f in frames {
             assert_eq!(decode(&encode(&f)).unwrap(), f);
         }
+    }
+
+    #[test]
+    fn held_messages_are_not_acknowledged_until_taken_and_keep_their_order() {
+        let limits = SessionLimits {
+            max_unacked_messages: 3,
+            ack_every: 1,
+            ..SessionLimits::default()
+        };
+        let mut s = Session::new(limits);
+        let now = Instant::now();
+        let m = |i: u8| Message::binary(vec![i]);
+        assert_eq!(
+            s.on_data_room(1, m(1), true, || now),
+            Ok(Received::Deliver(m(1)))
+        );
+        assert_eq!(s.poll_ack(now), Some(Frame::Ack { seq: 1 }));
+        // No room: held, and what comes after waits behind it even once there is room.
+        assert_eq!(s.on_data_room(2, m(2), false, || now), Ok(Received::Held));
+        assert_eq!(s.on_data_room(3, m(3), true, || now), Ok(Received::Held));
+        assert!(!s.held_full());
+        assert_eq!(s.on_data_room(4, m(4), true, || now), Ok(Received::Held));
+        assert!(s.held_full());
+        // Received, so a replay of them is a duplicate; not delivered, so not acknowledged.
+        assert_eq!(
+            s.on_data_room(3, m(3), true, || now),
+            Ok(Received::Duplicate)
+        );
+        assert_eq!(s.poll_ack(now), None);
+        assert_eq!(s.delivered(), 1);
+        assert_eq!(s.front_held(), Some(&m(2)));
+        assert_eq!(s.next_held(|| now), Some(m(2)));
+        assert_eq!(s.poll_ack(now), Some(Frame::Ack { seq: 2 }));
+        assert_eq!(s.next_held(|| now), Some(m(3)));
+        assert_eq!(s.next_held(|| now), Some(m(4)));
+        assert_eq!(s.next_held(|| now), None);
+        assert!(!s.has_held());
+        assert_eq!(s.delivered(), 4);
+        assert_eq!(
+            s.on_data_room(5, m(5), true, || now),
+            Ok(Received::Deliver(m(5)))
+        );
+        assert_eq!(
+            s.on_data_room(7, m(7), true, || now),
+            Err(bad("sequence gap"))
+        );
     }
 
     #[test]

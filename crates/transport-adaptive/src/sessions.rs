@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
-use transport_core::driver::{self, DriverIo, RunOutcome};
+use transport_core::driver::{self, DriverIo, IoEvent, RunOutcome};
 use transport_core::{
     CloseFrame, Command, Connection, ConnectionInfo, Message, Receiver, Sender, TransportConfig,
     TransportError, TrySendError,
@@ -21,6 +21,7 @@ use transport_core::{
 
 use crate::ack_timer::{AckTimer, BATCH};
 use crate::config::TransportKind;
+use crate::held::{deliver_held, hand_over, hand_over_reserved};
 use crate::layer::{LayerState, SessionLayer, Stop};
 use crate::race::AnyLink;
 use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
@@ -491,12 +492,18 @@ impl SessionTask<'_> {
         };
         match session::decode(&m) {
             Ok(Frame::Data { seq, message }) => {
-                match self.session.on_data_with(seq, message, Instant::now) {
+                // Held, then handed over as far as the application has room: this loop never
+                // waits on the application (see `Session::on_data_room`).
+                match self.session.on_data_room(seq, message, false, Instant::now) {
+                    Ok(Received::Held | Received::Duplicate) => {
+                        hand_over(&mut self.session, self.io);
+                        Next::Go
+                    }
                     Ok(Received::Deliver(m)) => {
+                        // Not returned without room; kept in order all the same.
                         self.io.deliver(m).await;
                         Next::Go
                     }
-                    Ok(Received::Duplicate) => Next::Go,
                     Err(_) => Next::Detach,
                 }
             }
@@ -505,6 +512,8 @@ impl SessionTask<'_> {
                 Err(e) => Next::End(RunOutcome::Failed(e)),
             },
             Ok(Frame::Close { code, reason }) => {
+                // What came before the client's close reaches the application first.
+                deliver_held(&mut self.session, self.io).await;
                 let _ = l.tx.close(1000, "").await;
                 Next::End(RunOutcome::PeerClosed(CloseFrame::new(code, reason)))
             }
@@ -531,7 +540,7 @@ impl SessionTask<'_> {
                 return next;
             }
             next = self.ack_if_due(l).await;
-            if !matches!(next, Next::Go) {
+            if !matches!(next, Next::Go) || self.session.held_full() {
                 return next;
             }
             let received = match l.rx.try_recv() {
@@ -620,7 +629,7 @@ impl SessionTask<'_> {
             tokio::select! {
                 biased;
                 result = &mut sending => return if result.is_ok() { Next::Go } else { Next::Detach },
-                received = l.rx.recv() => match self.on_received(received, l).await {
+                received = l.rx.recv(), if !self.session.held_full() => match self.on_received(received, l).await {
                     Next::Go => {}
                     other => return other,
                 },
@@ -794,17 +803,23 @@ impl SessionTask<'_> {
     async fn detached(&mut self, settings: &SessionSettings) -> Next {
         let expiry = tokio::time::sleep(settings.expiry);
         let can_send = self.session.can_send();
+        let held = self.session.has_held();
         tokio::select! {
             a = self.attach_rx.recv(), if self.attach_open => match a {
                 Some(a) => Next::Moved(a),
                 None => Next::End(RunOutcome::Failed(TransportError::lost("session table gone"))),
             },
-            cmd = self.io.next_command(), if can_send => match cmd {
-                Command::Send(m) => {
+            event = poll_fn(|cx| self.io.poll_room_or_command(cx, held, can_send)),
+                if held || can_send => match event {
+                IoEvent::Room(room) => {
+                    hand_over_reserved(&mut self.session, self.io, room);
+                    Next::Go
+                }
+                IoEvent::Command(Command::Send(m)) => {
                     self.session.send(m);
                     Next::Go
                 }
-                Command::Close(_) => Next::End(RunOutcome::LocalClosed),
+                IoEvent::Command(Command::Close(_)) => Next::End(RunOutcome::LocalClosed),
             },
             () = self.end.cancelled() => Next::End(shut_down()),
             () = expiry => {
@@ -827,10 +842,18 @@ impl SessionTask<'_> {
         loop {
             ack_timer.rearm(self.session.next_timeout());
             let can_send = self.session.can_send();
+            let (held, held_full) = (self.session.has_held(), self.session.held_full());
             let mut fired = false;
             let next = tokio::select! {
-                r = l.rx.recv() => self.on_inbound(r, l).await,
-                cmd = self.io.next_command(), if can_send => self.on_commands(cmd, l, settings).await,
+                r = l.rx.recv(), if !held_full => self.on_inbound(r, l).await,
+                event = poll_fn(|cx| self.io.poll_room_or_command(cx, held, can_send)),
+                    if held || can_send => match event {
+                    IoEvent::Room(room) => {
+                        hand_over_reserved(&mut self.session, self.io, room);
+                        Next::Go
+                    }
+                    IoEvent::Command(cmd) => self.on_commands(cmd, l, settings).await,
+                },
                 a = self.attach_rx.recv(), if self.attach_open => if let Some(a) = a {
                     Next::Moved(a)
                 } else {
@@ -930,6 +953,8 @@ impl SessionTask<'_> {
             Some(Stop::Broken(_)) => Next::Detach,
             Some(Stop::Failed(e)) => Next::End(RunOutcome::Failed(e)),
             Some(Stop::PeerClose(frame)) => {
+                // What came before the client's close reaches the application first.
+                deliver_held(&mut self.session, self.io).await;
                 l.raw.close(1000, "").await;
                 Next::End(RunOutcome::PeerClosed(frame))
             }

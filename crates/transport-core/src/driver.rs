@@ -171,6 +171,11 @@ impl DriverIo {
         })
     }
 
+    /// Whether [`poll_reserve`](Self::poll_reserve) holds a slot not yet used.
+    pub fn has_reserved(&self) -> bool {
+        self.reserved
+    }
+
     /// Hands a message to the application through the slot reserved by
     /// [`poll_reserve`](Self::poll_reserve). Returns `false` (dropping the message) when no slot
     /// was reserved or the receiver is gone.
