@@ -326,17 +326,28 @@ async fn relay(
         )),
         Err(e) => Some(RunOutcome::Failed(e)),
     };
+    // A message waiting for the application's room: only reading stops meanwhile, never the
+    // application's sends (an application that echoes waits on its own send while its queue
+    // is full; see `held.rs`).
+    let mut waiting: Option<Message> = None;
     loop {
+        let want_room = waiting.is_some();
         tokio::select! {
-            r = rx.recv() => {
-                if let Ok(Some(m)) = r {
-                    io.deliver(m).await;
-                } else if let Some(outcome) = end(r, &rx) {
+            r = rx.recv(), if waiting.is_none() => match r {
+                Ok(Some(m)) => waiting = io.try_deliver(m).err(),
+                r => if let Some(outcome) = end(r, &rx) {
                     return outcome;
+                },
+            },
+            event = poll_fn(|cx| io.poll_room_or_command(cx, want_room, true)) => match event {
+                IoEvent::Room(room) => {
+                    if let Some(m) = waiting.take()
+                        && room
+                    {
+                        io.send_reserved(m);
+                    }
                 }
-            }
-            cmd = io.next_command() => match cmd {
-                Command::Send(m) => {
+                IoEvent::Command(Command::Send(m)) => {
                     // Keep reading while the send waits (see the session's `push`).
                     let sending = tx.send(m);
                     tokio::pin!(sending);
@@ -347,17 +358,23 @@ async fn relay(
                                 Ok(()) => break,
                                 Err(e) => return RunOutcome::Failed(e),
                             },
-                            r = rx.recv() => {
-                                if let Ok(Some(m)) = r {
-                                    io.deliver(m).await;
-                                } else if let Some(outcome) = end(r, &rx) {
-                                    return outcome;
+                            room = poll_fn(|cx| io.poll_reserve(cx)), if waiting.is_some() => {
+                                if let Some(m) = waiting.take()
+                                    && room
+                                {
+                                    io.send_reserved(m);
                                 }
                             }
+                            r = rx.recv(), if waiting.is_none() => match r {
+                                Ok(Some(m)) => waiting = io.try_deliver(m).err(),
+                                r => if let Some(outcome) = end(r, &rx) {
+                                    return outcome;
+                                },
+                            },
                         }
                     }
                 }
-                Command::Close(f) => {
+                IoEvent::Command(Command::Close(f)) => {
                     let _ = tx.close(f.code, &f.reason).await;
                     return RunOutcome::LocalClosed;
                 }

@@ -2,7 +2,8 @@
 //! server application that echoes each one, over each transport: the echoes all come back,
 //! once each and in order. A session loop that awaited a delivery inside one branch would stop
 //! taking the application's sends meanwhile, and the application, waiting on its own send
-//! with its receive queue full, would never read again.
+//! with its receive queue full, would never read again; a link that stopped reading while the
+//! application is full would never see the ACKs that open the server's own send window.
 
 mod common;
 
@@ -10,11 +11,12 @@ use std::sync::Arc;
 
 use common::{AbortOnDrop, LIMIT, client_config, server_config};
 use transport_adaptive::{AdaptiveServer, TransportKind};
-use transport_core::{Message, Transport, TransportError};
+use transport_core::{Connection, Message, Transport, TransportError};
 
-async fn pump(kind: TransportKind, count: u32) {
+/// A server whose application echoes the first connection, with one message of room each way
+/// (a wait in either direction is then likely at every message).
+async fn echo_server() -> (Arc<AdaptiveServer>, AbortOnDrop) {
     let mut config = server_config();
-    // One message of room each way on the server makes a wait in either direction likely.
     config.transport.buffers(1, 1);
     let server = Arc::new(
         AdaptiveServer::bind("127.0.0.1:0".parse().unwrap(), config)
@@ -22,7 +24,7 @@ async fn pump(kind: TransportKind, count: u32) {
             .unwrap(),
     );
     let accepting = server.clone();
-    let _echo = AbortOnDrop(tokio::spawn(async move {
+    let echo = AbortOnDrop(tokio::spawn(async move {
         let Some((mut conn, _)) = accepting.accept().await else {
             return;
         };
@@ -32,14 +34,13 @@ async fn pump(kind: TransportKind, count: u32) {
             }
         }
     }));
-    let conn = tokio::time::timeout(
-        LIMIT,
-        transport_adaptive::connect(client_config(&server, &[kind])),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (tx, mut rx) = conn.into_inner().split();
+    (server, echo)
+}
+
+/// Sends `count` messages from a task while reading the echoes, which must all come back in
+/// order.
+async fn pump(conn: Connection, count: u32, what: &str) {
+    let (tx, mut rx) = conn.split();
     let sending = tokio::spawn(async move {
         for i in 0..count {
             tx.send(Message::text(format!("{i:08} pumped"))).await?;
@@ -52,28 +53,57 @@ async fn pump(kind: TransportKind, count: u32) {
             assert_eq!(
                 m.as_text(),
                 Some(format!("{i:08} pumped").as_str()),
-                "{kind:?}"
+                "{what}"
             );
         }
     };
     tokio::time::timeout(LIMIT * 3, echoed)
         .await
-        .unwrap_or_else(|_| panic!("every message echoed over {kind:?}"));
+        .unwrap_or_else(|_| panic!("every message echoed over {what}"));
     let tx = sending.await.unwrap().unwrap();
     tx.close(1000, "done").await.unwrap();
 }
 
+async fn over(kind: TransportKind, count: u32) {
+    let (server, _echo) = echo_server().await;
+    let conn = tokio::time::timeout(
+        LIMIT,
+        transport_adaptive::connect(client_config(&server, &[kind])),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    pump(conn.into_inner(), count, kind.name()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_websocket() {
-    pump(TransportKind::WebSocket, 20_000).await;
+    over(TransportKind::WebSocket, 20_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_webtransport() {
-    pump(TransportKind::WebTransport, 20_000).await;
+    over(TransportKind::WebTransport, 20_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_sse() {
-    pump(TransportKind::Sse, 5_000).await;
+    over(TransportKind::Sse, 5_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_webtransport_client() {
+    // No session protocol: the server relays the link's messages to the application itself.
+    let (server, _echo) = echo_server().await;
+    let mut wt = transport_wt::WtConfig::default();
+    wt.client
+        .cert_hash(common::hex32(server.wt_cert_hash().unwrap()));
+    let conn = tokio::time::timeout(
+        LIMIT,
+        transport_wt::connect_transport(&server.wt_url().unwrap(), wt),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    pump(conn, 20_000, "a plain WebTransport link").await;
 }
