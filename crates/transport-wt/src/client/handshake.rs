@@ -131,7 +131,7 @@ pub(crate) async fn handshake(
     tokio::spawn(tasks::watch_connection(conn.clone(), close.clone()));
     guard.0 = None;
     Ok(WtSession {
-        _endpoint: endpoint,
+        endpoint,
         conn,
         session_id,
         response_headers,

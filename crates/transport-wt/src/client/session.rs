@@ -12,6 +12,11 @@ use transport_core::TransportError;
 use super::error::{connection_error, h3_code, write_error};
 use crate::proto::capsule::{self, Capsule};
 use crate::proto::frame::Frame;
+
+/// How long a client's close waits for its CONNECTION_CLOSE to be sent (see
+/// [`WtSession::flush_close`]): one turn of quinn's endpoint driver, with room for a loaded
+/// machine.
+const CLOSE_FLUSH: Duration = Duration::from_millis(10);
 use crate::proto::{datagram, stream};
 
 /// How a session ended, as [`WtSession::closed`] and, on the server,
@@ -114,7 +119,7 @@ pub(super) fn fail(conn: &quinn::Connection, cell: &CloseCell, code: u32, error:
 /// session closes the connection (code 0).
 pub struct WtSession {
     /// Keeps the UDP socket's endpoint for the session's lifetime.
-    pub(super) _endpoint: quinn::Endpoint,
+    pub(super) endpoint: quinn::Endpoint,
     pub(super) conn: quinn::Connection,
     pub(super) session_id: u64,
     pub(super) response_headers: http::HeaderMap,
@@ -361,9 +366,19 @@ impl WtSession {
             tracing::debug!(acknowledged = ?acked, "close capsule sent");
         }
         // quinn's endpoint driver outlives its handles until every connection has drained, so
-        // the CONNECTION_CLOSE goes out even if the session is dropped right away.
+        // the CONNECTION_CLOSE goes out even if the session is dropped right away, as long as
+        // the runtime runs: `flush_close` gives it the moment a process about to exit needs.
         self.conn.close(VarInt::from_u32(code), reason.as_bytes());
+        self.flush_close().await;
         Ok(())
+    }
+
+    /// After the connection was closed: waits (at most [`CLOSE_FLUSH`]) for quinn's endpoint
+    /// driver to send the CONNECTION_CLOSE. A process that exits right after closing would
+    /// otherwise often exit first, and the server would only learn of the end from its idle
+    /// timeout. The full drain (three probe timeouts) is not waited for.
+    pub(crate) async fn flush_close(&self) {
+        let _ = tokio::time::timeout(CLOSE_FLUSH, self.endpoint.wait_idle()).await;
     }
 
     /// Whether the server sent DRAIN_WEBTRANSPORT_SESSION (it asks the client to finish and

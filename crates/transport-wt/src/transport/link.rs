@@ -290,6 +290,10 @@ pub(crate) async fn run(link: Link, io: &mut DriverIo, options: &LinkOptions) ->
     let session = link.session.clone();
     let outcome = drive(link, io, options).await;
     session.close_now();
+    if let Session::Client(s) = &session {
+        // Before the application learns that the connection is closed (and perhaps exits).
+        s.flush_close().await;
+    }
     outcome
 }
 
