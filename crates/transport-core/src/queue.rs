@@ -138,16 +138,11 @@ impl<T> Queue<T> {
         item: &mut Option<T>,
         waiter: &mut Option<u64>,
     ) -> Poll<Result<(), Closed>> {
-        let mut inner = self.lock();
-        if !inner.receiver_alive {
-            inner.forget(waiter);
-            return Poll::Ready(Err(Closed));
-        }
-        if !inner.has_room() {
-            inner.wait(waiter, cx.waker());
-            return Poll::Pending;
-        }
-        inner.forget(waiter);
+        let mut inner = match self.poll_room(cx, waiter) {
+            Poll::Ready(Ok(inner)) => inner,
+            Poll::Ready(Err(Closed)) => return Poll::Ready(Err(Closed)),
+            Poll::Pending => return Poll::Pending,
+        };
         let wake = item.take().and_then(|item| inner.push(item));
         drop(inner);
         if let Some(w) = wake {
@@ -163,6 +158,16 @@ impl<T> Queue<T> {
         cx: &mut Context<'_>,
         waiter: &mut Option<u64>,
     ) -> Poll<Result<(), Closed>> {
+        self.poll_room(cx, waiter).map_ok(|mut inner| inner.reserved += 1)
+    }
+
+    /// The locked queue once it has room for one item (the caller's registration dropped), or
+    /// `Closed`; registers `waiter` while it is full.
+    fn poll_room(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: &mut Option<u64>,
+    ) -> Poll<Result<MutexGuard<'_, Inner<T>>, Closed>> {
         let mut inner = self.lock();
         if !inner.receiver_alive {
             inner.forget(waiter);
@@ -173,8 +178,7 @@ impl<T> Queue<T> {
             return Poll::Pending;
         }
         inner.forget(waiter);
-        inner.reserved += 1;
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(inner))
     }
 
     /// Pushes into room reserved before. The item comes back if the receiver is gone (the
