@@ -23,7 +23,7 @@ use crate::config::{AdaptiveConfig, SendBufferPolicy, TransportKind};
 use crate::held::{deliver_held, hand_over, hand_over_reserved};
 use crate::layer::{LayerState, SessionLayer, Stop};
 use crate::race::{self, AnyLink, Candidate, Need, Opened};
-use crate::session::{self, Frame, Received, RejectCode, Session, SessionId};
+use crate::session::{self, Frame, RejectCode, Session, SessionId};
 
 /// Capacity of the events channel; a receiver that lags loses the oldest events.
 const EVENTS: usize = 64;
@@ -460,14 +460,7 @@ impl AdaptiveDial {
         let lost = |e: TransportError| End::Lost(TransportError::lost(e.to_string()));
         match session::decode(&message).map_err(lost)? {
             Frame::Data { seq, message } => {
-                let received = self
-                    .session
-                    .on_data_room(seq, message, false, Instant::now)
-                    .map_err(lost)?;
-                if let Received::Deliver(m) = received {
-                    // Not returned without room; kept in order all the same.
-                    io.deliver(m).await;
-                }
+                self.session.hold_data(seq, message).map_err(lost)?;
                 hand_over(&mut self.session, io);
             }
             Frame::Ack { seq } => self

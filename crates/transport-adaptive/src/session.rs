@@ -532,15 +532,29 @@ impl Session {
             self.count_delivery(now);
             return Ok(Received::Deliver(message));
         }
-        self.held_bytes += message.len();
-        self.held.push_back(message);
+        self.push_held(message);
         Ok(Received::Held)
+    }
+
+    /// As [`on_data_room`](Self::on_data_room) without room: the next message in order is
+    /// held, a duplicate dropped; for a receiver that hands held messages over itself
+    /// ([`next_held`](Self::next_held)) as its application's queue takes them.
+    ///
+    /// # Errors
+    /// As [`on_data`](Self::on_data).
+    pub fn hold_data(&mut self, seq: u64, message: Message) -> Result<(), TransportError> {
+        self.on_data_room(seq, message, false, Instant::now)
+            .map(|_| ())
     }
 
     /// Holds a message of a link without the session protocol (raw mode: nothing numbered,
     /// nothing acknowledged), after those already held.
     pub fn hold(&mut self, message: Message) {
         self.accepted += 1;
+        self.push_held(message);
+    }
+
+    fn push_held(&mut self, message: Message) {
         self.held_bytes += message.len();
         self.held.push_back(message);
     }

@@ -24,7 +24,7 @@ use crate::config::TransportKind;
 use crate::held::{deliver_held, hand_over, hand_over_reserved};
 use crate::layer::{LayerState, SessionLayer, Stop};
 use crate::race::AnyLink;
-use crate::session::{self, Frame, Received, RejectCode, Session, SessionId, SessionLimits};
+use crate::session::{self, Frame, RejectCode, Session, SessionId, SessionLimits};
 
 /// What the application learns about an accepted connection.
 #[derive(Debug, Clone)]
@@ -510,15 +510,10 @@ impl SessionTask<'_> {
         match session::decode(&m) {
             Ok(Frame::Data { seq, message }) => {
                 // Held, then handed over as far as the application has room: this loop never
-                // waits on the application (see `Session::on_data_room`).
-                match self.session.on_data_room(seq, message, false, Instant::now) {
-                    Ok(Received::Held | Received::Duplicate) => {
+                // waits on the application (see `held.rs`).
+                match self.session.hold_data(seq, message) {
+                    Ok(()) => {
                         hand_over(&mut self.session, self.io);
-                        Next::Go
-                    }
-                    Ok(Received::Deliver(m)) => {
-                        // Not returned without room; kept in order all the same.
-                        self.io.deliver(m).await;
                         Next::Go
                     }
                     Err(_) => Next::Detach,

@@ -158,7 +158,8 @@ impl<T> Queue<T> {
         cx: &mut Context<'_>,
         waiter: &mut Option<u64>,
     ) -> Poll<Result<(), Closed>> {
-        self.poll_room(cx, waiter).map_ok(|mut inner| inner.reserved += 1)
+        self.poll_room(cx, waiter)
+            .map_ok(|mut inner| inner.reserved += 1)
     }
 
     /// The locked queue once it has room for one item (the caller's registration dropped), or
