@@ -382,6 +382,24 @@ mod tests {
         poll(&mut Context::from_waker(&waker))
     }
 
+    /// Reads DATA frames 1 to `count` into `layer` as the link would, each once the layer
+    /// takes a read (bounded: the application behind it reads everything).
+    async fn read_data<E, W>(layer: &mut SessionLayer<'_, E, W>, count: u64)
+    where
+        W: FnMut(&mut Context<'_>) -> Poll<E>,
+    {
+        for seq in 1..=count {
+            for _ in 0..10_000 {
+                if now(|cx| layer.poll_reserve(cx)).is_ready() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let message = transport_core::Message::binary(vec![1u8; 8]);
+            layer.send_reserved(session::encode(&Frame::Data { seq, message }));
+        }
+    }
+
     /// What the layer hands the link after reading `data` DATA frames and `pings` PINGs while
     /// nothing was written: the frames of its own it would send, in order.
     async fn own_frames_after(data: u64, pings: usize) -> Vec<Frame> {
@@ -395,17 +413,7 @@ mod tests {
                 let mut layer = SessionLayer::new(&mut io, &mut session, &mut state, true, |_| {
                     Poll::<()>::Pending
                 });
-                for seq in 1..=data {
-                    // Bounded: the application below reads everything.
-                    for _ in 0..10_000 {
-                        if now(|cx| layer.poll_reserve(cx)).is_ready() {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    let message = transport_core::Message::binary(vec![1u8; 8]);
-                    layer.send_reserved(session::encode(&Frame::Data { seq, message }));
-                }
+                read_data(&mut layer, data).await;
                 for _ in 0..pings {
                     layer.send_reserved(session::encode(&Frame::Ping));
                 }
@@ -490,16 +498,7 @@ mod tests {
                 let mut layer = SessionLayer::new(&mut io, &mut session, &mut state, true, |_| {
                     Poll::<()>::Pending
                 });
-                for seq in 1..=every {
-                    for _ in 0..10_000 {
-                        if now(|cx| layer.poll_reserve(cx)).is_ready() {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    let message = transport_core::Message::binary(vec![1u8; 8]);
-                    layer.send_reserved(session::encode(&Frame::Data { seq, message }));
-                }
+                read_data(&mut layer, every).await;
                 let read_at = std::time::Instant::now();
                 // Due, but not written by the poll that read it (no second pass for commands).
                 let held = !layer.wants_write();
