@@ -18,7 +18,7 @@
 //! pair sees the same load on both sides, so its ratio is the figure to compare with 1.05x.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use transport_adaptive::{AdaptiveConfig, AdaptiveServer, AdaptiveServerConfig, TransportKind};
+use transport_benches::paired::Table;
 use transport_core::{Message, ReconnectPolicy, Transport};
 use transport_ws::{ProxyConfig, WsConfig};
 
@@ -108,92 +109,17 @@ async fn bare_ws() -> transport_core::Connection {
     transport_ws::connect(&url, config).await.expect("connect")
 }
 
-/// The median of `values` (sorted in place); zero when empty.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// The largest median of pair ratios (adaptive / transport-ws) issue #6 allows.
 const PAIRED_TARGET: f64 = 1.05;
 
-/// The rows of the `adaptive_paired` table, one per paired run so far.
-static PAIRED_ROWS: Mutex<Vec<Vec<String>>> = Mutex::new(Vec::new());
-
-/// Runs `a` and `b` alternately `pairs` times (which goes first alternates too), prints both
-/// medians and the median of the per-pair ratios `a / b`, and adds them to the
-/// `adaptive_paired` table of docs/benchmarks.md (judged against [`PAIRED_TARGET`]).
-fn paired<A: FnMut() -> Duration, B: FnMut() -> Duration>(
-    name: &str,
-    pairs: usize,
-    mut a: A,
-    mut b: B,
-) {
-    let mut ta = Vec::with_capacity(pairs);
-    let mut tb = Vec::with_capacity(pairs);
-    let mut ratios = Vec::with_capacity(pairs);
-    for i in 0..pairs {
-        let (x, y) = if i % 2 == 0 {
-            let x = a();
-            (x, b())
-        } else {
-            let y = b();
-            (a(), y)
-        };
-        let (x, y) = (x.as_secs_f64(), y.as_secs_f64());
-        ta.push(x);
-        tb.push(y);
-        ratios.push(x / y);
-    }
-    let (ma, mb, pair) = (median(&mut ta), median(&mut tb), median(&mut ratios));
-    println!(
-        "{name}/paired: ours-adaptive-ws median {:.2} us, transport-ws median {:.2} us, \
-         ratio of medians {:.3}, median of pair ratios {pair:.3} ({pairs} pairs)",
-        ma * 1e6,
-        mb * 1e6,
-        ma / mb,
-    );
-    let verdict = if pair <= PAIRED_TARGET {
-        "met"
-    } else {
-        "**missed**"
-    };
-    let mut rows = PAIRED_ROWS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    rows.push(vec![
-        name.to_owned(),
-        format!("{:.2} µs", ma * 1e6),
-        format!("{:.2} µs", mb * 1e6),
-        format!("{:.3}x", ma / mb),
-        format!("{pair:.3}x"),
-        pairs.to_string(),
-        format!("≤ {PAIRED_TARGET:.2}x: {verdict}"),
-    ]);
-    transport_benches::extra::write(&transport_benches::extra::Section {
-        title: "adaptive_paired".into(),
-        text: "The adaptive transport over WebSocket and the bare transport-ws connection it \
-               wraps, measured alternately in one loop (one round trip, or one pump of 1,000 \
-               1 KiB messages with 32 in flight, each in turn; which goes first alternates), \
-               before the criterion groups above: a pair sees the same load on both sides, so \
-               the median of the per-pair ratios is the figure judged against the target; \
-               criterion's groups run one after the other and a change of load between them \
-               moves their ratio."
-            .into(),
-        headers: [
-            "case",
-            "ours-adaptive-ws median",
-            "transport-ws median",
-            "ratio of medians",
-            "median of pair ratios",
-            "pairs",
-            "target",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: rows.clone(),
-    });
-}
+/// The `adaptive_paired` table of docs/benchmarks.md.
+const PAIRED: Table = Table {
+    title: "adaptive_paired",
+    text: "The adaptive transport over WebSocket and the bare transport-ws connection it wraps: \
+           one round trip, or one pump of 1,000 1 KiB messages with 32 in flight, each in turn.",
+    ours: "ours-adaptive-ws",
+    baseline: "transport-ws",
+};
 
 /// One echo round trip of `payload` on `conn`, timed.
 fn time_echo<T: Transport>(rt: &Runtime, conn: &mut T, payload: &Bytes) -> Duration {
@@ -218,8 +144,9 @@ fn rtt(c: &mut Criterion) {
             time_echo(&rt, &mut ours, &payload);
             time_echo(&rt, &mut bare, &payload);
         }
-        paired(
+        PAIRED.run(
             "adaptive_rtt",
+            PAIRED_TARGET,
             5000,
             || time_echo(&rt, &mut ours, &payload),
             || time_echo(&rt, &mut bare, &payload),
@@ -323,7 +250,13 @@ fn throughput(c: &mut Criterion) {
         };
         pump_ours();
         pump_bare();
-        paired("adaptive_throughput", 40, pump_ours, pump_bare);
+        PAIRED.run(
+            "adaptive_throughput",
+            PAIRED_TARGET,
+            40,
+            pump_ours,
+            pump_bare,
+        );
     }
     group.bench_with_input(
         BenchmarkId::new("ours-adaptive-ws", size),

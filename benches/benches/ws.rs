@@ -7,6 +7,9 @@
 //! * `ws_connect`: connection setup to a usable connection, plain (TCP + upgrade) and TLS.
 //! * `ws_throughput`: 100 connections × 20 B messages, each connection keeping a window of
 //!   messages in flight (like uWebSockets' `load_test`); messages per second.
+//!
+//! Before the `ws_connect` and `ws_throughput` groups, ours and bare tokio-tungstenite are
+//! measured alternately (see [`transport_benches::paired`]): the `ws_paired` table.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use transport_benches::paired::Table;
 use transport_benches::{bare_ws_connect, bare_wss_connect, ours_ws_config};
 use transport_core::{Connection, Connector, Message, Transport};
 
@@ -30,6 +34,10 @@ const MESSAGES: usize = 100;
 const WINDOW: usize = 16;
 /// Message size of `ws_throughput`.
 const MESSAGE_SIZE: usize = 20;
+/// Largest ratio of connection set-up times (ours / bare) issue #6 allows.
+const SETUP_TARGET: f64 = 1.10;
+/// Largest ratio of `ws_throughput` times (ours / bare): at least the bare message rate.
+const THROUGHPUT_TARGET: f64 = 1.00;
 
 fn echo_round_trip(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -107,6 +115,47 @@ fn echo_round_trip(c: &mut Criterion) {
     group.finish();
 }
 
+/// The `ws_paired` table of docs/benchmarks.md.
+const PAIRED: Table = Table {
+    title: "ws_paired",
+    text: "Ours (transport-ws client and server) and bare tokio-tungstenite (client and server): \
+           one connection set-up (closed and settled outside the time), or one `ws_throughput` \
+           iteration (100 connections × 100 messages of 20 B, 16 in flight), each in turn.",
+    ours: "ours",
+    baseline: "tokio-tungstenite",
+};
+
+/// One connection set-up of ours, timed; closed and settled outside the time.
+async fn ours_connect_once(connector: &transport_ws::WsConnector) -> Duration {
+    let started = Instant::now();
+    let conn = connector.connect().await.expect("connect");
+    let took = started.elapsed();
+    let _ = conn.close(1000, "").await;
+    settle().await;
+    took
+}
+
+/// One bare tokio-tungstenite connection set-up (TLS when `tls` is given), timed; closed and
+/// settled outside the time.
+async fn bare_connect_once(url: &str, tls: Option<&tokio_rustls::TlsConnector>) -> Duration {
+    let started = Instant::now();
+    let took = if let Some(tls) = tls {
+        let mut ws = bare_wss_connect(url, tls).await;
+        let took = started.elapsed();
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+        took
+    } else {
+        let mut ws = bare_ws_connect(url).await;
+        let took = started.elapsed();
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+        took
+    };
+    settle().await;
+    took
+}
+
 fn connection_setup(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -121,25 +170,33 @@ fn connection_setup(c: &mut Criterion) {
             transport_benches::bare_ws_echo_with(Some(server_tls)).await,
         )
     });
-    let mut group = c.benchmark_group("ws_connect");
-    for (case, ours_url, bare_url) in [
+    let cases = [
         ("tcp", &ours_plain, &bare_plain),
         ("tls", &ours_tls, &bare_tls),
-    ] {
-        let tls = case == "tls";
-        // Built once and reused, as the bare client reuses its TLS connector.
-        let connector =
-            transport_ws::WsConnector::new(ours_url, ours_ws_config(tls)).expect("connector");
+    ];
+    // Built once and reused, as the bare client reuses its TLS connector.
+    let connectors = cases.map(|(case, ours_url, _)| {
+        transport_ws::WsConnector::new(ours_url, ours_ws_config(case == "tls")).expect("connector")
+    });
+    for ((case, _, bare_url), connector) in cases.iter().zip(&connectors) {
+        let tls = (*case == "tls").then_some(&client_tls);
+        PAIRED.run(
+            &format!("connect {case}"),
+            SETUP_TARGET,
+            300,
+            || rt.block_on(ours_connect_once(connector)),
+            || rt.block_on(bare_connect_once(bare_url, tls)),
+        );
+    }
+    let mut group = c.benchmark_group("ws_connect");
+    for ((case, _, bare_url), connector) in cases.iter().zip(&connectors) {
+        let tls = (*case == "tls").then_some(&client_tls);
         group.bench_function(BenchmarkId::new("ours", case), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let started = Instant::now();
-                        let conn = connector.connect().await.expect("connect");
-                        total += started.elapsed();
-                        let _ = conn.close(1000, "").await;
-                        settle().await;
+                        total += ours_connect_once(connector).await;
                     }
                     total
                 })
@@ -150,19 +207,7 @@ fn connection_setup(c: &mut Criterion) {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let started = Instant::now();
-                        if tls {
-                            let mut ws = bare_wss_connect(bare_url, &client_tls).await;
-                            total += started.elapsed();
-                            let _ = ws.close(None).await;
-                            while let Some(Ok(_)) = ws.next().await {}
-                        } else {
-                            let mut ws = bare_ws_connect(bare_url).await;
-                            total += started.elapsed();
-                            let _ = ws.close(None).await;
-                            while let Some(Ok(_)) = ws.next().await {}
-                        }
-                        settle().await;
+                        total += bare_connect_once(bare_url, tls).await;
                     }
                     total
                 })
@@ -170,6 +215,13 @@ fn connection_setup(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The time `f` takes.
+fn timed(f: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    f();
+    started.elapsed()
 }
 
 /// Lets the teardown of the connection just closed (both ends run on this runtime) finish
@@ -373,21 +425,6 @@ fn throughput(c: &mut Criterion) {
         }
         conns
     });
-    group.bench_function(BenchmarkId::new("ours", CONNECTIONS), |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let tasks: Vec<_> = ours
-                    .drain(..)
-                    .map(|conn| tokio::spawn(ours_windowed(conn, payload.clone())))
-                    .collect();
-                for task in tasks {
-                    ours.push(task.await.expect("task"));
-                }
-            });
-        });
-    });
-    drop(ours);
-
     let mut bare: Vec<_> = rt.block_on(async {
         let url = transport_benches::bare_ws_echo().await;
         let mut conns = Vec::with_capacity(CONNECTIONS);
@@ -396,19 +433,43 @@ fn throughput(c: &mut Criterion) {
         }
         conns
     });
-    group.bench_function(BenchmarkId::new("tokio-tungstenite", CONNECTIONS), |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let tasks: Vec<_> = bare
-                    .drain(..)
-                    .map(|ws| tokio::spawn(bare_windowed(ws, payload.clone())))
-                    .collect();
-                for task in tasks {
-                    bare.push(task.await.expect("task"));
-                }
-            });
+    let ours_round = |conns: &mut Vec<Connection>| {
+        rt.block_on(async {
+            let tasks: Vec<_> = conns
+                .drain(..)
+                .map(|conn| tokio::spawn(ours_windowed(conn, payload.clone())))
+                .collect();
+            for task in tasks {
+                conns.push(task.await.expect("task"));
+            }
         });
+    };
+    let bare_round = |conns: &mut Vec<_>| {
+        rt.block_on(async {
+            let tasks: Vec<_> = conns
+                .drain(..)
+                .map(|ws| tokio::spawn(bare_windowed(ws, payload.clone())))
+                .collect();
+            for task in tasks {
+                conns.push(task.await.expect("task"));
+            }
+        });
+    };
+    PAIRED.run(
+        &format!("throughput {CONNECTIONS}"),
+        THROUGHPUT_TARGET,
+        40,
+        || timed(|| ours_round(&mut ours)),
+        || timed(|| bare_round(&mut bare)),
+    );
+    group.bench_function(BenchmarkId::new("ours", CONNECTIONS), |b| {
+        b.iter(|| ours_round(&mut ours));
     });
+    drop(ours);
+    group.bench_function(BenchmarkId::new("tokio-tungstenite", CONNECTIONS), |b| {
+        b.iter(|| bare_round(&mut bare));
+    });
+    drop(bare);
 
     let mut fws: Vec<FwsClient> = rt.block_on(async {
         let url = fws_echo().await;

@@ -6,6 +6,8 @@
 //!   open (ours through the raw session API, and through the message connection).
 //! * `wt_datagram_rtt`: one datagram round trip (32 B, 1000 B).
 //! * `wt_setup`: from `connect` to a usable session, full handshake and 0-RTT resumption.
+//!   Before it, ours and the bare QUIC handshake are measured alternately (see
+//!   [`transport_benches::paired`]): the `wt_paired` table.
 //!
 //! Then a datagram burst (loss under load) is measured outside criterion and written beside the
 //! criterion results for `cargo xtask bench` (see [`transport_benches::extra`]).
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
 use tokio::runtime::Runtime;
 use transport_benches::extra::Section;
+use transport_benches::paired::Table;
 use transport_benches::wt;
 use transport_core::{Message, Transport};
 
@@ -198,78 +201,129 @@ fn datagram_round_trip(c: &mut Criterion) {
     drop((ours, quic, endpoint, session, client));
 }
 
+/// The `wt_paired` table of docs/benchmarks.md.
+const PAIRED: Table = Table {
+    title: "wt_paired",
+    text: "Ours (transport-wt client to our server, raw session API) and a bare quinn QUIC \
+           handshake (a fresh endpoint per connection, as ours): one set-up to a usable \
+           session, full or resumed with 0-RTT, each in turn (closed and settled outside the \
+           time).",
+    ours: "ours",
+    baseline: "quinn",
+};
+
+/// Largest ratio of session set-up times (ours / the bare QUIC handshake) issue #6 allows.
+const SETUP_TARGET: f64 = 1.5;
+
+/// One session set-up of ours, timed; closed and settled outside the time.
+async fn ours_setup_once(
+    url: &str,
+    config: &transport_wt::WtClientConfig,
+    zero_rtt: bool,
+) -> Duration {
+    let started = Instant::now();
+    let session = transport_wt::connect(url, config.clone())
+        .await
+        .expect("connect");
+    let took = started.elapsed();
+    assert_eq!(session.zero_rtt_accepted(), zero_rtt);
+    let _ = session.close(0, "").await;
+    settle().await;
+    took
+}
+
+/// One bare QUIC handshake (0-RTT when `zero_rtt`), timed, from a fresh endpoint (UDP socket)
+/// per connection as ours; closed and settled outside the time.
+async fn quinn_setup_once(
+    config: &quinn::ClientConfig,
+    addr: std::net::SocketAddr,
+    zero_rtt: bool,
+) -> Duration {
+    let started = Instant::now();
+    let endpoint = wt::quinn_client_endpoint();
+    let connecting = endpoint
+        .connect_with(config.clone(), addr, "127.0.0.1")
+        .expect("connect");
+    let conn = if zero_rtt {
+        let (conn, accepted) = connecting.into_0rtt().expect("a ticket for 0-RTT");
+        // Handshake done, with the early data accepted.
+        assert!(accepted.await, "0-RTT accepted");
+        conn
+    } else {
+        connecting.await.expect("handshake")
+    };
+    let took = started.elapsed();
+    // The client has the server's Finished, the server not yet ours: the next ticket comes
+    // after. One echo (unmeasured) lets it arrive.
+    quinn_echo_once(&conn).await;
+    conn.close(0u32.into(), b"");
+    settle().await;
+    took
+}
+
 fn session_setup(c: &mut Criterion) {
     let rt = runtime();
     let cert = wt::certificate();
     let (ours_server, quinn_server) =
         rt.block_on(async { (wt::ours_raw_echo(&cert), wt::quinn_echo(&cert)) });
+    let cases = [("full", false), ("0-rtt", true)].map(|(case, zero_rtt)| {
+        (
+            case,
+            zero_rtt,
+            wt::ours_client_config(&cert, zero_rtt),
+            wt::quinn_client_config(&cert, zero_rtt),
+        )
+    });
+    // A first session of each fetches the tickets the later ones resume with: right before
+    // they are used, as the servers keep a bounded number of sessions (each full handshake
+    // adds some, and evicts the oldest).
+    let fetch_tickets = |ours: &transport_wt::WtClientConfig, quinn: &quinn::ClientConfig| {
+        rt.block_on(async {
+            let first = transport_wt::connect(&ours_server.url, ours.clone())
+                .await
+                .expect("connect");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = first.close(0, "").await;
+            let endpoint = wt::quinn_client_endpoint();
+            let conn = wt::quinn_connect(&endpoint, quinn.clone(), quinn_server.addr).await;
+            quinn_echo_once(&conn).await;
+            conn.close(0u32.into(), b"");
+        });
+    };
+    for (case, zero_rtt, ours, quinn) in &cases {
+        if *zero_rtt {
+            fetch_tickets(ours, quinn);
+        }
+        PAIRED.run(
+            &format!("setup {case}"),
+            SETUP_TARGET,
+            300,
+            || rt.block_on(ours_setup_once(&ours_server.url, ours, *zero_rtt)),
+            || rt.block_on(quinn_setup_once(quinn, quinn_server.addr, *zero_rtt)),
+        );
+    }
     let mut group = c.benchmark_group("wt_setup");
-    for (case, zero_rtt) in [("full", false), ("0-rtt", true)] {
-        let config = wt::ours_client_config(&cert, zero_rtt);
-        if zero_rtt {
-            // A first session fetches the ticket the later ones resume with.
-            rt.block_on(async {
-                let first = transport_wt::connect(&ours_server.url, config.clone())
-                    .await
-                    .expect("connect");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let _ = first.close(0, "").await;
-            });
+    for (case, zero_rtt, ours, quinn) in &cases {
+        if *zero_rtt {
+            fetch_tickets(ours, quinn);
         }
         group.bench_function(BenchmarkId::new("ours", case), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let started = Instant::now();
-                        let session = transport_wt::connect(&ours_server.url, config.clone())
-                            .await
-                            .expect("connect");
-                        total += started.elapsed();
-                        assert_eq!(session.zero_rtt_accepted(), zero_rtt);
-                        let _ = session.close(0, "").await;
-                        settle().await;
+                        total += ours_setup_once(&ours_server.url, ours, *zero_rtt).await;
                     }
                     total
                 })
             });
         });
-
-        let config = wt::quinn_client_config(&cert, zero_rtt);
-        if zero_rtt {
-            rt.block_on(async {
-                let endpoint = wt::quinn_client_endpoint();
-                let conn = wt::quinn_connect(&endpoint, config.clone(), quinn_server.addr).await;
-                quinn_echo_once(&conn).await;
-                conn.close(0u32.into(), b"");
-            });
-        }
         group.bench_function(BenchmarkId::new("quinn", case), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let started = Instant::now();
-                        // A fresh endpoint (UDP socket) per connection, as ours does.
-                        let endpoint = wt::quinn_client_endpoint();
-                        let connecting = endpoint
-                            .connect_with(config.clone(), quinn_server.addr, "127.0.0.1")
-                            .expect("connect");
-                        let conn = if zero_rtt {
-                            let (conn, accepted) =
-                                connecting.into_0rtt().expect("a ticket for 0-RTT");
-                            // Handshake done, with the early data accepted.
-                            assert!(accepted.await, "0-RTT accepted");
-                            conn
-                        } else {
-                            connecting.await.expect("handshake")
-                        };
-                        total += started.elapsed();
-                        // The client has the server's Finished, the server not yet ours: the
-                        // next ticket comes after. One echo (unmeasured) lets it arrive.
-                        quinn_echo_once(&conn).await;
-                        conn.close(0u32.into(), b"");
-                        settle().await;
+                        total += quinn_setup_once(quinn, quinn_server.addr, *zero_rtt).await;
                     }
                     total
                 })

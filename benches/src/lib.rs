@@ -7,6 +7,7 @@
 //! (`src/bin/load.rs`) counts concurrent connections and server memory per connection.
 
 pub mod extra;
+pub mod paired;
 pub mod sse;
 pub mod wt;
 
