@@ -522,7 +522,8 @@ pub fn connect_lazy<D: Dial>(
     let span = tracing::debug_span!("connection", transport);
     tokio::spawn(
         async move {
-            let attempt = dial_once(&mut dialer, config.connect_timeout);
+            // Boxed for the reason given in `drive`.
+            let attempt = Box::pin(dial_once(&mut dialer, config.connect_timeout));
             let result = tokio::select! {
                 result = attempt => result,
                 () = io.wait_close_request() => {
@@ -575,7 +576,18 @@ async fn drive<D: Dial>(
         info!(%error, "connection dropped; reconnecting");
         let _ = io.shared.state.transition(ConnectionState::Reconnecting);
         backoff.disconnected(Instant::now().into_std());
-        match reconnect(&mut dialer, &mut io, &mut backoff, &config, error).await {
+        // Boxed: the dial future (a TLS and HTTP handshake) would otherwise make every
+        // driver task as large as the handshake's state, and a task is copied whole when
+        // spawned and when it completes, reconnecting or not.
+        match Box::pin(reconnect(
+            &mut dialer,
+            &mut io,
+            &mut backoff,
+            &config,
+            error,
+        ))
+        .await
+        {
             Reconnected::Link(new_link) => {
                 io.set_info(dialer.info(&new_link));
                 io.set_send_unsupported(dialer.send_unsupported(&new_link));

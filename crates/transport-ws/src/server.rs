@@ -343,7 +343,9 @@ impl Acceptor {
             let this2 = this.clone();
             this.tracker.spawn(async move {
                 let deadline = this2.config.handshake_timeout;
-                let shake = this2.handshake(tcp, peer, guard);
+                // Boxed: the TLS and WebSocket handshakes' state is ~11 KB, and a task's
+                // future is copied whole when spawned and again when it completes.
+                let shake = Box::pin(this2.handshake(tcp, peer, guard));
                 tokio::select! {
                     () = this2.shutdown.cancelled() => {}
                     result = tokio::time::timeout(deadline, shake) => match result {
