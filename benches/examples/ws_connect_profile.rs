@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use transport_core::{Connector, Transport};
 
 fn main() {
