@@ -341,11 +341,7 @@ async fn relay(
             },
             event = poll_fn(|cx| io.poll_room_or_command(cx, want_room, true)) => match event {
                 IoEvent::Room(room) => {
-                    if let Some(m) = waiting.take()
-                        && room
-                    {
-                        io.send_reserved(m);
-                    }
+                    io.hand_over_waiting(&mut waiting, room);
                 }
                 IoEvent::Command(Command::Send(m)) => {
                     // Keep reading while the send waits (see the session's `push`).
@@ -359,11 +355,7 @@ async fn relay(
                                 Err(e) => return RunOutcome::Failed(e),
                             },
                             room = poll_fn(|cx| io.poll_reserve(cx)), if waiting.is_some() => {
-                                if let Some(m) = waiting.take()
-                                    && room
-                                {
-                                    io.send_reserved(m);
-                                }
+                                io.hand_over_waiting(&mut waiting, room);
                             }
                             r = rx.recv(), if waiting.is_none() => match r {
                                 Ok(Some(m)) => waiting = io.try_deliver(m).err(),

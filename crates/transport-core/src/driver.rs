@@ -191,6 +191,19 @@ impl DriverIo {
         sent
     }
 
+    /// For a `select!`-style driver that holds one received message while the application's
+    /// queue is full: once [`poll_reserve`](Self::poll_reserve) (or
+    /// [`poll_room_or_command`](Self::poll_room_or_command)) answered `room`, hands the
+    /// `waiting` message over through the reserved slot. A message is taken either way: with
+    /// no room (the receiver is gone) it is discarded, as nobody will read it.
+    pub fn hand_over_waiting(&mut self, waiting: &mut Option<Message>, room: bool) {
+        if let Some(message) = waiting.take()
+            && room
+        {
+            self.send_reserved(message);
+        }
+    }
+
     /// For a `select!`-style driver that holds a received message while the application's
     /// queue is full and must keep taking commands meanwhile (two branches cannot both borrow
     /// the `DriverIo`): room for that message when `want_room`, or the next command when

@@ -99,11 +99,7 @@ async fn run_link(link: Link, io: &mut DriverIo, config: &TransportConfig) -> Ru
             event = poll_fn(|cx| io.poll_room_or_command(cx, want_room, want_command)),
                 if want_room || want_command => match event {
                 IoEvent::Room(room) => {
-                    if let Some(m) = incoming.take()
-                        && room
-                    {
-                        io.send_reserved(m);
-                    }
+                    io.hand_over_waiting(&mut incoming, room);
                 }
                 IoEvent::Command(Command::Send(m)) => match tx.try_send(Frame::Message(m)) {
                     Ok(()) => {}
