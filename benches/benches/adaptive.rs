@@ -18,7 +18,6 @@
 //! pair sees the same load on both sides, so its ratio is the figure to compare with 1.05x.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,86 +26,16 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use transport_adaptive::{AdaptiveConfig, AdaptiveServer, AdaptiveServerConfig, TransportKind};
+use transport_adaptive::{AdaptiveConfig, TransportKind};
+use transport_benches::adaptive;
 use transport_benches::paired::Table;
-use transport_core::{Message, ReconnectPolicy, Transport};
-use transport_ws::{ProxyConfig, WsConfig};
+use transport_core::{Message, Transport};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// An adaptive echo server on 127.0.0.1:0 (every transport).
-async fn adaptive_echo() -> Arc<AdaptiveServer> {
-    let mut config = AdaptiveServerConfig::default();
-    // Every benchmark client comes from 127.0.0.1, hundreds of times a second: the per-IP
-    // handshake rate would otherwise turn WebTransport attempts away (and WebSocket would win).
-    // `ip_limits` covers the server's TCP listener and its WebTransport server.
-    config.ip_limits = transport_core::IpLimits::unlimited();
-    let server = Arc::new(
-        AdaptiveServer::bind("127.0.0.1:0".parse().expect("addr"), config)
-            .await
-            .expect("bind"),
-    );
-    let s = server.clone();
-    tokio::spawn(async move {
-        while let Some((mut conn, _)) = s.accept().await {
-            tokio::spawn(async move {
-                while let Ok(Some(m)) = conn.recv().await {
-                    if conn.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    server
-}
-
-/// Client settings for `server` (discovered through negotiation, certificate pinned), keeping
-/// only `kinds`; endpoints of `replace` are swapped for the given URLs.
-async fn client_config(
-    server: &AdaptiveServer,
-    kinds: &[TransportKind],
-    replace: &[(TransportKind, String)],
-) -> AdaptiveConfig {
-    let mut base = AdaptiveConfig::default();
-    base.ws.proxy(ProxyConfig::none());
-    let mut config = transport_adaptive::negotiate(&server.base_url(), base)
-        .await
-        .expect("negotiate");
-    config.endpoints.retain(|e| kinds.contains(&e.kind));
-    for (kind, url) in replace {
-        for e in &mut config.endpoints {
-            if e.kind == *kind {
-                e.url.clone_from(url);
-            }
-        }
-    }
-    config.probe_interval(None);
-    config
-}
-
-async fn adaptive_client(
-    server: &AdaptiveServer,
-    kind: TransportKind,
-) -> transport_adaptive::AdaptiveConnection {
-    let conn = transport_adaptive::connect(client_config(server, &[kind], &[]).await)
-        .await
-        .expect("connect");
-    assert_eq!(conn.transport(), Some(kind));
-    conn
-}
-
-async fn bare_ws() -> transport_core::Connection {
-    let url = transport_benches::ours_ws_echo().await;
-    let mut config = WsConfig::default();
-    config.proxy(ProxyConfig::none());
-    config.transport.reconnect(ReconnectPolicy::disabled());
-    transport_ws::connect(&url, config).await.expect("connect")
 }
 
 /// The largest median of pair ratios (adaptive / transport-ws) issue #6 allows.
@@ -135,11 +64,11 @@ fn time_echo<T: Transport>(rt: &Runtime, conn: &mut T, payload: &Bytes) -> Durat
 
 fn rtt(c: &mut Criterion) {
     let rt = runtime();
-    let server = rt.block_on(adaptive_echo());
+    let server = rt.block_on(adaptive::echo());
     {
         let payload = Bytes::from(vec![0x5a; 32]);
-        let mut ours = rt.block_on(adaptive_client(&server, TransportKind::WebSocket));
-        let mut bare = rt.block_on(bare_ws());
+        let mut ours = rt.block_on(adaptive::client(&server, TransportKind::WebSocket));
+        let mut bare = rt.block_on(adaptive::bare_ws());
         for _ in 0..200 {
             time_echo(&rt, &mut ours, &payload);
             time_echo(&rt, &mut bare, &payload);
@@ -161,7 +90,7 @@ fn rtt(c: &mut Criterion) {
         ("adaptive-wt", TransportKind::WebTransport),
         ("adaptive-sse", TransportKind::Sse),
     ] {
-        let mut conn = rt.block_on(adaptive_client(&server, kind));
+        let mut conn = rt.block_on(adaptive::client(&server, kind));
         group.bench_with_input(BenchmarkId::new(name, size), &payload, |b, p| {
             b.iter(|| {
                 rt.block_on(async {
@@ -172,7 +101,7 @@ fn rtt(c: &mut Criterion) {
         });
     }
 
-    let mut bare = rt.block_on(bare_ws());
+    let mut bare = rt.block_on(adaptive::bare_ws());
     group.bench_with_input(BenchmarkId::new("transport-ws", size), &payload, |b, p| {
         b.iter(|| {
             rt.block_on(async {
@@ -228,15 +157,15 @@ fn throughput(c: &mut Criterion) {
     // Below every queue (64 by default): a window past them deadlocks any bounded echo.
     const WINDOW: usize = 32;
     let rt = runtime();
-    let server = rt.block_on(adaptive_echo());
+    let server = rt.block_on(adaptive::echo());
     let mut group = c.benchmark_group("adaptive_throughput");
     group.measurement_time(Duration::from_secs(5));
     group.sample_size(20);
     let size = 1024usize;
     let payload = Bytes::from(vec![0x5a; size]);
     group.throughput(Throughput::Bytes((N * size) as u64));
-    let mut ours = rt.block_on(adaptive_client(&server, TransportKind::WebSocket));
-    let mut bare = rt.block_on(bare_ws());
+    let mut ours = rt.block_on(adaptive::client(&server, TransportKind::WebSocket));
+    let mut bare = rt.block_on(adaptive::bare_ws());
     {
         let mut pump_ours = || {
             let started = Instant::now();
@@ -302,7 +231,7 @@ async fn time_connect(config: AdaptiveConfig, expect: TransportKind) -> (Duratio
 
 fn connect_time(c: &mut Criterion) {
     let rt = runtime();
-    let server = rt.block_on(adaptive_echo());
+    let server = rt.block_on(adaptive::echo());
     let (_udp, udp_hole, tcp_stall) = rt.block_on(holes());
     let all = [
         TransportKind::WebTransport,
@@ -334,7 +263,7 @@ fn connect_time(c: &mut Criterion) {
     let configs: Vec<_> = cases
         .iter()
         .map(|(name, replace, expect)| {
-            let config = rt.block_on(client_config(&server, &all, replace));
+            let config = rt.block_on(adaptive::client_config(&server, &all, replace));
             (*name, config, *expect)
         })
         .collect();

@@ -6,6 +6,7 @@
 //! their transports, [`extra`] the results measured outside criterion, and the load tool
 //! (`src/bin/load.rs`) counts concurrent connections and server memory per connection.
 
+pub mod adaptive;
 pub mod extra;
 pub mod paired;
 pub mod sse;
