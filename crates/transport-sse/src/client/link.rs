@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -74,6 +75,8 @@ struct Run<'a> {
     body_done: bool,
     /// When bytes last arrived (or reading resumed after the application caught up).
     last_rx: Instant,
+    /// Delivery waited for room in the application's queue since `last_rx` was set.
+    deliver_blocked: bool,
     /// The dead-stream check while open; the close deadline while closing.
     timer: Pin<Box<Sleep>>,
     /// Present when a send URL is known and no POST is in flight.
@@ -107,6 +110,7 @@ pub(crate) async fn run(
         pending: VecDeque::new(),
         body_done: false,
         last_rx: now,
+        deliver_blocked: false,
         timer: Box::pin(tokio::time::sleep_until(
             now + inner.config.transport.dead_peer_timeout,
         )),
@@ -123,8 +127,11 @@ pub(crate) async fn run(
 impl Run<'_> {
     fn poll(&mut self, io: &mut DriverIo, cx: &mut Context<'_>) -> Poll<RunOutcome> {
         let mut budget = BUDGET;
+        // The command queue answered `Pending` in this poll (so it holds this task's waker):
+        // asking again before a POST ends would only repeat the answer.
+        let mut commands_idle = false;
         loop {
-            match self.step(io, cx, &mut budget) {
+            match self.step(io, cx, &mut budget, &mut commands_idle) {
                 Ok(true) => {}
                 Ok(false) => return Poll::Pending,
                 Err(end) => return end,
@@ -132,23 +139,46 @@ impl Run<'_> {
         }
     }
 
-    /// One round over everything that can move; whether anything did.
-    fn step(&mut self, io: &mut DriverIo, cx: &mut Context<'_>, budget: &mut usize) -> Step {
-        let mut progress = self.deliver(io, cx, budget)?;
-        progress |= self.poll_post(cx)?;
-        if self.post.is_none() && matches!(self.phase, Phase::Open) {
-            progress |= self.start_commands(io, cx)?;
+    /// One round over everything that can move; whether another round is needed.
+    ///
+    /// The order lets each part see what the parts before it did in the same round:
+    /// delivering makes room for reading, a finished POST lets the next one start. So another
+    /// round is needed only when a part moved something a part *before* it waits on: a chunk
+    /// read (its events are to be delivered), a POST started (its future is to be polled), the
+    /// timer fired. A round that only delivered or finished a POST has already polled
+    /// everything after that (callgrind: a round less per event, whose hyper connection poll
+    /// alone was ~1,200 instructions).
+    fn step(
+        &mut self,
+        io: &mut DriverIo,
+        cx: &mut Context<'_>,
+        budget: &mut usize,
+        commands_idle: &mut bool,
+    ) -> Step {
+        self.deliver(io, cx, budget)?;
+        if self.poll_post(cx)? {
+            *commands_idle = false;
         }
-        progress |= self.read(io, cx, budget)?;
-        if !progress {
-            progress = self.poll_timer(cx)?;
+        let mut again = false;
+        if self.post.is_none() && matches!(self.phase, Phase::Open) && !*commands_idle {
+            let started = self.start_commands(io, cx)?;
+            *commands_idle = !started;
+            again |= started;
         }
-        Ok(progress)
+        again |= self.read(io, cx, budget)?;
+        if !again {
+            again = self.poll_timer(cx)?;
+        }
+        Ok(again)
     }
 
     /// Hands what was read to the application, in order, as its queue has room.
-    fn deliver(&mut self, io: &mut DriverIo, cx: &mut Context<'_>, budget: &mut usize) -> Step {
-        let mut progress = false;
+    fn deliver(
+        &mut self,
+        io: &mut DriverIo,
+        cx: &mut Context<'_>,
+        budget: &mut usize,
+    ) -> Result<(), Poll<RunOutcome>> {
         while let Some(front) = self.pending.front() {
             if matches!(front, Item::End(_)) {
                 if let Some(Item::End(outcome)) = self.pending.pop_front() {
@@ -157,6 +187,7 @@ impl Run<'_> {
                 continue;
             }
             let Poll::Ready(alive) = io.poll_reserve(cx) else {
+                self.deliver_blocked = true;
                 break;
             };
             if let Some(Item::Message(message)) = self.pending.pop_front()
@@ -164,14 +195,15 @@ impl Run<'_> {
             {
                 io.send_reserved(message);
             }
-            if self.pending.is_empty() {
+            if self.pending.is_empty() && mem::take(&mut self.deliver_blocked) {
                 // Reading resumes: time spent waiting for the application is not silence.
+                // (Not blocked, the delivery follows the read that set `last_rx` in the same
+                // poll: no second clock read.)
                 self.last_rx = Instant::now();
             }
-            progress = true;
             spend(cx, budget)?;
         }
-        Ok(progress)
+        Ok(())
     }
 
     /// Polls the POST in flight.
