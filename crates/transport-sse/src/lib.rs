@@ -26,8 +26,9 @@
 //!   to the next event; it never buffers more than the limits.
 //! * **No I/O, no clock, no panics** on any input, which a fuzz target (`fuzz/` at the
 //!   repository root) keeps checking.
-//! * **Speed.** Line breaks are found with `memchr`; complete lines are parsed in place from
-//!   the fed chunk and the data is copied once, into the event's `String`.
+//! * **Speed.** Line breaks are found with `memchr`, UTF-8 is checked with `simdutf8`;
+//!   complete lines are parsed in place from the fed chunk and the data is copied once, into
+//!   the event's `String`.
 //!
 //! ## Example
 //!

@@ -155,6 +155,88 @@ pub fn write_event(out: &mut BytesMut, id: Option<&str>, event: Option<&str>, da
     out.put_slice(b"\n\n");
 }
 
+/// Writes `message` as one event with the id `<token>.<seq>`, as [`message_to_event`] and
+/// [`write_event`] together would, with one pass over a text's bytes for the common case: a
+/// single search for CR or LF. None: the text is one `data` line. An LF first: the text is
+/// split into lines (after a search for a CR in the rest). A CR first: base64.
+///
+/// # Errors
+/// [`TransportError::InvalidConfig`] for an unusable application event type; nothing is
+/// written then.
+pub fn write_message_event(
+    out: &mut BytesMut,
+    token: &str,
+    seq: u64,
+    message: &Message,
+) -> Result<(), TransportError> {
+    let text = match message.as_text() {
+        Some(text) => match memchr::memchr2(b'\r', b'\n', text.as_bytes()) {
+            None => Some((text, false)),
+            Some(at) if text.as_bytes()[at] == b'\n' => {
+                (memchr::memchr(b'\r', &text.as_bytes()[at + 1..]).is_none())
+                    .then_some((text, true))
+            }
+            Some(_) => None,
+        },
+        None => None,
+    };
+    let Some((text, multiline)) = text else {
+        // Binary, or text with a CR: base64 under a reserved type.
+        let (event, data) = message_to_event(message)?;
+        write_id(out, token, seq);
+        write_event(out, None, event.as_deref(), &data);
+        return Ok(());
+    };
+    let event = message.metadata().and_then(|m| m.event.as_deref());
+    if let Some(e) = event {
+        check_event_type(e)?;
+    }
+    write_id(out, token, seq);
+    if multiline {
+        write_event(out, None, event, text);
+    } else {
+        if let Some(event) = event {
+            out.put_slice(b"event: ");
+            out.put_slice(event.as_bytes());
+            out.put_u8(b'\n');
+        }
+        out.put_slice(b"data: ");
+        out.put_slice(text.as_bytes());
+        out.put_slice(b"\n\n");
+    }
+    Ok(())
+}
+
+/// `id: <token>.<seq>\n`, the number written without `fmt`.
+fn write_id(out: &mut BytesMut, token: &str, mut seq: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `seq % 10` is below 10.
+        digits[at] = b'0' + (seq % 10) as u8;
+        seq /= 10;
+        if seq == 0 {
+            break;
+        }
+    }
+    out.put_slice(b"id: ");
+    out.put_slice(token.as_bytes());
+    out.put_u8(b'.');
+    out.put_slice(&digits[at..]);
+    out.put_u8(b'\n');
+}
+
+/// An application event type must not contain line breaks nor use the reserved prefix.
+fn check_event_type(e: &str) -> Result<(), TransportError> {
+    if e.contains(['\r', '\n']) || e.starts_with(RESERVED_PREFIX) {
+        return Err(TransportError::InvalidConfig(format!(
+            "event type {e:?} has a line break or the reserved prefix {RESERVED_PREFIX:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// How a message is written as an event: `(event type, data)`. Binary and CR-containing text
 /// are base64-encoded under reserved types; an application event type must not contain line
 /// breaks and must not use the reserved prefix.
@@ -177,12 +259,8 @@ pub fn message_to_event(
         }
         Some(text) => {
             let event = message.metadata().and_then(|m| m.event.clone());
-            if let Some(e) = &event
-                && (e.contains(['\r', '\n']) || e.starts_with(RESERVED_PREFIX))
-            {
-                return Err(TransportError::InvalidConfig(format!(
-                    "event type {e:?} has a line break or the reserved prefix {RESERVED_PREFIX:?}"
-                )));
+            if let Some(e) = &event {
+                check_event_type(e)?;
             }
             Ok((event, text.into()))
         }
@@ -306,6 +384,45 @@ mod tests {
             None,
         ));
         assert!(message_to_event(&bad).is_err());
+    }
+
+    #[test]
+    fn message_events_match_the_two_step_encoding() {
+        use transport_core::MessageMetadata;
+        let typed = |text: &str, event: &str| {
+            Message::text(text).with_metadata(MessageMetadata::new(Some(event.into()), None))
+        };
+        let long = "y".repeat(100);
+        let messages = [
+            Message::text(""),
+            Message::text("plain"),
+            Message::text("a\nb\n"),
+            Message::text(format!("{long}\n{long}")),
+            Message::text("a\r\nb"),
+            Message::text(format!("a\n{long}\r")),
+            Message::text(format!("{long}\r")),
+            Message::binary(vec![0xff, 0, b'\n']),
+            typed("tick", "update"),
+            typed("a\nb", "update"),
+            typed("a\rb", "update"),
+        ];
+        for message in &messages {
+            for seq in [0, 7, 10, 1234, u64::MAX] {
+                let mut out = BytesMut::new();
+                write_message_event(&mut out, "tok", seq, message).unwrap();
+                let (event, data) = message_to_event(message).unwrap();
+                let mut expected = BytesMut::new();
+                let id = format!("tok.{seq}");
+                write_event(&mut expected, Some(&id), event.as_deref(), &data);
+                assert_eq!(out, expected, "{message:?} {seq}");
+            }
+        }
+        for bad in ["transport.x", "a\nb", "a\r"] {
+            let mut out = BytesMut::new();
+            let err = write_message_event(&mut out, "tok", 1, &typed("x", bad)).unwrap_err();
+            assert!(matches!(err, TransportError::InvalidConfig(_)), "{bad:?}");
+            assert!(out.is_empty(), "nothing written for {bad:?}");
+        }
     }
 
     #[test]
