@@ -409,15 +409,20 @@ async fn connect_stream_loop(
         match recv.read_chunk(frame::DEFAULT_MAX_PAYLOAD, true).await {
             Ok(Some(chunk)) => reader.push(&chunk.bytes),
             Ok(None) => {
-                // The end of the CONNECT stream ends the session (code 0, empty reason).
-                set_close(
+                // The end of the CONNECT stream ends the session (code 0, empty reason). When
+                // the session had ended before (most often: our close, whose capsule and FIN
+                // the server answers with its FIN), whoever ended it closes the connection:
+                // `WtSession::close` with the application's code.
+                let ended = set_close(
                     close,
                     SessionClose::Peer {
                         code: 0,
                         reason: String::new(),
                     },
                 );
-                conn.close(VarInt::from_u32(h3_code::NO_ERROR), b"");
+                if ended {
+                    conn.close(VarInt::from_u32(h3_code::NO_ERROR), b"");
+                }
                 return;
             }
             Err(quinn::ReadError::Reset(code)) => {
