@@ -14,7 +14,7 @@ use crate::proto::capsule::{self, Capsule};
 use crate::proto::frame::Frame;
 
 /// How long a client's close waits for its CONNECTION_CLOSE to be sent (see
-/// [`WtSession::flush_close`]): one turn of quinn's endpoint driver, with room for a loaded
+/// [`WtSession::close_connection`]): one turn of quinn's endpoint driver, with room for a loaded
 /// machine.
 const CLOSE_FLUSH: Duration = Duration::from_millis(10);
 use crate::proto::{datagram, stream};
@@ -367,18 +367,55 @@ impl WtSession {
         }
         // quinn's endpoint driver outlives its handles until every connection has drained, so
         // the CONNECTION_CLOSE goes out even if the session is dropped right away, as long as
-        // the runtime runs: `flush_close` gives it the moment a process about to exit needs.
-        self.conn.close(VarInt::from_u32(code), reason.as_bytes());
-        self.flush_close().await;
+        // the runtime runs: `close_connection` gives it the moment a process about to exit
+        // needs.
+        self.close_connection(code, reason.as_bytes()).await;
         Ok(())
     }
 
-    /// After the connection was closed: waits (at most [`CLOSE_FLUSH`]) for quinn's endpoint
-    /// driver to send the CONNECTION_CLOSE. A process that exits right after closing would
-    /// otherwise often exit first, and the server would only learn of the end from its idle
-    /// timeout. The full drain (three probe timeouts) is not waited for.
-    pub(crate) async fn flush_close(&self) {
-        let _ = tokio::time::timeout(CLOSE_FLUSH, self.endpoint.wait_idle()).await;
+    /// Closes the QUIC connection with `code` and `reason`, then waits (at most
+    /// [`CLOSE_FLUSH`]) until quinn's connection driver has sent the CONNECTION_CLOSE. A process
+    /// that exits right after closing would otherwise often exit first, and the server would
+    /// only learn of the end from its idle timeout. The full drain (three probe timeouts) is not
+    /// waited for.
+    ///
+    /// A closed connection sends nothing but its CONNECTION_CLOSE, so the first datagram it
+    /// sends after this close is that frame. The driver, woken by the close, usually sends it
+    /// within a turn or two of the scheduler: a few yields see it go out (counted under the
+    /// connection's lock, which the driver holds until the datagram is with the socket) and
+    /// spare the close a wait for a timer. The count is read after the close, so a datagram
+    /// sent before it cannot pass for the CONNECTION_CLOSE; when the driver was faster than the
+    /// count (another worker thread) or is slow, the wait falls back to quinn's `wait_idle`
+    /// within the same bound. A connection the peer already closed (or that timed out) sends
+    /// nothing more: no wait.
+    pub(crate) async fn close_connection(&self, code: u32, reason: &[u8]) {
+        /// Scheduler turns to look for the CONNECTION_CLOSE before waiting on a timer.
+        const YIELDS: usize = 4;
+        let deadline = tokio::time::Instant::now() + CLOSE_FLUSH;
+        let earlier = self.conn.close_reason();
+        self.conn.close(VarInt::from_u32(code), reason);
+        match earlier {
+            None => {
+                let sent = || self.conn.stats().udp_tx.datagrams;
+                let before = sent();
+                for _ in 0..YIELDS {
+                    tokio::task::yield_now().await;
+                    if sent() > before {
+                        return;
+                    }
+                }
+            }
+            // Draining (RFC 9000 §10.2.2) or gone: nothing left to send.
+            Some(
+                ConnectionError::ApplicationClosed(_)
+                | ConnectionError::ConnectionClosed(_)
+                | ConnectionError::Reset
+                | ConnectionError::TimedOut,
+            ) => return,
+            // Closed here before: its CONNECTION_CLOSE may still be on its way.
+            Some(_) => {}
+        }
+        let _ = tokio::time::timeout_at(deadline, self.endpoint.wait_idle()).await;
     }
 
     /// Whether the server sent DRAIN_WEBTRANSPORT_SESSION (it asks the client to finish and
