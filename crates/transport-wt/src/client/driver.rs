@@ -74,7 +74,15 @@ pub(super) struct Established {
     pub(super) connect_recv: RecvStream,
     pub(super) reader: FrameReader,
     pub(super) drain: Arc<watch::Sender<bool>>,
+    /// See [`ConnectEnded`].
+    pub(super) connect_ended: Arc<watch::Sender<ConnectEnded>>,
 }
+
+/// Whether the server has ended its side of the CONNECT stream (its FIN) while our close was
+/// under way: `Some(n)` once it has, and the driver closed the connection with our close's code
+/// (`n`: the datagrams the connection had sent right after that, see
+/// [`WtSession::close_connection`](super::WtSession::close_connection)).
+pub(super) type ConnectEnded = Option<u64>;
 
 /// The driver of one session (see the module docs).
 pub(super) struct Driver {
@@ -137,11 +145,17 @@ impl Driver {
             connect_recv,
             reader,
             drain,
+            connect_ended,
         } = session;
         self.bi = Some((session_id, bi_tx));
         let (conn, close) = (self.conn.clone(), self.close.clone());
         self.streams.push(Box::pin(async move {
-            connect_stream_loop(&conn, connect_recv, reader, &close, &drain).await;
+            let ends = Ends {
+                close: &close,
+                drain: &drain,
+                connect_ended: &connect_ended,
+            };
+            connect_stream_loop(&conn, connect_recv, reader, ends).await;
             Event::Done
         }));
     }
@@ -354,14 +368,25 @@ async fn control_loop(
     }
 }
 
+/// Where the CONNECT stream's reader records what it learns.
+struct Ends<'a> {
+    close: &'a CloseCell,
+    drain: &'a watch::Sender<bool>,
+    connect_ended: &'a watch::Sender<ConnectEnded>,
+}
+
 /// Reads the CONNECT stream after the response: capsules in DATA frames, and its end.
 async fn connect_stream_loop(
     conn: &quinn::Connection,
     mut recv: RecvStream,
     mut reader: FrameReader,
-    close: &CloseCell,
-    drain: &watch::Sender<bool>,
+    ends: Ends<'_>,
 ) {
+    let Ends {
+        close,
+        drain,
+        connect_ended,
+    } = ends;
     let mut capsules = BytesMut::new();
     loop {
         loop {
@@ -409,10 +434,7 @@ async fn connect_stream_loop(
         match recv.read_chunk(frame::DEFAULT_MAX_PAYLOAD, true).await {
             Ok(Some(chunk)) => reader.push(&chunk.bytes),
             Ok(None) => {
-                // The end of the CONNECT stream ends the session (code 0, empty reason). When
-                // the session had ended before (most often: our close, whose capsule and FIN
-                // the server answers with its FIN), whoever ended it closes the connection:
-                // `WtSession::close` with the application's code.
+                // The end of the CONNECT stream ends the session (code 0, empty reason).
                 let ended = set_close(
                     close,
                     SessionClose::Peer {
@@ -422,6 +444,12 @@ async fn connect_stream_loop(
                 );
                 if ended {
                     conn.close(VarInt::from_u32(h3_code::NO_ERROR), b"");
+                } else if let Some(SessionClose::Local { code, reason }) = &*close.borrow() {
+                    // The server's answer to our close (capsule and FIN): the connection
+                    // closes now, with the application's code; `WtSession::close`, woken,
+                    // waits for the CONNECTION_CLOSE to leave.
+                    conn.close(VarInt::from_u32(*code), reason.as_bytes());
+                    connect_ended.send_replace(Some(conn.stats().udp_tx.datagrams));
                 }
                 return;
             }

@@ -71,12 +71,14 @@ pub(crate) async fn handshake(
 
     let (bi_tx, bi_rx) = mpsc::channel(t.recv_buffer);
     let drain = Arc::new(watch::channel(false).0);
+    let connect_ended = Arc::new(watch::channel(None).0);
     driver.established(Established {
         session_id: up.session_id,
         bi_tx,
         connect_recv: up.recv,
         reader: up.reader,
         drain: drain.clone(),
+        connect_ended: connect_ended.clone(),
     });
     tokio::spawn(async move { driver.drive().await });
     guard.0 = None;
@@ -91,6 +93,7 @@ pub(crate) async fn handshake(
         uni: Mutex::new(uni_rx),
         close,
         drain,
+        connect_ended,
         close_timeout: t.close_timeout,
         zero_rtt_accepted: up.zero_rtt_accepted,
     })
