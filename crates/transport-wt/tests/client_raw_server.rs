@@ -208,6 +208,75 @@ async fn client_close_sends_the_capsule_then_fin() {
     );
 }
 
+/// A server that answers the client's close with its own FIN (as ours and browsers do) gets the
+/// connection closed with the application's code and reason, not HTTP/3's NO_ERROR.
+#[tokio::test]
+async fn a_close_answered_with_a_fin_carries_the_application_code() {
+    let (ep, config) = endpoint();
+    let server = {
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let mut a = accept(&ep, server_settings(), huffman_response("200"))
+                .await
+                .unwrap();
+            let Some(Frame::Data(_)) = next_frame(&mut a.recv, &mut a.reader).await else {
+                panic!("no capsule");
+            };
+            a.send.finish().unwrap();
+            a.conn.closed().await
+        })
+    };
+    let session = bounded(connect(&url(&ep), config)).await.unwrap();
+    bounded(session.close(9, "done")).await.unwrap();
+    match bounded(server).await.unwrap() {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 9);
+            assert_eq!(&close.reason[..], b"done");
+        }
+        other => panic!("the server saw {other:?}"),
+    }
+}
+
+/// A client that closes and then ends at once (its runtime dropped, as a process exits) has
+/// sent its CONNECTION_CLOSE: the server learns the code and reason from it, not from its idle
+/// timeout (quinn's default, 30 s, beyond the test's bound).
+#[tokio::test]
+async fn a_close_right_before_exit_still_reaches_the_server() {
+    let (ep, config) = endpoint();
+    let server = {
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let a = accept(&ep, server_settings(), huffman_response("200"))
+                .await
+                .unwrap();
+            a.conn.closed().await
+        })
+    };
+    let url = url(&ep);
+    let client = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let session = bounded(connect(&url, config)).await.unwrap();
+            bounded(session.close(5, "cya")).await.unwrap();
+        });
+        // The runtime, quinn's drivers with it, ends here.
+    });
+    let seen = bounded(server).await.unwrap();
+    tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    match seen {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 5);
+            assert_eq!(&close.reason[..], b"cya");
+        }
+        other => panic!("the server saw {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn end_of_connect_stream_is_a_clean_close() {
     let (ep, config) = endpoint();

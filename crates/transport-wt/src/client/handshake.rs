@@ -1,18 +1,18 @@
 //! The HTTP/3 part of the set-up: SETTINGS both ways, the extended CONNECT, its response.
 
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quinn::{RecvStream, VarInt};
+use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use transport_core::TransportError;
 
 use super::config::WtClientConfig;
 use super::connect::Target;
+use super::driver::{Driver, Established};
 use super::error::{h3_code, read_error, setup_error, write_error};
 use super::session::{CloseCell, WtSession};
-use super::tasks;
 use crate::proto::frame::{self, Frame, FrameReader};
 use crate::proto::settings::{self, Settings};
 use crate::proto::{qpack, stream, varint};
@@ -51,15 +51,80 @@ pub(crate) async fn handshake(
         .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
     control.write_all(&buf).await.map_err(|e| write_error(&e))?;
 
-    // The server's unidirectional streams; its SETTINGS come back through `settings_rx`.
+    // The server's unidirectional streams, through the session's driver; its SETTINGS come
+    // back through `settings_rx`. Until the session is up the driver runs inside this future.
     let (settings_tx, settings_rx) = oneshot::channel();
     let (uni_tx, uni_rx) = mpsc::channel(t.recv_buffer);
-    tokio::spawn(tasks::accept_uni_loop(
-        conn.clone(),
-        Arc::new(StdMutex::new(Some(settings_tx))),
-        uni_tx,
-        close.clone(),
-    ));
+    let mut driver = Driver::new(conn.clone(), close.clone(), settings_tx, uni_tx);
+    let up = driver
+        .run_until(exchange(
+            &conn,
+            zero_rtt,
+            settings_rx,
+            &buf,
+            control,
+            target,
+            &config,
+        ))
+        .await?;
+    tracing::debug!(session_id = up.session_id, "WebTransport session up");
+
+    let (bi_tx, bi_rx) = mpsc::channel(t.recv_buffer);
+    let drain = Arc::new(watch::channel(false).0);
+    let connect_ended = Arc::new(watch::channel(None).0);
+    driver.established(Established {
+        session_id: up.session_id,
+        bi_tx,
+        connect_recv: up.recv,
+        reader: up.reader,
+        drain: drain.clone(),
+        connect_ended: connect_ended.clone(),
+    });
+    tokio::spawn(async move { driver.drive().await });
+    guard.0 = None;
+    Ok(WtSession {
+        endpoint,
+        conn,
+        session_id: up.session_id,
+        response_headers: up.response_headers,
+        _control: up.control,
+        connect_send: Mutex::new(Some(up.send)),
+        bi: Mutex::new(bi_rx),
+        uni: Mutex::new(uni_rx),
+        close,
+        drain,
+        connect_ended,
+        close_timeout: t.close_timeout,
+        zero_rtt_accepted: up.zero_rtt_accepted,
+    })
+}
+
+/// What the HTTP/3 exchange of the set-up produced.
+struct Up {
+    /// Our control stream (it stays open).
+    control: SendStream,
+    session_id: u64,
+    /// The CONNECT stream, and the frames read past the response.
+    send: SendStream,
+    recv: RecvStream,
+    reader: FrameReader,
+    response_headers: http::HeaderMap,
+    zero_rtt_accepted: bool,
+}
+
+/// The server's SETTINGS, then the extended CONNECT and its 2xx response. `settings` is our
+/// control stream's first bytes (sent again on a new control stream when the server refused
+/// 0-RTT data).
+async fn exchange(
+    conn: &quinn::Connection,
+    zero_rtt: Option<quinn::ZeroRttAccepted>,
+    settings_rx: oneshot::Receiver<Settings>,
+    settings: &[u8],
+    mut control: SendStream,
+    target: &Target,
+    config: &WtClientConfig,
+) -> Result<Up, TransportError> {
+    let t = &config.transport;
     let Ok(peer) = settings_rx.await else {
         return Err(conn.close_reason().map_or(
             TransportError::lost("connection ended before SETTINGS"),
@@ -91,7 +156,10 @@ pub(crate) async fn handshake(
             .open_uni()
             .await
             .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
-        again.write_all(&buf).await.map_err(|e| write_error(&e))?;
+        again
+            .write_all(settings)
+            .await
+            .map_err(|e| write_error(&e))?;
         control = again;
     }
 
@@ -101,7 +169,7 @@ pub(crate) async fn handshake(
         .await
         .map_err(|e| setup_error(&e, t.dead_peer_timeout))?;
     let session_id = u64::from(send.id());
-    send.write_all(&connect_request(target, &config))
+    send.write_all(&connect_request(target, config))
         .await
         .map_err(|e| write_error(&e))?;
     let mut reader = FrameReader::new(frame::DEFAULT_MAX_PAYLOAD);
@@ -111,37 +179,13 @@ pub(crate) async fn handshake(
         tracing::debug!(status, "CONNECT refused");
         return Err(TransportError::HandshakeRejected { status });
     }
-    tracing::debug!(session_id, "WebTransport session up");
-
-    let (bi_tx, bi_rx) = mpsc::channel(t.recv_buffer);
-    tokio::spawn(tasks::accept_bi_loop(
-        conn.clone(),
+    Ok(Up {
+        control,
         session_id,
-        bi_tx,
-        close.clone(),
-    ));
-    let drain = Arc::new(watch::channel(false).0);
-    tokio::spawn(tasks::connect_stream_loop(
-        conn.clone(),
+        send,
         recv,
         reader,
-        close.clone(),
-        drain.clone(),
-    ));
-    tokio::spawn(tasks::watch_connection(conn.clone(), close.clone()));
-    guard.0 = None;
-    Ok(WtSession {
-        endpoint,
-        conn,
-        session_id,
         response_headers,
-        _control: control,
-        connect_send: Mutex::new(Some(send)),
-        bi: Mutex::new(bi_rx),
-        uni: Mutex::new(uni_rx),
-        close,
-        drain,
-        close_timeout: t.close_timeout,
         zero_rtt_accepted,
     })
 }

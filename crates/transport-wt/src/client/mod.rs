@@ -7,16 +7,16 @@
 //!  SETTINGS (WebTransport + datagrams) ─▶ CONNECT :protocol webtransport ─▶ 2xx ─▶ WtSession
 //! ```
 //!
-//! One background task per concern (the server's uni streams, its bidi streams, the CONNECT
-//! stream) feeds bounded channels; all of them end with the QUIC connection.
+//! One driver task per session (the server's uni and bidi streams, the CONNECT stream, the
+//! connection's end) feeds bounded channels; it ends with the QUIC connection.
 
 mod cert_hash;
 mod config;
 mod connect;
+mod driver;
 mod error;
 mod handshake;
 mod session;
-mod tasks;
 
 pub use config::WtClientConfig;
 pub use connect::connect;

@@ -9,12 +9,13 @@ use quinn::{ConnectionError, RecvStream, SendStream, VarInt};
 use tokio::sync::{Mutex, mpsc, watch};
 use transport_core::TransportError;
 
+use super::driver::ConnectEnded;
 use super::error::{connection_error, h3_code, write_error};
 use crate::proto::capsule::{self, Capsule};
 use crate::proto::frame::Frame;
 
 /// How long a client's close waits for its CONNECTION_CLOSE to be sent (see
-/// [`WtSession::flush_close`]): one turn of quinn's endpoint driver, with room for a loaded
+/// [`WtSession::close_connection`]): one turn of quinn's endpoint driver, with room for a loaded
 /// machine.
 const CLOSE_FLUSH: Duration = Duration::from_millis(10);
 use crate::proto::{datagram, stream};
@@ -131,6 +132,8 @@ pub struct WtSession {
     pub(super) close: CloseCell,
     /// Set once the server sent DRAIN_WEBTRANSPORT_SESSION.
     pub(super) drain: Arc<watch::Sender<bool>>,
+    /// Set once the server answered our close by ending its side of the CONNECT stream.
+    pub(super) connect_ended: Arc<watch::Sender<ConnectEnded>>,
     pub(super) close_timeout: Duration,
     pub(super) zero_rtt_accepted: bool,
 }
@@ -357,28 +360,77 @@ impl WtSession {
             };
             let mut buf = BytesMut::new();
             Frame::Data(capsule.to_bytes()).encode(&mut buf);
+            let mut connect_ended = self.connect_ended.subscribe();
             let acked = tokio::time::timeout(self.close_timeout, async {
                 send.write_all(&buf).await.ok()?;
                 send.finish().ok()?;
-                send.stopped().await.ok()
+                // Acknowledged, or answered: the server ends its side of the CONNECT stream
+                // once it has read the capsule (and may wait for our CONNECTION_CLOSE before
+                // acknowledging, so the answer is often first).
+                tokio::select! {
+                    stopped = send.stopped() => stopped.ok().map(|_| "acknowledged"),
+                    _ = connect_ended.wait_for(Option::is_some) => Some("answered"),
+                }
             })
             .await;
-            tracing::debug!(acknowledged = ?acked, "close capsule sent");
+            tracing::debug!(?acked, "close capsule sent");
         }
         // quinn's endpoint driver outlives its handles until every connection has drained, so
         // the CONNECTION_CLOSE goes out even if the session is dropped right away, as long as
-        // the runtime runs: `flush_close` gives it the moment a process about to exit needs.
-        self.conn.close(VarInt::from_u32(code), reason.as_bytes());
-        self.flush_close().await;
+        // the runtime runs: `close_connection` gives it the moment a process about to exit
+        // needs.
+        self.close_connection(code, reason.as_bytes()).await;
         Ok(())
     }
 
-    /// After the connection was closed: waits (at most [`CLOSE_FLUSH`]) for quinn's endpoint
-    /// driver to send the CONNECTION_CLOSE. A process that exits right after closing would
-    /// otherwise often exit first, and the server would only learn of the end from its idle
-    /// timeout. The full drain (three probe timeouts) is not waited for.
-    pub(crate) async fn flush_close(&self) {
-        let _ = tokio::time::timeout(CLOSE_FLUSH, self.endpoint.wait_idle()).await;
+    /// Closes the QUIC connection with `code` and `reason`, then waits (at most
+    /// [`CLOSE_FLUSH`]) until quinn's connection driver has sent the CONNECTION_CLOSE. A process
+    /// that exits right after closing would otherwise often exit first, and the server would
+    /// only learn of the end from its idle timeout. The full drain (three probe timeouts) is not
+    /// waited for.
+    ///
+    /// A closed connection sends nothing but its CONNECTION_CLOSE, so the first datagram it
+    /// sends after this close is that frame. The driver, woken by the close, usually sends it
+    /// within a turn or two of the scheduler: a few yields see it go out (counted under the
+    /// connection's lock, which the driver holds until the datagram is with the socket) and
+    /// spare the close a wait for a timer. The count is read after the close (here, or by the
+    /// session's driver when it closed the connection for [`close`](Self::close) on the
+    /// server's answer), so a datagram sent before it cannot pass for the CONNECTION_CLOSE;
+    /// when quinn's driver was faster than the count (another worker thread) or is slow, the
+    /// wait falls back to quinn's `wait_idle` within the same bound. A connection the peer
+    /// already closed (or that timed out) sends nothing more: no wait.
+    pub(crate) async fn close_connection(&self, code: u32, reason: &[u8]) {
+        /// Scheduler turns to look for the CONNECTION_CLOSE before waiting on a timer.
+        const YIELDS: usize = 4;
+        let deadline = tokio::time::Instant::now() + CLOSE_FLUSH;
+        let earlier = self.conn.close_reason();
+        self.conn.close(VarInt::from_u32(code), reason);
+        let sent = || self.conn.stats().udp_tx.datagrams;
+        let closed_at = match earlier {
+            None => Some(sent()),
+            // The driver closed it for this close, when the server answered it.
+            Some(ConnectionError::LocallyClosed) => *self.connect_ended.borrow(),
+            // Draining (RFC 9000 §10.2.2) or gone: nothing left to send.
+            Some(
+                ConnectionError::ApplicationClosed(_)
+                | ConnectionError::ConnectionClosed(_)
+                | ConnectionError::Reset
+                | ConnectionError::TimedOut,
+            ) => return,
+            // Closed here before: its CONNECTION_CLOSE may still be on its way.
+            Some(_) => None,
+        };
+        if let Some(before) = closed_at {
+            for turn in 0..=YIELDS {
+                if sent() > before {
+                    return;
+                }
+                if turn < YIELDS {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline, self.endpoint.wait_idle()).await;
     }
 
     /// Whether the server sent DRAIN_WEBTRANSPORT_SESSION (it asks the client to finish and

@@ -289,10 +289,11 @@ async fn write_close(send: &mut MessageSend, frame: &CloseFrame, within: Duratio
 pub(crate) async fn run(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutcome {
     let session = link.session.clone();
     let outcome = drive(link, io, options).await;
-    session.close_now();
     if let Session::Client(s) = &session {
-        // Before the application learns that the connection is closed (and perhaps exits).
-        s.flush_close().await;
+        // Sent before the application learns that the connection is closed (and perhaps exits).
+        s.close_connection(0, b"").await;
+    } else {
+        session.close_now();
     }
     outcome
 }
