@@ -9,6 +9,7 @@
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::ReusableBoxFuture;
 use tracing::debug;
 use transport_core::driver::{DriverIo, IoEvent, RunOutcome};
 use transport_core::{
@@ -301,7 +303,7 @@ pub(crate) async fn run(link: Link, io: &mut DriverIo, options: &LinkOptions) ->
 async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutcome {
     let Link {
         session,
-        mut send,
+        send,
         recv,
     } = link;
     let max = options.max_receive;
@@ -319,9 +321,14 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
     // meanwhile: sends go on, or an application that echoes (waiting on its own send while
     // its queue is full) would wait forever on this loop, and this loop on it.
     let mut waiting: Option<Message> = None;
+    // A message being written: the write owns the stream and hands it back when done. Events
+    // are read meanwhile: a write waiting on the peer's flow control must not stop us from
+    // reading, or two peers pumping at each other (each application reading only what its own
+    // sends let through) would wait on each other's windows for ever.
+    let mut writer = Writer::new(send, &session, options);
     loop {
         let open = matches!(phase, Phase::Open);
-        let (want_room, want_command) = (waiting.is_some(), open);
+        let (want_room, want_command) = (waiting.is_some(), open && writer.idle());
         tokio::select! {
             event = events.recv(), if waiting.is_none() => match event {
                 Some(Event::Frame(Frame::Message(message))) => {
@@ -336,7 +343,7 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                     // the session (so our answer is not cut off), bounded by the close timeout.
                     io.set_peer_close(frame.clone());
                     let answer = CloseFrame::new(frame.code, "");
-                    write_close(&mut send, &answer, options.close_timeout).await;
+                    writer.close(&answer, options.close_timeout).await;
                     let _ = tokio::time::timeout(options.close_timeout, ended.as_mut()).await;
                     return RunOutcome::PeerClosed(frame);
                 }
@@ -353,7 +360,7 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                     let frame = CloseFrame::new(codec::close_code_for(&error), "");
                     let grace = options.close_timeout.min(FAIL_GRACE);
                     deadline.as_mut().reset(Instant::now() + grace);
-                    write_close(&mut send, &frame, grace).await;
+                    writer.close(&frame, grace).await;
                     phase = Phase::Failing(error);
                 }
             },
@@ -368,16 +375,21 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                     }
                 }
                 IoEvent::Command(Command::Send(message)) => {
-                    if let Err(e) = send_message(&session, &mut send, &message, options).await {
+                    if let Poll::Ready(Err(e)) = writer.start(message).await {
                         return RunOutcome::Failed(e);
                     }
                 }
                 IoEvent::Command(Command::Close(frame)) => {
                     deadline.as_mut().reset(Instant::now() + options.close_timeout);
-                    write_close(&mut send, &frame, options.close_timeout).await;
+                    writer.close(&frame, options.close_timeout).await;
                     phase = Phase::Closing;
                 }
             },
+            result = writer.finished(), if !writer.idle() => {
+                if let Err(e) = result {
+                    return RunOutcome::Failed(e);
+                }
+            }
             end = ended.as_mut() => {
                 if let Some(message) = waiting.take() {
                     // What arrived before the end still reaches the application, if it reads.
@@ -391,6 +403,76 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
             }
             () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
             _ = rtt.tick() => io.record_rtt(session.quic().rtt()),
+        }
+    }
+}
+
+/// What a write hands back: the stream, and how the write went.
+type Written = (MessageSend, Result<(), TransportError>);
+
+/// The message stream's writer: at most one message in flight, its future kept (in one
+/// reused allocation) across the link's loop so that the loop goes on reading meanwhile.
+struct Writer<'a> {
+    /// The stream, while no write holds it.
+    send: Option<MessageSend>,
+    /// The write in flight (when `send` is `None`).
+    write: ReusableBoxFuture<'a, Written>,
+    session: &'a Session,
+    options: &'a LinkOptions,
+}
+
+impl<'a> Writer<'a> {
+    fn new(send: MessageSend, session: &'a Session, options: &'a LinkOptions) -> Self {
+        Self {
+            send: Some(send),
+            write: ReusableBoxFuture::new(std::future::pending()),
+            session,
+            options,
+        }
+    }
+
+    /// Whether no write is in flight.
+    fn idle(&self) -> bool {
+        self.send.is_some()
+    }
+
+    /// Starts writing `message` and polls the write once: most writes finish at once, without
+    /// another turn of the loop. `Pending` when it waits (on flow control, say); then
+    /// [`finished`](Self::finished) completes it.
+    async fn start(&mut self, message: Message) -> Poll<Result<(), TransportError>> {
+        let Some(mut send) = self.send.take() else {
+            return Poll::Ready(Err(TransportError::Closed));
+        };
+        let (session, options) = (self.session, self.options);
+        self.write.set(async move {
+            let result = send_message(session, &mut send, &message, options).await;
+            (send, result)
+        });
+        match poll_fn(|cx| Poll::Ready(self.write.poll(cx))).await {
+            Poll::Ready((send, result)) => {
+                self.send = Some(send);
+                Poll::Ready(result)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Completes the write in flight (cancel safe: dropped, it stays in flight).
+    async fn finished(&mut self) -> Result<(), TransportError> {
+        let (send, result) = (&mut self.write).await;
+        self.send = Some(send);
+        result
+    }
+
+    /// Writes a close frame after the write in flight, both within `within`; gives up on the
+    /// close frame when the write in flight does not finish in time.
+    async fn close(&mut self, frame: &CloseFrame, within: Duration) {
+        let started = Instant::now();
+        if !self.idle() && tokio::time::timeout(within, self.finished()).await.is_err() {
+            return;
+        }
+        if let Some(send) = self.send.as_mut() {
+            write_close(send, frame, within.saturating_sub(started.elapsed())).await;
         }
     }
 }
