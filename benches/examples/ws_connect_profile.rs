@@ -1,5 +1,5 @@
 //! A fixed number of WebSocket connection set-ups (TCP + upgrade, then close), for profilers
-//! whose totals divide by the count: `ws_connect_profile ours|bare COUNT` (both ends in this
+//! whose totals divide by the count: `ws_connect_profile ours|bare|ours-client|bare-client COUNT` (both ends in this
 //! process, one thread). Subtract a run with a smaller COUNT to get the cost of one set-up.
 
 use std::time::Duration;
@@ -16,8 +16,13 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        if which == "ours" {
-            let url = transport_benches::ours_ws_echo().await;
+        if which == "ours" || which == "ours-client" {
+            // `ours-client`: our client against the bare server (the client's share alone).
+            let url = if which == "ours" {
+                transport_benches::ours_ws_echo().await
+            } else {
+                transport_benches::bare_ws_echo().await
+            };
             let connector =
                 transport_ws::WsConnector::new(&url, transport_benches::ours_ws_config(false))
                     .expect("connector");
@@ -27,7 +32,12 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         } else {
-            let url = transport_benches::bare_ws_echo().await;
+            // `bare-client`: the bare client against our server (the server's share alone).
+            let url = if which == "bare-client" {
+                transport_benches::ours_ws_echo().await
+            } else {
+                transport_benches::bare_ws_echo().await
+            };
             for _ in 0..count {
                 let mut ws = transport_benches::bare_ws_connect(&url).await;
                 let _ = ws.close(None).await;
