@@ -368,11 +368,7 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                 if want_room || want_command => match event {
                 IoEvent::Room(room) => {
                     // Discarded when the application dropped its receiver.
-                    if let Some(message) = waiting.take()
-                        && room
-                    {
-                        io.send_reserved(message);
-                    }
+                    io.hand_over_waiting(&mut waiting, room);
                 }
                 IoEvent::Command(Command::Send(message)) => {
                     if let Poll::Ready(Err(e)) = writer.start(message).await {
