@@ -136,22 +136,6 @@ fn rtt(c: &mut Criterion) {
     group.finish();
 }
 
-/// Sends `n` messages of `payload` with at most `window` unanswered, and reads every echo.
-async fn pump<T: Transport>(conn: &mut T, payload: &Bytes, n: usize, window: usize) {
-    let mut sent = 0;
-    let mut received = 0;
-    while received < n {
-        while sent < n && sent - received < window {
-            conn.send(Message::binary(payload.clone()))
-                .await
-                .expect("send");
-            sent += 1;
-        }
-        conn.recv().await.expect("recv").expect("message");
-        received += 1;
-    }
-}
-
 fn throughput(c: &mut Criterion) {
     const N: usize = 1000;
     // Below every queue (64 by default): a window past them deadlocks any bounded echo.
@@ -169,12 +153,12 @@ fn throughput(c: &mut Criterion) {
     {
         let mut pump_ours = || {
             let started = Instant::now();
-            rt.block_on(pump(&mut ours, &payload, N, WINDOW));
+            rt.block_on(adaptive::pump(&mut ours, &payload, N, WINDOW));
             started.elapsed()
         };
         let mut pump_bare = || {
             let started = Instant::now();
-            rt.block_on(pump(&mut bare, &payload, N, WINDOW));
+            rt.block_on(adaptive::pump(&mut bare, &payload, N, WINDOW));
             started.elapsed()
         };
         pump_ours();
@@ -191,11 +175,11 @@ fn throughput(c: &mut Criterion) {
         BenchmarkId::new("ours-adaptive-ws", size),
         &payload,
         |b, p| {
-            b.iter(|| rt.block_on(pump(&mut ours, p, N, WINDOW)));
+            b.iter(|| rt.block_on(adaptive::pump(&mut ours, p, N, WINDOW)));
         },
     );
     group.bench_with_input(BenchmarkId::new("transport-ws", size), &payload, |b, p| {
-        b.iter(|| rt.block_on(pump(&mut bare, p, N, WINDOW)));
+        b.iter(|| rt.block_on(adaptive::pump(&mut bare, p, N, WINDOW)));
     });
     group.finish();
 }

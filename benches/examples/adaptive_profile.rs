@@ -6,23 +6,6 @@
 
 use bytes::Bytes;
 use transport_adaptive::TransportKind;
-use transport_core::{Message, Transport};
-
-/// Sends `n` messages of `payload` with at most `window` unanswered, and reads every echo.
-async fn pump<T: Transport>(conn: &mut T, payload: &Bytes, n: usize, window: usize) {
-    let mut sent = 0;
-    let mut received = 0;
-    while received < n {
-        while sent < n && sent - received < window {
-            conn.send(Message::binary(payload.clone()))
-                .await
-                .expect("send");
-            sent += 1;
-        }
-        conn.recv().await.expect("recv").expect("message");
-        received += 1;
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -41,12 +24,12 @@ fn main() {
             let mut conn =
                 transport_benches::adaptive::client(&server, TransportKind::WebSocket).await;
             for _ in 0..pumps {
-                pump(&mut conn, &payload, messages, window).await;
+                transport_benches::adaptive::pump(&mut conn, &payload, messages, window).await;
             }
         } else {
             let mut conn = transport_benches::adaptive::bare_ws().await;
             for _ in 0..pumps {
-                pump(&mut conn, &payload, messages, window).await;
+                transport_benches::adaptive::pump(&mut conn, &payload, messages, window).await;
             }
         }
     });

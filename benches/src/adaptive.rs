@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use transport_adaptive::{AdaptiveConfig, AdaptiveServer, AdaptiveServerConfig, TransportKind};
-use transport_core::{ReconnectPolicy, Transport};
+use transport_core::{Message, ReconnectPolicy, Transport};
 use transport_ws::{ProxyConfig, WsConfig};
 
 /// An adaptive echo server on 127.0.0.1:0 (every transport).
@@ -90,4 +92,23 @@ pub async fn bare_ws() -> transport_core::Connection {
     config.proxy(ProxyConfig::none());
     config.transport.reconnect(ReconnectPolicy::disabled());
     transport_ws::connect(&url, config).await.expect("connect")
+}
+
+/// Sends `n` messages of `payload` with at most `window` unanswered, and reads every echo.
+///
+/// # Panics
+/// When the connection fails (benchmarks only).
+pub async fn pump<T: Transport>(conn: &mut T, payload: &Bytes, n: usize, window: usize) {
+    let mut sent = 0;
+    let mut received = 0;
+    while received < n {
+        while sent < n && sent - received < window {
+            conn.send(Message::binary(payload.clone()))
+                .await
+                .expect("send");
+            sent += 1;
+        }
+        conn.recv().await.expect("recv").expect("message");
+        received += 1;
+    }
 }
