@@ -21,6 +21,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod install;
+mod junit;
 mod proc;
 mod soak;
 mod test_all;

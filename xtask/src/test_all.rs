@@ -6,7 +6,9 @@
 //! 4. Python peers (`websockets`, `aiohttp-sse`, `aioquic`) in `.tools/py`, exported as
 //!    `TRANSPORT_PYTHON`, `TRANSPORT_PYTHON_SSE`, `TRANSPORT_PYTHON_WT`;
 //!    and Node peers (`eventsource`, `playwright-core`) in `.tools/node`, exported as `TRANSPORT_NODE_MODULES`
-//! 5. `cargo nextest run --workspace` (or `cargo test --workspace` without nextest)
+//! 5. `cargo nextest run --workspace --profile ci` (or `cargo test --workspace` without
+//!    nextest); the tests that failed, or passed only on the one retry the profile allows, are
+//!    named in the summary (read from nextest's JUnit report)
 //! 6. `cargo test --workspace --doc` (nextest does not run doctests)
 //! 7. `cargo xtask fuzz --seconds 30`: every cargo-fuzz target, briefly
 //! 8. `cargo xtask bench --quick`: the criterion benches compile and run (docs/benchmarks.md)
@@ -26,7 +28,7 @@ use anyhow::Result;
 use crate::install::{
     self, TRANSPORT_NODE_MODULES, TRANSPORT_PYTHON, TRANSPORT_PYTHON_SSE, TRANSPORT_PYTHON_WT,
 };
-use crate::{autobahn, bench, demo, fuzz, proc, soak};
+use crate::{autobahn, bench, demo, fuzz, junit, proc, soak};
 
 /// The whole run stops starting work after this; CI allows 90 minutes.
 const BUDGET: Duration = Duration::from_secs(75 * 60);
@@ -61,6 +63,8 @@ enum Outcome {
 struct Runner {
     deadline: Instant,
     steps: Vec<(String, Outcome, Duration)>,
+    /// Lines printed after the summary's table, such as the tests that passed only on a retry.
+    notes: Vec<String>,
 }
 
 impl Runner {
@@ -115,6 +119,9 @@ impl Runner {
                 }
             }
         }
+        for note in &self.notes {
+            println!("  {note}");
+        }
         if skipped > 0 {
             println!("{skipped} step(s) skipped");
         }
@@ -164,6 +171,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     let mut runner = Runner {
         deadline: Instant::now() + BUDGET,
         steps: Vec::new(),
+        notes: Vec::new(),
     };
 
     runner.step("cargo fmt --check", minutes(5), |limit| {
@@ -229,17 +237,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     )
     .is_ok();
     if nextest {
-        runner.step("cargo nextest run", minutes(40), |limit| {
-            let mut cmd = with_env(proc::cargo());
-            cmd.args([
-                "nextest",
-                "run",
-                "--workspace",
-                "--no-fail-fast",
-                "--no-tests=warn",
-            ]);
-            proc::run(&mut cmd, limit)
-        });
+        nextest_step(&mut runner, &with_env);
     } else {
         runner.step("cargo test", minutes(40), |limit| {
             let mut cmd = with_env(proc::cargo());
@@ -255,6 +253,50 @@ pub(crate) fn run(args: &Args) -> ExitCode {
 
     extra_checks(&mut runner, args);
     runner.finish()
+}
+
+/// `cargo nextest run --profile ci`; the tests that failed go into the step's error, those
+/// that passed only on the retry into a note under the summary.
+fn nextest_step(runner: &mut Runner, with_env: &dyn Fn(Command) -> Command) {
+    let report = junit::path();
+    // A report left by an earlier run must not be read as this one's.
+    let _ = std::fs::remove_file(&report);
+    let (mut failed, mut flaky) = (Vec::new(), Vec::new());
+    runner.step("cargo nextest run", minutes(40), |limit| {
+        let mut cmd = with_env(proc::cargo());
+        cmd.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--profile",
+            "ci",
+            "--no-fail-fast",
+            "--no-tests=warn",
+        ]);
+        let outcome = proc::run(&mut cmd, limit);
+        let tests = junit::read(&report).unwrap_or_default();
+        flaky = tests.flaky;
+        for (name, message) in &tests.failed {
+            failed.push(match message {
+                Some(message) => format!("failed: {name}: {message}"),
+                None => format!("failed: {name}"),
+            });
+        }
+        match outcome {
+            Err(err) if !tests.failed.is_empty() => Err(err.context(format!(
+                "{} test(s) failed, named below",
+                tests.failed.len()
+            ))),
+            other => other,
+        }
+    });
+    runner.notes.extend(failed);
+    if !flaky.is_empty() {
+        runner.notes.push(format!(
+            "flaky (failed, then passed on the retry): {}",
+            flaky.join(", ")
+        ));
+    }
 }
 
 /// The slower checks after the tests: fuzz smoke runs, quick benches, Autobahn.
