@@ -4,11 +4,16 @@
 //! round trips keep working.
 //!
 //! The round-trip bound is generous (the machine is shared); the measured times are printed.
+//! The flood tests run on a two-worker runtime, as a server is deployed: on the default
+//! single-threaded test runtime the probe's own client and the server's side of the flood take
+//! turns on one thread, and the probe measured that queue (tens of milliseconds on a loaded
+//! machine) rather than the server. They gather at least `MIN_SAMPLES` round trips.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use test_servers::timing::{Enough, sample_during};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -158,41 +163,47 @@ async fn per_ip_handshake_rate_refuses_a_burst_beyond_the_bucket() {
     raw_round_trip(&mut other).await;
 }
 
-/// `attempts` TCP connections from 127.0.0.1, `wave` at a time, each sending a partial
-/// request and going away, while a client from 127.0.0.2 measures echo round trips.
+/// At least `attempts` TCP connections from 127.0.0.1 (more while the probe gathers its
+/// samples), `wave` at a time, each sending a partial request and going away, while a client
+/// from 127.0.0.2 measures echo round trips.
 async fn connection_flood(attempts: usize, wave: usize) {
     let (addr, _server) = echo_server(WsServerConfig::default()).await;
     let mut probe = ws_from("127.0.0.2", addr).await.unwrap();
     let started = Instant::now();
-    let flood = test_servers::timing::spawn_apart(async move {
-        for start in (0..attempts).step_by(wave) {
-            let mut tasks = Vec::with_capacity(wave);
-            for _ in start..(start + wave).min(attempts) {
-                tasks.push(tokio::spawn(async move {
-                    let Ok(mut tcp) = TcpStream::connect(addr).await else {
-                        return;
-                    };
-                    let _ = tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
-                }));
+    let enough = Enough::new();
+    let flood = test_servers::timing::spawn_apart({
+        let enough = enough.clone();
+        async move {
+            let mut start = 0;
+            while enough.keep_going(start, attempts) {
+                let mut tasks = Vec::with_capacity(wave);
+                for _ in 0..wave {
+                    tasks.push(tokio::spawn(async move {
+                        let Ok(mut tcp) = TcpStream::connect(addr).await else {
+                            return;
+                        };
+                        let _ = tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                start += wave;
             }
-            for t in tasks {
-                t.await.unwrap();
-            }
+            start
         }
     });
-    let mut times = Vec::new();
-    // Sampled every millisecond, as in `message_flood`.
-    while !flood.is_finished() && times.len() < 10_000 {
-        times.push(raw_round_trip(&mut probe).await);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    tokio::time::timeout(LIMIT, flood).await.unwrap().unwrap();
-    println!("{attempts} attempts took {:?}", started.elapsed());
+    let mut times = sample_during(&flood, &enough, 10_000, async |_| {
+        raw_round_trip(&mut probe).await
+    })
+    .await;
+    let done = tokio::time::timeout(LIMIT, flood).await.unwrap().unwrap();
+    println!("{done} attempts took {:?}", started.elapsed());
     times.push(raw_round_trip(&mut probe).await);
     // A new client from the quiet address is still served.
     let mut fresh = ws_from("127.0.0.2", addr).await.unwrap();
     times.push(raw_round_trip(&mut fresh).await);
-    report_and_check("connection flood", attempts, &times);
+    report_and_check("connection flood", done, &times);
 }
 
 fn report_and_check(what: &str, size: usize, times: &[Duration]) {
@@ -211,67 +222,79 @@ fn report_and_check(what: &str, size: usize, times: &[Duration]) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_burst_leaves_a_connected_client_served() {
     connection_flood(500, 100).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "stress: 5,000 connection attempts (run by cargo xtask soak)"]
 async fn stress_connection_burst_5000_leaves_a_connected_client_served() {
     connection_flood(5_000, 250).await;
 }
 
-/// One client sends `count` tiny messages as fast as it can (reading the echoes on the side)
-/// while another measures round trips.
+/// One client sends at least `count` tiny messages (more while the probe gathers its
+/// samples) as fast as it can, reading the echoes on the side, while another measures round
+/// trips.
 async fn message_flood(count: usize) {
     let (addr, _server) = echo_server(WsServerConfig::default()).await;
     let url = format!("ws://{addr}");
     let noisy_url = url.clone();
-    let reader = test_servers::timing::spawn_apart(async move {
-        let noisy = transport_ws::connect(&noisy_url, client_config())
-            .await
-            .unwrap();
-        let (sender, mut receiver) = noisy.split();
-        let writer = tokio::spawn(async move {
-            let tiny = Message::binary(vec![b'x']);
-            for _ in 0..count {
-                sender.send(tiny.clone()).await.unwrap();
+    let enough = Enough::new();
+    let reader = test_servers::timing::spawn_apart({
+        let enough = enough.clone();
+        async move {
+            let noisy = transport_ws::connect(&noisy_url, client_config())
+                .await
+                .unwrap();
+            let (sender, mut receiver) = noisy.split();
+            let mut writer = tokio::spawn(async move {
+                let tiny = Message::binary(vec![b'x']);
+                let mut sent = 0;
+                while enough.keep_going(sent, count) {
+                    sender.send(tiny.clone()).await.unwrap();
+                    sent += 1;
+                }
+                (sender, sent)
+            });
+            let mut n = 0usize;
+            let mut total = None;
+            // The sender is kept until every echo is in (dropping it would close the link).
+            let mut _sender = None;
+            while total != Some(n) {
+                tokio::select! {
+                    done = &mut writer, if total.is_none() => {
+                        let (sender, sent) = done.unwrap();
+                        (_sender, total) = (Some(sender), Some(sent));
+                    }
+                    m = tokio::time::timeout(LIMIT, receiver.recv()) => match m {
+                        Ok(Ok(Some(_))) => n += 1,
+                        other => panic!("after {n} echoes: {other:?}"),
+                    },
+                }
             }
-            sender
-        });
-        let mut n = 0usize;
-        while n < count {
-            match tokio::time::timeout(LIMIT, receiver.recv()).await {
-                Ok(Ok(Some(_))) => n += 1,
-                other => panic!("after {n} echoes: {other:?}"),
-            }
+            n
         }
-        let _sender = writer.await.unwrap();
-        n
     });
     let mut probe = transport_ws::connect(&url, client_config()).await.unwrap();
-    let mut times = Vec::new();
     let started = Instant::now();
-    // Sampled every millisecond: the flood may be over in 0.2 s, and a 95th percentile of a
-    // handful of round trips is their maximum (one scheduling hiccup would fail it).
-    while !reader.is_finished() && times.len() < 100_000 {
-        times.push(round_trip(&mut probe, times.len()).await);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let times = sample_during(&reader, &enough, 100_000, async |i| {
+        round_trip(&mut probe, i).await
+    })
+    .await;
     let echoed = tokio::time::timeout(LIMIT, reader).await.unwrap().unwrap();
-    assert_eq!(echoed, count);
+    assert!(echoed >= count, "{echoed} echoed");
     let elapsed = started.elapsed();
-    println!("{count} tiny messages echoed in {elapsed:?}");
-    report_and_check("message flood", count, &times);
+    println!("{echoed} tiny messages echoed in {elapsed:?}");
+    report_and_check("message flood", echoed, &times);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_message_flood_leaves_another_client_served() {
     message_flood(20_000).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "stress: a million tiny messages (run by cargo xtask soak)"]
 async fn stress_million_tiny_messages_leave_another_client_served() {
     message_flood(1_000_000).await;
