@@ -6,6 +6,9 @@
 //! (where it applies) a raw floor; the ratio column divides by the group's baseline, and the
 //! target column says whether ours met the issue's target for that group.
 //!
+//! The page opens with a table of every figure issue #6 asks for, its target and this run's
+//! verdict (`glance.rs`). `--report-only` writes the page again from the last run's results.
+//!
 //! Results measured outside criterion (datagram loss under load; the load tool
 //! `transport-load`: concurrent idle connections and server memory per connection) are saved
 //! by the benches as JSON tables under `target/bench-extra` (`TRANSPORT_BENCH_EXTRA`) and
@@ -19,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 
+use crate::glance;
 use crate::proc::{self, project_root, target_dir};
 use crate::soak::report as soak;
 
@@ -29,6 +33,10 @@ pub(crate) struct Args {
     /// minutes in all): for CI smoke runs.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Run nothing: write docs/benchmarks.md and its plots again from the results the last
+    /// run left (target/criterion, target/bench-extra), e.g. after editing the page's notes.
+    #[arg(long)]
+    pub(crate) report_only: bool,
 }
 
 /// Deadline of the load tool's run (it bounds each of its own waits too).
@@ -133,29 +141,56 @@ const TARGETS: &[(&str, f64)] = &[
     ("ws_connect", 1.10),
     ("ws_throughput", 1.0),
     ("wt_echo_rtt", 1.10),
+    ("wt_datagram_rtt", 1.10),
     ("wt_setup", 1.5),
     ("sse_latency", 1.10),
     ("adaptive_rtt", 1.05),
     ("adaptive_throughput", 1.05),
 ];
 
+#[cfg(test)]
+impl Row {
+    pub(crate) fn new(function: &str, value: &str, median_ns: f64, elements: Option<f64>) -> Self {
+        Self {
+            function: function.into(),
+            value: value.into(),
+            median_ns,
+            bytes: None,
+            elements,
+        }
+    }
+}
+
+/// The baseline of `group` ([`BASELINES`]).
+pub(crate) fn baseline_of(group: &str) -> Option<&'static str> {
+    BASELINES.iter().find(|(g, _)| *g == group).map(|(_, b)| *b)
+}
+
 /// One measured benchmark.
 #[derive(Debug, Clone)]
-struct Row {
-    function: String,
-    value: String,
+pub(crate) struct Row {
+    pub(crate) function: String,
+    pub(crate) value: String,
     /// Median time per iteration, nanoseconds.
-    median_ns: f64,
+    pub(crate) median_ns: f64,
     /// Bytes per iteration, when the bench declares a throughput in bytes.
-    bytes: Option<f64>,
+    pub(crate) bytes: Option<f64>,
     /// Messages per iteration, when the bench declares a throughput in elements.
-    elements: Option<f64>,
+    pub(crate) elements: Option<f64>,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
     let extra_dir = target_dir().join("bench-extra");
+    if !args.report_only {
+        measure(args, &extra_dir)?;
+    }
+    report(args.quick, &extra_dir)
+}
+
+/// Runs the criterion benches and the load tool, their extra tables saved in `extra_dir`.
+fn measure(args: &Args, extra_dir: &Path) -> Result<()> {
     if extra_dir.exists() {
-        std::fs::remove_dir_all(&extra_dir)
+        std::fs::remove_dir_all(extra_dir)
             .with_context(|| format!("clearing {}", extra_dir.display()))?;
     }
     let mut cmd = proc::cargo();
@@ -163,7 +198,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if args.quick {
         cmd.args(["--warm-up-time", "0.5", "--measurement-time", "1"]);
     }
-    cmd.env("TRANSPORT_BENCH_EXTRA", &extra_dir);
+    cmd.env("TRANSPORT_BENCH_EXTRA", extra_dir);
     proc::run(&mut cmd, Duration::from_secs(40 * 60)).context("cargo bench")?;
 
     let mut load = proc::cargo();
@@ -181,9 +216,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if args.quick {
         load.arg("--quick");
     }
-    load.env("TRANSPORT_BENCH_EXTRA", &extra_dir);
+    load.env("TRANSPORT_BENCH_EXTRA", extra_dir);
     proc::run(&mut load, LOAD_TIMEOUT).context("transport-load")?;
+    Ok(())
+}
 
+/// Writes docs/benchmarks.md and the plots from the results under the target directory.
+fn report(quick: bool, extra_dir: &Path) -> Result<()> {
     let groups = read_results(&target_dir().join("criterion"))?;
     if groups.is_empty() {
         bail!("no criterion results under target/criterion");
@@ -191,9 +230,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let docs = project_root().join("docs");
     let plots = docs.join("bench");
     std::fs::create_dir_all(&plots).context("creating docs/bench")?;
-    let mut md = header(args.quick);
+    let extras = read_extra(extra_dir)?;
+    let mut md = header(quick);
+    md.push_str(&glance::section(
+        &glance::Inputs {
+            groups: &groups,
+            extras: &extras,
+        },
+        quick,
+    ));
     for (group, rows) in &groups {
-        let baseline = BASELINES.iter().find(|(g, _)| g == group).map(|(_, b)| *b);
+        let baseline = baseline_of(group);
         let target = TARGETS.iter().find(|(g, _)| g == group).map(|(_, t)| *t);
         md.push_str(&table(group, rows, baseline, target));
         if let Some((_, note)) = NOTES.iter().find(|(g, _)| g == group) {
@@ -203,8 +250,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         plot(group, rows, &svg).with_context(|| format!("plotting {group}"))?;
         let _ = writeln!(md, "\n![{group}](bench/{group}.svg)\n");
     }
-    for section in read_extra(&extra_dir)? {
-        md.push_str(&section);
+    for extra in &extras {
+        md.push_str(&extra.markdown());
         md.push('\n');
     }
     let out = docs.join("benchmarks.md");
@@ -218,8 +265,49 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The tables saved under `dir` (see `transport_benches::extra`), as Markdown, by file name.
-fn read_extra(dir: &Path) -> Result<Vec<String>> {
+/// A table saved by a bench or the load tool (see `transport_benches::extra`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Extra {
+    pub(crate) title: String,
+    text: String,
+    headers: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
+}
+
+impl Extra {
+    #[cfg(test)]
+    pub(crate) fn new(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> Self {
+        Self {
+            title: title.to_owned(),
+            text: String::new(),
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows,
+        }
+    }
+
+    /// The cell of `row` in the column named `header`.
+    pub(crate) fn cell<'a>(&self, row: &'a [String], header: &str) -> Option<&'a str> {
+        let column = self.headers.iter().position(|h| h == header)?;
+        row.get(column).map(String::as_str)
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = format!(
+            "## {}\n\n{}\n\n| {} |\n|{}\n",
+            self.title,
+            self.text,
+            self.headers.join(" | "),
+            "---|".repeat(self.headers.len()),
+        );
+        for row in &self.rows {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        md
+    }
+}
+
+/// The tables saved under `dir`, by file name.
+fn read_extra(dir: &Path) -> Result<Vec<Extra>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(Vec::new());
     };
@@ -244,18 +332,15 @@ fn read_extra(dir: &Path) -> Result<Vec<String>> {
                 })
                 .unwrap_or_default()
         };
-        let headers = strings(&v["headers"]);
-        let mut md = format!(
-            "## {}\n\n{}\n\n| {} |\n|{}\n",
-            v["title"].as_str().unwrap_or("results"),
-            v["text"].as_str().unwrap_or_default(),
-            headers.join(" | "),
-            "---|".repeat(headers.len()),
-        );
-        for row in v["rows"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let _ = writeln!(md, "| {} |", strings(row).join(" | "));
-        }
-        out.push(md);
+        out.push(Extra {
+            title: v["title"].as_str().unwrap_or("results").to_owned(),
+            text: v["text"].as_str().unwrap_or_default().to_owned(),
+            headers: strings(&v["headers"]),
+            rows: v["rows"]
+                .as_array()
+                .map(|rows| rows.iter().map(strings).collect())
+                .unwrap_or_default(),
+        });
     }
     Ok(out)
 }
@@ -515,13 +600,7 @@ mod tests {
     use super::*;
 
     fn row(function: &str, value: &str, median_ns: f64, elements: Option<f64>) -> Row {
-        Row {
-            function: function.into(),
-            value: value.into(),
-            median_ns,
-            bytes: None,
-            elements,
-        }
+        Row::new(function, value, median_ns, elements)
     }
 
     #[test]
@@ -576,12 +655,15 @@ mod tests {
         std::fs::write(dir.join("b_second.json"), section("b_second")).expect("write");
         std::fs::write(dir.join("a_first.json"), section("a_first")).expect("write");
         std::fs::write(dir.join("ignored.txt"), "not json").expect("write");
-        let sections = read_extra(&dir).expect("readable");
+        let extras = read_extra(&dir).expect("readable");
         std::fs::remove_dir_all(&dir).expect("cleanup");
-        assert_eq!(sections.len(), 2);
+        assert_eq!(extras.len(), 2);
+        let sections: Vec<String> = extras.iter().map(Extra::markdown).collect();
         assert!(sections[0].starts_with("## a_first\n\nwhat was measured\n\n"));
         assert!(sections[0].contains("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n"));
         assert!(sections[1].starts_with("## b_second"));
+        assert_eq!(extras[0].cell(&extras[0].rows[1], "b"), Some("4"));
+        assert_eq!(extras[0].cell(&extras[0].rows[1], "c"), None);
         // A missing directory means no extra results, not an error.
         assert!(read_extra(&dir).expect("no dir").is_empty());
     }

@@ -20,6 +20,7 @@ mod autobahn;
 mod bench;
 mod demo;
 mod fuzz;
+mod glance;
 mod install;
 mod junit;
 mod proc;

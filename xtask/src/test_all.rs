@@ -316,7 +316,10 @@ fn extra_checks(runner: &mut Runner, args: &Args) {
         runner.skip("bench (quick)", "--skip-bench");
     } else {
         runner.step("bench (quick)", minutes(20), |_| {
-            bench::run(&bench::Args { quick: true })
+            bench::run(&bench::Args {
+                quick: true,
+                report_only: false,
+            })
         });
     }
 
