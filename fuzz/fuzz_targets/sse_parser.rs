@@ -1,6 +1,8 @@
 //! Fuzzes the SSE parser: it must never panic, never hold more than its limits, give the same
 //! result whatever the chunking, and, when no limit was reached, agree with a literal
-//! transcription of the standard's algorithm (below).
+//! transcription of the standard's algorithm (below) when it replaces invalid UTF-8 as the
+//! standard does; when it rejects it (the default), the same holds, and on valid UTF-8 the two
+//! agree.
 //!
 //! Input: byte 0 picks the line limit (128 and up: the default), byte 1 the event limit (same),
 //! byte 2 seeds the chunking; the rest is the stream.
@@ -9,7 +11,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use transport_sse::{ParseError, ParserLimits, SseEvent, SseParser};
+use transport_sse::{InvalidUtf8, ParseError, ParserLimits, SseEvent, SseParser};
 
 type Outcome = (Vec<Result<SseEvent, ParseError>>, String, Option<Duration>);
 
@@ -114,10 +116,20 @@ fuzz_target!(|input: &[u8]| {
     if event < 128 {
         limits.max_event_size(usize::from(event));
     }
-    let whole = run(limits, std::iter::once(body));
-    assert_eq!(run(limits, chunks(body, seed)), whole);
-    assert_eq!(run(limits, body.chunks(1)), whole);
-    if whole.0.iter().all(Result::is_ok) {
-        assert_eq!(reference(body), whole);
+    let mut replacing = limits;
+    replacing.invalid_utf8(InvalidUtf8::Replace);
+    let mut results = Vec::new();
+    for limits in [limits, replacing] {
+        let whole = run(limits, std::iter::once(body));
+        assert_eq!(run(limits, chunks(body, seed)), whole);
+        assert_eq!(run(limits, body.chunks(1)), whole);
+        results.push(whole);
+    }
+    let replaced = &results[1];
+    if replaced.0.iter().all(Result::is_ok) {
+        assert_eq!(&reference(body), replaced);
+    }
+    if std::str::from_utf8(body).is_ok() {
+        assert_eq!(&results[0], replaced);
     }
 });

@@ -12,8 +12,10 @@
 //! ```
 //!
 //! ## What the parser guarantees
-//! * **The standard's semantics.** UTF-8 with invalid bytes replaced by U+FFFD; one leading
-//!   BOM stripped per stream; lines ending in CRLF, LF or a lone CR; comments, `data`, `event`,
+//! * **The standard's semantics**, with one choice of ours: invalid UTF-8 is not replaced by
+//!   U+FFFD unless asked ([`InvalidUtf8::Replace`], what browsers do): by default the event
+//!   holding it is discarded with a typed [`ParseError::InvalidUtf8`] (the workspace never
+//!   converts text lossily). One leading BOM stripped per stream; lines ending in CRLF, LF or a lone CR; comments, `data`, `event`,
 //!   `id` (ignored when it holds U+0000) and `retry` (ASCII digits only) exactly as specified;
 //!   an event that the stream's end cuts short is never dispatched.
 //! * **Chunking does not matter.** Any split of the same bytes gives the same events, errors,
@@ -63,7 +65,8 @@ mod server;
 
 pub use client::{SseConfig, SseConnector, connect};
 pub use parser::{
-    DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_LENGTH, ParseError, ParserLimits, SseEvent, SseParser,
+    DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_LENGTH, InvalidUtf8, ParseError, ParserLimits,
+    SseEvent, SseParser,
 };
 pub use server::{
     EventStream, SseBody, SseEndpoint, SseIncoming, SseRequest, SseServer, SseServerConfig,

@@ -31,6 +31,21 @@ pub struct ParserLimits {
     /// Largest data of one event, in bytes of UTF-8 after decoding, counting one LF per `data`
     /// line. Default: [`DEFAULT_MAX_EVENT_SIZE`].
     pub max_event_size: usize,
+    /// What bytes that are not UTF-8 do. Default: [`InvalidUtf8::Reject`].
+    pub invalid_utf8: InvalidUtf8,
+}
+
+/// What the parser does with an `event`, `data` or `id` value that is not valid UTF-8.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidUtf8 {
+    /// The event holding it is not dispatched: [`ParseError::InvalidUtf8`] takes its place (an
+    /// invalid `id` is not taken either), and parsing goes on with the next event. Nothing is
+    /// converted lossily: an application never sees a message that differs from what was sent.
+    #[default]
+    Reject,
+    /// The standard's rule (and browsers' `EventSource`): invalid sequences become U+FFFD.
+    Replace,
 }
 
 impl Default for ParserLimits {
@@ -38,6 +53,7 @@ impl Default for ParserLimits {
         Self {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_event_size: DEFAULT_MAX_EVENT_SIZE,
+            invalid_utf8: InvalidUtf8::Reject,
         }
     }
 }
@@ -52,6 +68,12 @@ impl ParserLimits {
     /// Sets the largest event data, in bytes.
     pub fn max_event_size(&mut self, bytes: usize) -> &mut Self {
         self.max_event_size = bytes;
+        self
+    }
+
+    /// Sets what bytes that are not UTF-8 do.
+    pub fn invalid_utf8(&mut self, policy: InvalidUtf8) -> &mut Self {
+        self.invalid_utf8 = policy;
         self
     }
 }
@@ -79,6 +101,13 @@ pub enum ParseError {
         /// The configured limit.
         limit: usize,
     },
+    /// An `event`, `data` or `id` value of the event was not valid UTF-8 (with
+    /// [`InvalidUtf8::Reject`], the default); reported once per event.
+    #[error("event stream value is not valid UTF-8 (valid up to byte {valid_up_to})")]
+    InvalidUtf8 {
+        /// Length of the value's longest valid prefix.
+        valid_up_to: usize,
+    },
 }
 
 impl From<ParseError> for TransportError {
@@ -92,6 +121,7 @@ impl From<ParseError> for TransportError {
                     limit,
                 }
             }
+            ParseError::InvalidUtf8 { valid_up_to } => TransportError::InvalidUtf8 { valid_up_to },
         }
     }
 }
@@ -274,8 +304,8 @@ impl SseParser {
 
     /// Bytes held by the buffers of the line and of the event data still arriving (their
     /// capacities): never more than `max_line_length + max_event_size`. The event type and
-    /// last event id add at most three times `max_line_length` each (an invalid byte decodes to
-    /// the three bytes of U+FFFD); queued events are the caller's to take.
+    /// last event id add at most three times `max_line_length` each (with
+    /// [`InvalidUtf8::Replace`], an invalid byte decodes to the three bytes of U+FFFD); queued events are the caller's to take.
     pub fn buffered_bytes(&self) -> usize {
         self.line.capacity() + self.data.capacity()
     }
@@ -388,13 +418,17 @@ impl SseParser {
         match name {
             b"data" => self.data_field(value),
             b"event" => {
-                self.event_type.clear();
-                self.event_type.push_str(&utf8_lossy(value));
+                if let Some(value) = self.text(value) {
+                    self.event_type.clear();
+                    self.event_type.push_str(&value);
+                }
             }
             // U+0000 is the byte 0 in UTF-8, never part of another sequence.
             b"id" if memchr(0, value).is_none() => {
-                self.id_buffer.clear();
-                self.id_buffer.push_str(&utf8_lossy(value));
+                if let Some(value) = self.text(value) {
+                    self.id_buffer.clear();
+                    self.id_buffer.push_str(&value);
+                }
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 let ms = value.iter().fold(0_u64, |ms, digit| {
@@ -411,7 +445,9 @@ impl SseParser {
         if self.discard_event {
             return;
         }
-        let value = utf8_lossy(value);
+        let Some(value) = self.text(value) else {
+            return;
+        };
         let limit = self.limits.max_event_size;
         if self.data.len() + value.len() + 1 > limit {
             self.ready
@@ -448,17 +484,33 @@ impl SseParser {
             id: self.last_event_id.clone(),
         }));
     }
-}
 
-/// `bytes` as UTF-8, invalid sequences replaced by U+FFFD. Valid input (the usual case) is
-/// checked by `simdutf8` (AVX2 or SSE4.2 when the CPU has them, chosen at run time; callgrind:
-/// ~0.13 instructions a byte, against ~0.5 for `str::from_utf8`'s word-at-a-time ASCII path and
-/// ~7 for `from_utf8_lossy`'s byte-by-byte walk, which only invalid input takes). It is the only
-/// check: the `&str` it returns is copied into the event's `String` as it is.
-fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
-    match simdutf8::basic::from_utf8(bytes) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
+    /// `bytes` as UTF-8; what is not is replaced or rejected as [`ParserLimits::invalid_utf8`]
+    /// says (`None`: rejected, the event discarded and the error queued once). Valid input (the
+    /// usual case) is checked by `simdutf8` (AVX2 or SSE4.2 when the CPU has them, chosen at
+    /// run time; callgrind: ~0.13 instructions a byte, against ~0.5 for `str::from_utf8`'s
+    /// word-at-a-time ASCII path and ~7 for `from_utf8_lossy`'s byte-by-byte walk, which only
+    /// invalid input takes). It is the only check: the `&str` it returns is copied into the
+    /// event's `String` as it is.
+    fn text<'a>(&mut self, bytes: &'a [u8]) -> Option<std::borrow::Cow<'a, str>> {
+        if let Ok(text) = simdutf8::basic::from_utf8(bytes) {
+            return Some(std::borrow::Cow::Borrowed(text));
+        }
+        match self.limits.invalid_utf8 {
+            InvalidUtf8::Replace => Some(String::from_utf8_lossy(bytes)),
+            InvalidUtf8::Reject => {
+                if !self.discard_event {
+                    let valid_up_to = std::str::from_utf8(bytes)
+                        .err()
+                        .map_or(0, |e| e.valid_up_to());
+                    self.ready
+                        .push_back(Err(ParseError::InvalidUtf8 { valid_up_to }));
+                    self.discard_event = true;
+                    self.data = String::new();
+                }
+                None
+            }
+        }
     }
 }
 
@@ -598,17 +650,53 @@ mod tests {
         }
     }
 
+    fn replacing() -> SseParser {
+        let mut limits = ParserLimits::default();
+        limits.invalid_utf8(InvalidUtf8::Replace);
+        SseParser::new(limits)
+    }
+
     #[test]
-    fn invalid_utf8_becomes_replacement_characters() {
-        let items = parse(b"event:e\xFF\nid:i\xC0\ndata:a\xFFb\xE2\x82\n\n");
+    fn invalid_utf8_becomes_replacement_characters_when_asked() {
+        let items = feed_all(
+            &mut replacing(),
+            &[b"event:e\xFF\nid:i\xC0\ndata:a\xFFb\xE2\x82\n\n"],
+        );
         assert_eq!(
             items,
             [event(Some("e\u{FFFD}"), "a\u{FFFD}b\u{FFFD}", "i\u{FFFD}")]
         );
         // A character cut by the end of the line is invalid, not completed by the next line.
         assert_eq!(
-            parse(b"data:\xE2\x80\ndata:\xA6\n\n"),
+            feed_all(&mut replacing(), &[b"data:\xE2\x80\ndata:\xA6\n\n"]),
             [msg("\u{FFFD}\n\u{FFFD}")]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_discards_its_event_with_one_error_by_default() {
+        let bad = |valid_up_to| -> Item { Err(ParseError::InvalidUtf8 { valid_up_to }) };
+        // In data, in the event type, in the id: the event is discarded, reported once, and
+        // the next one is parsed; an invalid id is not taken.
+        let mut parser = SseParser::default();
+        let items = feed_all(
+            &mut parser,
+            &[b"id:1\ndata:a\xFFb\ndata:\xE2\x82\n\ndata:next\n\n"],
+        );
+        assert_eq!(items, [bad(1), event(None, "next", "1")]);
+        assert_eq!(
+            parse(b"event:e\xFF\ndata:x\n\ndata:y\n\n"),
+            [bad(1), msg("y")]
+        );
+        let mut parser = SseParser::default();
+        let items = feed_all(&mut parser, &[b"id:7\n\nid:i\xC0\ndata:x\n\n"]);
+        assert_eq!(items, [bad(1)]);
+        assert_eq!(parser.last_event_id(), "7");
+        // Valid UTF-8 of every length passes.
+        assert_eq!(parse("data:é€😀\n\n".as_bytes()), [msg("é€😀")]);
+        assert_eq!(
+            TransportError::from(ParseError::InvalidUtf8 { valid_up_to: 3 }),
+            TransportError::InvalidUtf8 { valid_up_to: 3 }
         );
     }
 
@@ -962,11 +1050,15 @@ mod tests {
                 }
                 input.extend_from_slice(BREAKS[rng.below(BREAKS.len())]);
             }
-            let limits = if round % 2 == 0 {
+            // Both sizes of limits, each with both answers to invalid UTF-8.
+            let mut limits = if round % 2 == 0 {
                 ParserLimits::default()
             } else {
                 tight
             };
+            if round % 4 >= 2 {
+                limits.invalid_utf8(InvalidUtf8::Replace);
+            }
             let whole = outcome(limits, &[&input]);
             events += whole.0.iter().filter(|i| i.is_ok()).count();
             errors += whole.0.iter().filter(|i| i.is_err()).count();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use client_common::{config, drain, event, next, no_reconnect, recv};
 use test_servers::sse::{Framing, Reply, SseTestServer, split_at, split_every};
 use transport_core::{CloseFrame, ConnectionState, Connector, Message, Transport, TransportError};
-use transport_sse::{ParserLimits, SseConfig, SseConnector};
+use transport_sse::{InvalidUtf8, ParserLimits, SseConfig, SseConnector};
 
 /// Every parser edge case the spec has, in one body.
 fn edge_case_body() -> Vec<u8> {
@@ -98,7 +98,10 @@ async fn parser_edge_cases_arrive_whatever_the_chunking() {
             .chunk_delay(Duration::from_millis(1))
             .then(test_servers::sse::End::Hang);
         let server = SseTestServer::start(vec![reply]).await.unwrap();
-        let mut conn = transport_sse::connect(&server.url("/events"), no_reconnect())
+        // The standard's rule for invalid UTF-8 (U+FFFD), which the body's bad byte tests.
+        let mut c = no_reconnect();
+        c.parser_limits(*ParserLimits::default().invalid_utf8(InvalidUtf8::Replace));
+        let mut conn = transport_sse::connect(&server.url("/events"), c)
             .await
             .unwrap();
         let expected = edge_case_messages();
@@ -308,6 +311,26 @@ async fn oversized_events_fail_with_a_typed_error() {
         Some(TransportError::MessageTooLarge { size: 9, limit: 8 })
     );
     assert_eq!(server.gets().len(), 2, "no reconnects");
+}
+
+#[tokio::test]
+async fn invalid_utf8_fails_with_a_typed_error_by_default() {
+    let server = SseTestServer::start(vec![Reply::events([
+        &b"data: ok\n\ndata: bad \xFF byte\n\ndata: not seen\n\n"[..],
+    ])])
+    .await
+    .unwrap();
+    let mut conn = transport_sse::connect(&server.url("/events"), config())
+        .await
+        .unwrap();
+    let (got, error) = drain(&mut conn).await;
+    assert_eq!(got, vec![event("ok", None, None)]);
+    assert_eq!(error, Some(TransportError::InvalidUtf8 { valid_up_to: 4 }));
+    assert_eq!(
+        server.gets().len(),
+        1,
+        "not retried: the same bytes would come again"
+    );
 }
 
 #[tokio::test]
