@@ -19,6 +19,9 @@ pub const TYPE_TEXT: u8 = 0x01;
 pub const TYPE_BINARY: u8 = 0x02;
 /// Frame type of a close.
 pub const TYPE_CLOSE: u8 = 0x03;
+/// Payloads up to this size are copied out of the read buffer; longer ones are split off it
+/// (no copy).
+const COPY_MAX: usize = 4 * 1024;
 /// Longest close reason accepted (as a WebSocket close frame: 123 bytes).
 pub const MAX_CLOSE_REASON: usize = 123;
 
@@ -109,7 +112,16 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Transport
                 return Ok(None);
             }
             buf.advance(1 + n);
-            let payload = buf.split_to(len).freeze();
+            let payload = if len <= COPY_MAX {
+                // A copy of its own: splitting it off would make the buffer shared (an
+                // allocation), so that the next read needs a new buffer (another), and the
+                // message would keep the whole buffer alive.
+                let payload = Bytes::copy_from_slice(&buf[..len]);
+                buf.advance(len);
+                payload
+            } else {
+                buf.split_to(len).freeze()
+            };
             let message = if kind == TYPE_TEXT {
                 Message::text_from_bytes(payload)?
             } else {

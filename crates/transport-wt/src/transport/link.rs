@@ -7,12 +7,14 @@
 //! one message at a time, so the application's queue gives backpressure.
 
 use std::future::poll_fn;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -40,6 +42,9 @@ const EVENT_QUEUE: usize = 16;
 /// Messages up to this size go out with their header in one write (one copy of the payload
 /// into a frame); larger ones as header and payload, the payload not copied on the client.
 const COALESCE_MAX: usize = 4 * 1024;
+/// Messages up to this size are framed on the stack and written from there at once (a larger
+/// buffer costs more to zero than an allocation).
+const STACK_FRAME: usize = 1024;
 /// Room for one read of the message stream when the next frame's length is not known yet: a
 /// 16 KiB message with its longest header (9 bytes). At exactly 16 KiB, such a message's last
 /// bytes needed a second read, and growing the buffer for them copied the first 16 KiB.
@@ -156,30 +161,6 @@ pub(crate) enum MessageSend {
 }
 
 impl MessageSend {
-    /// Writes one message frame: `header`, then `payload`.
-    async fn write_message(&mut self, header: &[u8], payload: &Bytes) -> std::io::Result<()> {
-        let coalesce = payload.len() <= COALESCE_MAX;
-        let frame = || {
-            let mut frame = BytesMut::with_capacity(header.len() + payload.len());
-            frame.extend_from_slice(header);
-            frame.extend_from_slice(payload);
-            frame.freeze()
-        };
-        match self {
-            Self::Quinn(send) if coalesce => send.write_chunk(frame()).await?,
-            Self::Quinn(send) => {
-                send.write_all_chunks(&mut [Bytes::copy_from_slice(header), payload.clone()])
-                    .await?;
-            }
-            Self::H3(send) if coalesce => send.write_all(&frame()).await?,
-            Self::H3(send) => {
-                send.write_all(header).await?;
-                send.write_all(payload).await?;
-            }
-        }
-        Ok(())
-    }
-
     async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Self::Quinn(send) => send.write_all(bytes).await.map_err(Into::into),
@@ -244,6 +225,66 @@ enum Ended {
     /// The peer closed the session with a code that fits a close frame.
     Peer(CloseFrame),
     Error(TransportError),
+}
+
+/// What woke the link from behind its [`Gate`].
+enum Background {
+    Ended(Ended),
+    Rtt,
+}
+
+/// Futures polled only when one of them has woken the task since their last poll, not on
+/// every poll of the task (as `select!` would): they are polled with a waker of the gate's
+/// own, which opens the gate and wakes the task.
+struct Gate {
+    signal: Arc<GateSignal>,
+    waker: Waker,
+}
+
+struct GateSignal {
+    /// Whether the futures behind the gate want a poll (at first: they were never polled).
+    open: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for GateSignal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.open.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Gate {
+    fn new() -> Self {
+        let signal = Arc::new(GateSignal {
+            open: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        let waker = Waker::from(Arc::clone(&signal));
+        Self { signal, waker }
+    }
+
+    /// Runs `poll` (with the gate's waker) when the gate is open; `Pending` otherwise. A
+    /// `Ready` leaves the gate open: what became ready must be polled again to wait anew.
+    fn poll<T>(
+        &self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.signal.task.register(cx.waker());
+        if !self.signal.open.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let ready = poll(&mut Context::from_waker(&self.waker));
+        if ready.is_ready() {
+            self.signal.open.store(true, Ordering::Release);
+        }
+        ready
+    }
 }
 
 enum Event {
@@ -316,6 +357,9 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
     let mut deadline = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
     let mut rtt = tokio::time::interval(RTT_INTERVAL);
     rtt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The session's end and the RTT timer rarely fire; polled only when one of them woke us,
+    // not on every turn of the loop (each message takes a few turns).
+    let quiet = Gate::new();
     let mut phase = Phase::Open;
     // A received message waiting for room in the application's queue. Only reading stops
     // meanwhile: sends go on, or an application that echoes (waiting on its own send while
@@ -386,7 +430,14 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                     return RunOutcome::Failed(e);
                 }
             }
-            end = ended.as_mut() => {
+            background = poll_fn(|cx| quiet.poll(cx, |cx| {
+                if let Poll::Ready(end) = ended.as_mut().poll(cx) {
+                    return Poll::Ready(Background::Ended(end));
+                }
+                rtt.poll_tick(cx).map(|_| Background::Rtt)
+            })) => match background {
+            Background::Rtt => io.record_rtt(session.quic().rtt()),
+            Background::Ended(end) => {
                 if let Some(message) = waiting.take() {
                     // What arrived before the end still reaches the application, if it reads.
                     let _ = tokio::time::timeout(options.close_timeout, io.deliver(message)).await;
@@ -397,22 +448,28 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                 (Ended::Error(error), _) => phase.finish(|| error),
                 };
             }
+            },
             () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
-            _ = rtt.tick() => io.record_rtt(session.quic().rtt()),
         }
     }
 }
 
-/// What a write hands back: the stream, and how the write went.
-type Written = (MessageSend, Result<(), TransportError>);
-
-/// The message stream's writer: at most one message in flight, its future kept (in one
-/// reused allocation) across the link's loop so that the loop goes on reading meanwhile.
+/// The message stream's writer: at most one message in flight, kept across the link's loop so
+/// that the loop goes on reading while a write waits (on the peer's flow control, say).
+///
+/// A message-stream write needs no future: the frame waits in [`pending`](Self::pending) and
+/// is written by polling the stream directly (quinn's `write_chunks` is cancel safe: built,
+/// polled once and dropped, it either wrote or wrote nothing), so the common case, a write
+/// that does not wait, allocates nothing and goes through no boxed future. Only a write on a
+/// new unidirectional stream (the `UniStream` mode) is a future, kept in one reused box.
 struct Writer<'a> {
-    /// The stream, while no write holds it.
-    send: Option<MessageSend>,
-    /// The write in flight (when `send` is `None`).
-    write: ReusableBoxFuture<'a, Written>,
+    send: MessageSend,
+    /// What remains of the message-stream frame in flight (header and payload, or the whole
+    /// frame and an empty chunk); all empty when none is.
+    pending: [Bytes; 2],
+    /// A message being written on its own unidirectional stream, when `uni_busy`.
+    uni: ReusableBoxFuture<'a, Result<(), TransportError>>,
+    uni_busy: bool,
     session: &'a Session,
     options: &'a LinkOptions,
 }
@@ -420,8 +477,10 @@ struct Writer<'a> {
 impl<'a> Writer<'a> {
     fn new(send: MessageSend, session: &'a Session, options: &'a LinkOptions) -> Self {
         Self {
-            send: Some(send),
-            write: ReusableBoxFuture::new(std::future::pending()),
+            send,
+            pending: [Bytes::new(), Bytes::new()],
+            uni: ReusableBoxFuture::new(std::future::pending()),
+            uni_busy: false,
             session,
             options,
         }
@@ -429,35 +488,112 @@ impl<'a> Writer<'a> {
 
     /// Whether no write is in flight.
     fn idle(&self) -> bool {
-        self.send.is_some()
+        !self.uni_busy && self.pending.iter().all(Bytes::is_empty)
     }
 
-    /// Starts writing `message` and polls the write once: most writes finish at once, without
-    /// another turn of the loop. `Pending` when it waits (on flow control, say); then
-    /// [`finished`](Self::finished) completes it.
+    /// Starts writing `message` and tries it once: most writes finish at once, without
+    /// another turn of the loop. `Pending` when it waits; then [`finished`](Self::finished)
+    /// completes it.
     async fn start(&mut self, message: Message) -> Poll<Result<(), TransportError>> {
-        let Some(mut send) = self.send.take() else {
+        let mut message = Some(message);
+        // Ready at its first poll: the write is tried once, here.
+        poll_fn(|cx| Poll::Ready(message.take().map_or(Poll::Pending, |m| self.begin(m, cx)))).await
+    }
+
+    fn begin(
+        &mut self,
+        message: Message,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), TransportError>> {
+        if !self.idle() {
             return Poll::Ready(Err(TransportError::Closed));
-        };
-        let (session, options) = (self.session, self.options);
-        self.write.set(async move {
-            let result = send_message(session, &mut send, &message, options).await;
-            (send, result)
-        });
-        match poll_fn(|cx| Poll::Ready(self.write.poll(cx))).await {
-            Poll::Ready((send, result)) => {
-                self.send = Some(send);
-                Poll::Ready(result)
-            }
-            Poll::Pending => Poll::Pending,
         }
+        match self.options.mode {
+            SendMode::MessageStream => {
+                let mut header = [0u8; 9];
+                let header = {
+                    let mut rest = &mut header[..];
+                    codec::message_header(&message, &mut rest);
+                    let len = 9 - rest.len();
+                    &header[..len]
+                };
+                let payload = message.as_bytes();
+                if payload.len() <= STACK_FRAME {
+                    // Header and a small payload together on the stack: the stream copies what
+                    // it takes, and only what it does not take now is kept (copied) for later.
+                    let mut frame = [0u8; 9 + STACK_FRAME];
+                    let frame = &mut frame[..header.len() + payload.len()];
+                    frame[..header.len()].copy_from_slice(header);
+                    frame[header.len()..].copy_from_slice(payload);
+                    let written = match poll_write_slice(&mut self.send, cx, frame) {
+                        Poll::Ready(Ok(written)) => written,
+                        Poll::Ready(Err(e)) => {
+                            return Poll::Ready(Err(write_error("the message stream", e)));
+                        }
+                        Poll::Pending => 0,
+                    };
+                    if written == frame.len() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    self.pending = [Bytes::copy_from_slice(&frame[written..]), Bytes::new()];
+                } else if payload.len() <= COALESCE_MAX {
+                    let mut frame = BytesMut::with_capacity(header.len() + payload.len());
+                    frame.extend_from_slice(header);
+                    frame.extend_from_slice(payload);
+                    self.pending = [frame.freeze(), Bytes::new()];
+                } else {
+                    // Larger payloads go as they are (quinn keeps the `Bytes`, no copy).
+                    let header = Bytes::copy_from_slice(header);
+                    self.pending = [header, message.into_payload()];
+                }
+            }
+            SendMode::UniStream => {
+                let (session, options) = (self.session, self.options);
+                self.uni
+                    .set(async move { send_uni(session, &message, options).await });
+                self.uni_busy = true;
+            }
+            SendMode::Datagram => return Poll::Ready(send_datagram(self.session, &message)),
+        }
+        self.poll_write(cx)
     }
 
     /// Completes the write in flight (cancel safe: dropped, it stays in flight).
     async fn finished(&mut self) -> Result<(), TransportError> {
-        let (send, result) = (&mut self.write).await;
-        self.send = Some(send);
-        result
+        poll_fn(|cx| self.poll_write(cx)).await
+    }
+
+    /// Writes on what is in flight; `Ready` once it is all written (at once when nothing is).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        if self.uni_busy {
+            let result = std::task::ready!(self.uni.poll(cx));
+            self.uni_busy = false;
+            return Poll::Ready(result);
+        }
+        let failed = |e| Poll::Ready(Err(write_error("the message stream", e)));
+        while let Some(first) = self.pending.iter().position(|chunk| !chunk.is_empty()) {
+            match &mut self.send {
+                MessageSend::Quinn(send) => {
+                    // Cancel safe: Pending means nothing was written (and the waker is kept).
+                    let written = pin!(send.write_chunks(&mut self.pending[first..])).poll(cx);
+                    if let Err(e) = std::task::ready!(written) {
+                        self.pending = [Bytes::new(), Bytes::new()];
+                        return failed(e.into());
+                    }
+                }
+                MessageSend::H3(_) => {
+                    let chunk = &mut self.pending[first];
+                    match std::task::ready!(poll_write_slice(&mut self.send, cx, chunk)) {
+                        Ok(n) => chunk.advance(n),
+                        Err(e) => {
+                            self.pending = [Bytes::new(), Bytes::new()];
+                            return failed(e);
+                        }
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Writes a close frame after the write in flight, both within `within`; gives up on the
@@ -467,52 +603,61 @@ impl<'a> Writer<'a> {
         if !self.idle() && tokio::time::timeout(within, self.finished()).await.is_err() {
             return;
         }
-        if let Some(send) = self.send.as_mut() {
-            write_close(send, frame, within.saturating_sub(started.elapsed())).await;
-        }
+        write_close(
+            &mut self.send,
+            frame,
+            within.saturating_sub(started.elapsed()),
+        )
+        .await;
     }
 }
 
-async fn send_message(
-    session: &Session,
+/// Writes what the stream takes of `buf` now (quinn's `write` is cancel safe: `Pending`
+/// means nothing was written); a write of nothing is an error.
+fn poll_write_slice(
     send: &mut MessageSend,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<std::io::Result<usize>> {
+    let written = match send {
+        MessageSend::Quinn(send) => {
+            std::task::ready!(pin!(send.write(buf)).poll(cx)).map_err(std::io::Error::from)
+        }
+        MessageSend::H3(send) => std::task::ready!(Pin::new(&mut **send).poll_write(cx, buf)),
+    };
+    Poll::Ready(match written {
+        Ok(0) if !buf.is_empty() => Err(std::io::ErrorKind::WriteZero.into()),
+        other => other,
+    })
+}
+
+async fn send_uni(
+    session: &Session,
     message: &Message,
     options: &LinkOptions,
 ) -> Result<(), TransportError> {
-    match options.mode {
-        SendMode::MessageStream => {
-            let mut header = [0u8; 9];
-            let free = {
-                let mut rest = &mut header[..];
-                codec::message_header(message, &mut rest);
-                rest.len()
-            };
-            send.write_message(&header[..header.len() - free], &message.payload())
-                .await
-                .map_err(|e| write_error("the message stream", e))?;
+    let mut stream = session.open_uni(options.priority).await?;
+    stream
+        .write_all(&codec::encode_message(message))
+        .await
+        .map_err(|e| write_error("a message stream", e))?;
+    stream
+        .shutdown()
+        .await
+        .map_err(|e| write_error("a message stream", e))
+}
+
+fn send_datagram(session: &Session, message: &Message) -> Result<(), TransportError> {
+    match session.send_datagram(codec::encode_message(message)) {
+        Ok(()) => Ok(()),
+        // The path's datagram size shrank below the limit checked by `send`: datagrams are
+        // unreliable, this one is lost.
+        Err(TransportError::MessageTooLarge { size, limit }) => {
+            debug!(size, limit, "dropping a message too large for a datagram");
+            Ok(())
         }
-        SendMode::UniStream => {
-            let mut stream = session.open_uni(options.priority).await?;
-            stream
-                .write_all(&codec::encode_message(message))
-                .await
-                .map_err(|e| write_error("a message stream", e))?;
-            stream
-                .shutdown()
-                .await
-                .map_err(|e| write_error("a message stream", e))?;
-        }
-        SendMode::Datagram => match session.send_datagram(codec::encode_message(message)) {
-            Ok(()) => {}
-            // The path's datagram size shrank below the limit checked by `send`: datagrams
-            // are unreliable, this one is lost.
-            Err(TransportError::MessageTooLarge { size, limit }) => {
-                debug!(size, limit, "dropping a message too large for a datagram");
-            }
-            Err(e) => return Err(e),
-        },
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// How much room to reserve before the next read of the message stream, with `buffered`

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use tracing::Instrument as _;
 use transport_core::driver;
 use transport_core::{Connection, TransportConfig, TransportError};
@@ -57,11 +58,16 @@ impl WtServerSession {
         let info = link.info();
         let span = tracing::debug_span!("wt", transport = info.transport, peer = ?info.peer_addr);
         Ok(driver::spawn_accepted(&config, info, move |mut io| {
-            async move {
+            let run = async move {
                 let outcome = link::run(link, &mut io, &options).await;
                 (outcome, io)
+            };
+            // Entering a span on each poll is not free, even when nothing records it.
+            if span.is_disabled() {
+                Either::Left(run)
+            } else {
+                Either::Right(run.instrument(span))
             }
-            .instrument(span)
         }))
     }
 }
