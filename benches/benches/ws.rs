@@ -135,6 +135,36 @@ async fn ours_connect_once(connector: &transport_ws::WsConnector) -> Duration {
     took
 }
 
+/// One set-up of ours and one 32 B echo round trip on it, timed; closed and settled outside
+/// the time.
+async fn ours_connect_echo_once(connector: &transport_ws::WsConnector) -> Duration {
+    let started = Instant::now();
+    let mut conn = connector.connect().await.expect("connect");
+    conn.send(Message::binary(Bytes::from_static(&[0x5a; 32])))
+        .await
+        .expect("send");
+    conn.recv().await.expect("recv").expect("message");
+    let took = started.elapsed();
+    let _ = conn.close(1000, "").await;
+    settle().await;
+    took
+}
+
+/// As [`ours_connect_echo_once`] for bare tokio-tungstenite (plain TCP).
+async fn bare_connect_echo_once(url: &str) -> Duration {
+    let started = Instant::now();
+    let mut ws = bare_ws_connect(url).await;
+    ws.send(WsMessage::Binary(Bytes::from_static(&[0x5a; 32])))
+        .await
+        .expect("send");
+    ws.next().await.expect("message").expect("ok");
+    let took = started.elapsed();
+    let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
+    settle().await;
+    took
+}
+
 /// One bare tokio-tungstenite connection set-up (TLS when `tls` is given), timed; closed and
 /// settled outside the time.
 async fn bare_connect_once(url: &str, tls: Option<&tokio_rustls::TlsConnector>) -> Duration {
@@ -188,6 +218,18 @@ fn connection_setup(c: &mut Criterion) {
             || rt.block_on(bare_connect_once(bare_url, tls)),
         );
     }
+    // The same set-up followed by one 32 B echo round trip, inside the time: what each side
+    // leaves for after the connect (ours: its server's link task and hand-over to `accept()`,
+    // which on this shared runtime run before the client reads the `101`) is then counted too
+    // (docs/bench/findings.md, "WS connect over TCP: what moved the ratio").
+    let (_, _, bare_url) = cases[0];
+    PAIRED.run(
+        "connect tcp + 1 echo",
+        SETUP_TARGET,
+        300,
+        || rt.block_on(ours_connect_echo_once(&connectors[0])),
+        || rt.block_on(bare_connect_echo_once(bare_url)),
+    );
     let mut group = c.benchmark_group("ws_connect");
     for ((case, _, bare_url), connector) in cases.iter().zip(&connectors) {
         let tls = (*case == "tls").then_some(&client_tls);

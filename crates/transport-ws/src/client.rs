@@ -107,19 +107,25 @@ impl WsConnector {
         // As `proxy::connect_tcp`, minus the timer of a direct connection: the dial running
         // this is bounded by the same `connect_timeout`, and each timer registered costs a
         // wake-up of the runtime.
-        let tcp = match config.proxy.resolve(url.tls, &url.host, url.port)? {
+        let (tcp, known_peer) = match config.proxy.resolve(url.tls, &url.host, url.port)? {
             Some(proxy) => {
-                crate::proxy::connect_through(
+                let tcp = crate::proxy::connect_through(
                     &proxy,
                     &url.host,
                     url.port,
                     config.transport.connect_timeout,
                 )
-                .await?
+                .await?;
+                (tcp, None)
             }
-            None => crate::proxy::open_direct(&url.host, url.port).await?,
+            // A direct connection to an IP literal reaches exactly that address: no
+            // `getpeername` needed to know it (one system call less per connect).
+            None => (
+                crate::proxy::open_direct(&url.host, url.port).await?,
+                crate::proxy::literal_addr(&url.host, url.port),
+            ),
         };
-        let peer_addr = tcp.peer_addr().ok();
+        let peer_addr = known_peer.or_else(|| tcp.peer_addr().ok());
         let stream = match &self.tls {
             Some(connector) => {
                 transport_core::tls::connect(connector, url.bare_host(), tcp).await?

@@ -514,6 +514,15 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
+/// The address a direct connection to `host:port` reaches when `host` is an IP literal
+/// (bracketed or not): no lookup, so no `getpeername` needed to know it.
+pub(crate) fn literal_addr(host: &str, port: u16) -> Option<std::net::SocketAddr> {
+    unbracket(host)
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, port))
+}
+
 fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -807,6 +816,21 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+
+    #[test]
+    fn literal_addr_is_the_address_of_an_ip_literal_only() {
+        assert_eq!(
+            literal_addr("127.0.0.1", 80),
+            Some("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(
+            literal_addr("[::1]", 443),
+            Some("[::1]:443".parse().unwrap())
+        );
+        assert_eq!(literal_addr("::1", 443), Some("[::1]:443".parse().unwrap()));
+        assert_eq!(literal_addr("localhost", 80), None);
+        assert_eq!(literal_addr("fe80::1%eth0", 80), None);
+    }
 
     /// Upper bound for every test that does I/O.
     const TEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -42,6 +42,13 @@ async fn echoes_text_and_binary() {
         .unwrap();
     assert_eq!(c.state(), ConnectionState::Connected);
     assert_eq!(c.info().transport, "ws");
+    // Known from the IP literal of the URL (no `getpeername`), and the address connected to.
+    let host_port = server
+        .url()
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    assert_eq!(c.info().peer_addr.map(|a| a.to_string()), Some(host_port));
     c.send(Message::text("héllo")).await.unwrap();
     c.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
     let big = Message::binary(vec![7u8; 1 << 20]);

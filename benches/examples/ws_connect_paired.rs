@@ -1,0 +1,101 @@
+//! The `ws_paired` "connect tcp" loop of `benches/ws.rs` on its own, repeated:
+//! `ws_connect_paired PAIRS ROUNDS` measures PAIRS pairs (ours, bare tokio-tungstenite,
+//! alternately; which goes first alternates) ROUNDS times and prints each round's median of
+//! per-pair ratios, then the median of the rounds. Both ends in this process, one thread, as in
+//! the bench. `WITH_TLS=1` also starts the bench's two idle TLS servers on the runtime; `ECHO1=1`
+//! adds one 32 B echo round trip after the set-up, inside the time.
+//!
+//! Note: this binary gave ~1.0x where the bench binary's own loop gave 1.13–1.20x at the same
+//! time (docs/bench/findings.md, "WS connect over TCP: what moved the ratio"); judge changes
+//! with the bench.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use transport_benches::paired;
+use transport_core::{Connector, Transport};
+
+async fn ours_once(connector: &transport_ws::WsConnector) -> Duration {
+    let started = Instant::now();
+    let mut conn = connector.connect().await.expect("connect");
+    if with_echo() {
+        conn.send(transport_core::Message::binary(vec![7u8; 32]))
+            .await
+            .expect("send");
+        conn.recv().await.expect("recv").expect("message");
+    }
+    let took = started.elapsed();
+    let _ = conn.close(1000, "").await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    took
+}
+
+async fn bare_once(url: &str) -> Duration {
+    let started = Instant::now();
+    let mut ws = transport_benches::bare_ws_connect(url).await;
+    if with_echo() {
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![7u8; 32].into(),
+        ))
+        .await
+        .expect("send");
+        ws.next().await.expect("message").expect("ok");
+    }
+    let took = started.elapsed();
+    let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    took
+}
+
+/// `ECHO1` set: one 32 B echo round trip after the set-up, inside the time.
+fn with_echo() -> bool {
+    static ECHO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ECHO.get_or_init(|| std::env::var_os("ECHO1").is_some())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let pairs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(300);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (ours_url, bare_url) = rt.block_on(async {
+        (
+            transport_benches::ours_ws_echo().await,
+            transport_benches::bare_ws_echo().await,
+        )
+    });
+    if std::env::var_os("WITH_TLS").is_some() {
+        let (server_tls, _client_tls) = transport_benches::ws_tls();
+        rt.block_on(async {
+            transport_benches::ours_ws_echo_with(Some(server_tls.clone())).await;
+            transport_benches::bare_ws_echo_with(Some(server_tls)).await;
+        });
+    }
+    let connector =
+        transport_ws::WsConnector::new(&ours_url, transport_benches::ours_ws_config(false))
+            .expect("connector");
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let p = paired::measure(
+            pairs,
+            || rt.block_on(ours_once(&connector)),
+            || rt.block_on(bare_once(&bare_url)),
+        );
+        println!(
+            "round {round}: ours {:.2} µs, bare {:.2} µs, median of pair ratios {:.3}",
+            p.ours.as_secs_f64() * 1e6,
+            p.baseline.as_secs_f64() * 1e6,
+            p.ratio
+        );
+        ratios.push(p.ratio);
+    }
+    println!(
+        "median of {rounds} rounds: {:.3}",
+        paired::median(&mut ratios)
+    );
+}
