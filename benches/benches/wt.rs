@@ -4,7 +4,8 @@
 //!
 //! * `wt_echo_rtt`: one round trip of 32 B and 16 KiB on a bidirectional stream that stays
 //!   open (ours through the raw session API, and through the message connection).
-//! * `wt_datagram_rtt`: one datagram round trip (32 B, 1000 B).
+//! * `wt_datagram_rtt`: one datagram round trip (32 B, 1000 B); before it, ours and quinn
+//!   alternately (the `wt_paired` table's `datagram` rows).
 //! * `wt_setup`: from `connect` to a usable session, full handshake and 0-RTT resumption.
 //!   Before it, ours and the bare QUIC handshake are measured alternately (see
 //!   [`transport_benches::paired`]): the `wt_paired` table.
@@ -163,6 +164,36 @@ fn datagram_round_trip(c: &mut Criterion) {
             .expect("connect");
         (client, session)
     });
+    // Paired first (the `wt_paired` table): ours and quinn alternately, one round trip each.
+    for size in [32usize, 1000] {
+        let payload = Bytes::from(vec![0x5a; size]);
+        let timed = |round_trip: &dyn Fn() -> Bytes| {
+            let started = Instant::now();
+            round_trip();
+            started.elapsed()
+        };
+        PAIRED.run(
+            &format!("datagram {size}"),
+            DATAGRAM_TARGET,
+            5000,
+            || {
+                timed(&|| {
+                    rt.block_on(wt::datagram_round_trip(
+                        || ours.send_datagram(payload.clone()).is_ok(),
+                        || async { ours.read_datagram().await.ok() },
+                    ))
+                })
+            },
+            || {
+                timed(&|| {
+                    rt.block_on(wt::datagram_round_trip(
+                        || quic.send_datagram(payload.clone()).is_ok(),
+                        || async { quic.read_datagram().await.ok() },
+                    ))
+                })
+            },
+        );
+    }
     let mut group = c.benchmark_group("wt_datagram_rtt");
     for size in [32usize, 1000] {
         let payload = Bytes::from(vec![0x5a; size]);
@@ -204,13 +235,17 @@ fn datagram_round_trip(c: &mut Criterion) {
 /// The `wt_paired` table of docs/benchmarks.md.
 const PAIRED: Table = Table {
     title: "wt_paired",
-    text: "Ours (transport-wt client to our server, raw session API) and a bare quinn QUIC \
-           handshake (a fresh endpoint per connection, as ours): one set-up to a usable \
-           session, full or resumed with 0-RTT, each in turn (closed and settled outside the \
-           time).",
+    text: "Ours (transport-wt client to our server, raw session API) and bare quinn: one \
+           datagram round trip on an open session (`wt_datagram_rtt`'s iteration), or one \
+           set-up to a usable session against a bare QUIC handshake (a fresh endpoint per \
+           connection, as ours), full or resumed with 0-RTT (closed and settled outside the \
+           time), each in turn.",
     ours: "ours",
     baseline: "quinn",
 };
+
+/// Largest ratio of datagram round trips (ours / bare quinn) issue #6 allows.
+const DATAGRAM_TARGET: f64 = 1.10;
 
 /// Largest ratio of session set-up times (ours / the bare QUIC handshake) issue #6 allows.
 const SETUP_TARGET: f64 = 1.5;
