@@ -248,22 +248,27 @@ fn webtransport(i: &Inputs<'_>) -> Vec<Line> {
             "bare quinn stream echo",
             "≤ 1.10x",
             vec![
-                i.ratio("session 32 B", None, ("wt_echo_rtt", "ours", "32"), 1.10),
+                i.ratio(
+                    "session 32 B",
+                    Some(("wt_paired", "echo 32 session")),
+                    ("wt_echo_rtt", "ours", "32"),
+                    1.10,
+                ),
                 i.ratio(
                     "session 16 KiB",
-                    None,
+                    Some(("wt_paired", "echo 16384 session")),
                     ("wt_echo_rtt", "ours", "16384"),
                     1.10,
                 ),
                 i.ratio(
                     "messages 32 B",
-                    None,
+                    Some(("wt_paired", "echo 32 messages")),
                     ("wt_echo_rtt", "ours-messages", "32"),
                     1.10,
                 ),
                 i.ratio(
                     "messages 16 KiB",
-                    None,
+                    Some(("wt_paired", "echo 16384 messages")),
                     ("wt_echo_rtt", "ours-messages", "16384"),
                     1.10,
                 ),
