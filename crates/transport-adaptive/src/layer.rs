@@ -12,15 +12,12 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_util::task::AtomicWaker;
 
-use transport_core::driver::{DriverIo, LinkIo, RunOutcome};
+use transport_core::driver::{DriverIo, LinkIo, RunOutcome, WakeGate};
 use transport_core::{CloseFrame, Command, Message, TransportError};
 
 use crate::ack_timer::AckTimer;
@@ -68,11 +65,10 @@ pub(crate) struct SessionLayer<'a, E, W> {
     /// Whether a `PING` is answered (the server's side of the health check).
     answer_ping: bool,
     watch: W,
-    /// The waker `watch` is polled with: it polls again only after one of its sources woke
-    /// it. Its sources (a session's new links, a server shutdown, a probe) rarely fire, and
-    /// polling them on every wake-up of the link costs a lock or two each.
-    watch_flag: Arc<WatchFlag>,
-    watch_waker: Waker,
+    /// `watch` is polled again only after one of its sources woke it. Its sources (a
+    /// session's new links, a server shutdown, a probe) rarely fire, and polling them on every
+    /// wake-up of the link costs a lock or two each.
+    watch_gate: WakeGate,
     ack_timer: AckTimer,
     /// The ACK in `state.ack` came due (by count) while reading: it waits for one turn of
     /// the scheduler (`ack_turn`), so that what the application sends in reply to what was
@@ -101,19 +97,13 @@ where
         answer_ping: bool,
         watch: W,
     ) -> Self {
-        let watch_flag = Arc::new(WatchFlag {
-            // Polled once first, to register with its sources.
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
         Self {
             io,
             session,
             state,
             answer_ping,
             watch,
-            watch_waker: Waker::from(watch_flag.clone()),
-            watch_flag,
+            watch_gate: WakeGate::new(),
             ack_timer: AckTimer::new(),
             ack_deferred: false,
             ack_turn: None,
@@ -329,10 +319,8 @@ where
         if self.state.closed || self.state.closing.is_some() {
             return Poll::Pending;
         }
-        self.watch_flag.task.register(cx.waker());
-        if self.watch_flag.woken.swap(false, Ordering::AcqRel)
-            && let Poll::Ready(event) = (self.watch)(&mut Context::from_waker(&self.watch_waker))
-        {
+        let watch = &mut self.watch;
+        if let Poll::Ready(event) = self.watch_gate.poll(cx, |cx| watch(cx)) {
             self.stop(Stop::Event(event));
             return Poll::Ready(RunOutcome::LocalClosed);
         }
@@ -345,24 +333,6 @@ where
             || self.state.pong
             || self.state.closing.is_some()
             || (self.blocked && self.session.can_send())
-    }
-}
-
-/// What the `watch` of a [`SessionLayer`] is polled with: a wake-up marks it woken and wakes
-/// the link's task.
-struct WatchFlag {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for WatchFlag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
     }
 }
 

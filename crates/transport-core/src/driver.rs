@@ -25,6 +25,8 @@ use crate::metrics::MessageMetrics;
 use crate::queue::PushError;
 use crate::{CloseFrame, Connection, ConnectionState, Message, TransportConfig, TransportError};
 
+pub use crate::wake_gate::WakeGate;
+
 /// How one run of a link ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {

@@ -51,6 +51,7 @@ mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod transport;
+mod wake_gate;
 
 pub use accept::{AcceptPolicy, Authorize, request_head};
 pub use bytes::Bytes;

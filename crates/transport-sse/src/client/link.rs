@@ -11,15 +11,13 @@ use std::future::{Future, poll_fn};
 use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use hyper::body::{Body as _, Incoming};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
-use transport_core::driver::{DriverIo, RunOutcome};
+use transport_core::driver::{DriverIo, RunOutcome, WakeGate};
 use transport_core::{CloseFrame, Command, Message, MessageMetadata, TransportError};
 
 use super::Inner;
@@ -72,8 +70,8 @@ struct Run<'a> {
     /// The stream's connection: kept alive with the body; HTTP/2 ones carry the POSTs too.
     conn: HttpConn,
     /// Whether an inline connection has asked to be polled, and the waker it is polled with.
-    conn_wake: Arc<ConnWake>,
-    conn_waker: Waker,
+    /// hyper's connection is polled only when it asked to be (see `read`).
+    conn_gate: WakeGate,
     target: Target,
     pending: VecDeque<Item>,
     /// No more is read from the body (it ended, failed, or an end item is queued).
@@ -105,14 +103,8 @@ pub(crate) async fn run(
         .map(|url| Poster::new(inner.clone(), url, &link.conn));
     io.set_send_unsupported(poster.is_none().then(|| NO_SEND_URL.to_owned()));
     let now = Instant::now();
-    let conn_wake = Arc::new(ConnWake {
-        // Polled once at the start.
-        woken: AtomicBool::new(true),
-        task: AtomicWaker::new(),
-    });
     let mut run = Run {
-        conn_waker: Waker::from(conn_wake.clone()),
-        conn_wake,
+        conn_gate: WakeGate::new(),
         inner,
         parser,
         retry,
@@ -139,7 +131,7 @@ pub(crate) async fn run(
 impl Run<'_> {
     fn poll(&mut self, io: &mut DriverIo, cx: &mut Context<'_>) -> Poll<RunOutcome> {
         // Before `woken` is looked at: a wake-up after this reaches this poll's waker.
-        self.conn_wake.task.register(cx.waker());
+        self.conn_gate.register(cx);
         let mut budget = BUDGET;
         // The command queue answered `Pending` in this poll (so it holds this task's waker):
         // asking again before a POST ends would only repeat the answer.
@@ -273,11 +265,20 @@ impl Run<'_> {
         }
         // An HTTP/1.1 stream's connection runs here, not in a task of its own: what it reads
         // is parsed and delivered in this same poll. Once it ends, the body reports how. It is
-        // polled only when it asked to be (see `ConnWake`).
-        if self.conn_wake.woken.swap(false, Ordering::AcqRel) {
+        // polled only when it asked to be, through `conn_gate`.
+        //
+        // The task is woken for other reasons too (the application's commands and queue, the
+        // timer, the body), and polling hyper's connection is the costliest part of a poll
+        // (callgrind: ~1,300 instructions when it finds nothing to do). Per event, the
+        // connection is polled once to read the chunk, and once more after the chunk is taken
+        // from the body (taking it makes room in the body's one-chunk channel, which the
+        // connection waits on, so it wakes the task): that second poll reads on when more has
+        // arrived. Without the gate the wake-up it caused came back as one more task poll,
+        // which polled the connection a third time for nothing.
+        if self.conn_gate.take_open() {
             let _ = self
                 .conn
-                .poll_driver(&mut Context::from_waker(&self.conn_waker));
+                .poll_driver(&mut Context::from_waker(self.conn_gate.waker()));
         }
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -470,32 +471,6 @@ impl Run<'_> {
         } else {
             self.timer.as_mut().reset(due);
         }
-    }
-}
-
-/// The waker an inline connection is polled with: it notes that the connection wants to be
-/// polled, then wakes the link's task.
-///
-/// The task is woken for other reasons too (the application's commands and queue, the timer,
-/// the body), and polling hyper's connection is the costliest part of a poll (callgrind: ~1,300
-/// instructions when it finds nothing to do). Per event, the connection is polled once to read
-/// the chunk, and once more after the chunk is taken from the body (taking it makes room in the
-/// body's one-chunk channel, which the connection waits on, so it wakes the task): that second
-/// poll reads on when more has arrived. Without this flag the wake-up it caused came back as
-/// one more task poll, which polled the connection a third time for nothing.
-struct ConnWake {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for ConnWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
     }
 }
 

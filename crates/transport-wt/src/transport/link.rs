@@ -9,19 +9,17 @@
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::ReusableBoxFuture;
 use tracing::debug;
-use transport_core::driver::{DriverIo, IoEvent, RunOutcome};
+use transport_core::driver::{DriverIo, IoEvent, RunOutcome, WakeGate};
 use transport_core::{
     CloseFrame, Command, ConnectionInfo, Message, TransportConfig, TransportError,
 };
@@ -227,64 +225,10 @@ enum Ended {
     Error(TransportError),
 }
 
-/// What woke the link from behind its [`Gate`].
+/// What woke the link from behind its [`WakeGate`].
 enum Background {
     Ended(Ended),
     Rtt,
-}
-
-/// Futures polled only when one of them has woken the task since their last poll, not on
-/// every poll of the task (as `select!` would): they are polled with a waker of the gate's
-/// own, which opens the gate and wakes the task.
-struct Gate {
-    signal: Arc<GateSignal>,
-    waker: Waker,
-}
-
-struct GateSignal {
-    /// Whether the futures behind the gate want a poll (at first: they were never polled).
-    open: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for GateSignal {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.open.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
-impl Gate {
-    fn new() -> Self {
-        let signal = Arc::new(GateSignal {
-            open: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
-        let waker = Waker::from(Arc::clone(&signal));
-        Self { signal, waker }
-    }
-
-    /// Runs `poll` (with the gate's waker) when the gate is open; `Pending` otherwise. A
-    /// `Ready` leaves the gate open: what became ready must be polled again to wait anew.
-    fn poll<T>(
-        &self,
-        cx: &mut Context<'_>,
-        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T> {
-        self.signal.task.register(cx.waker());
-        if !self.signal.open.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
-        }
-        let ready = poll(&mut Context::from_waker(&self.waker));
-        if ready.is_ready() {
-            self.signal.open.store(true, Ordering::Release);
-        }
-        ready
-    }
 }
 
 enum Event {
@@ -359,7 +303,7 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
     rtt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // The session's end and the RTT timer rarely fire; polled only when one of them woke us,
     // not on every turn of the loop (each message takes a few turns).
-    let quiet = Gate::new();
+    let quiet = WakeGate::new();
     let mut phase = Phase::Open;
     // A received message waiting for room in the application's queue. Only reading stops
     // meanwhile: sends go on, or an application that echoes (waiting on its own send while
