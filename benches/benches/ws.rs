@@ -23,8 +23,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use transport_benches::paired::Table;
-use transport_benches::{bare_ws_connect, bare_wss_connect, ours_ws_config};
-use transport_core::{Connection, Connector, Message, Transport};
+use transport_benches::{
+    bare_ws_connect, bare_ws_connect_timed, ours_ws_config, ours_ws_connect_timed,
+};
+use transport_core::{Connection, Message, Transport};
 
 /// Connections of `ws_throughput`.
 const CONNECTIONS: usize = 100;
@@ -125,67 +127,6 @@ const PAIRED: Table = Table {
     baseline: "tokio-tungstenite",
 };
 
-/// One connection set-up of ours, timed; closed and settled outside the time.
-async fn ours_connect_once(connector: &transport_ws::WsConnector) -> Duration {
-    let started = Instant::now();
-    let conn = connector.connect().await.expect("connect");
-    let took = started.elapsed();
-    let _ = conn.close(1000, "").await;
-    settle().await;
-    took
-}
-
-/// One set-up of ours and one 32 B echo round trip on it, timed; closed and settled outside
-/// the time.
-async fn ours_connect_echo_once(connector: &transport_ws::WsConnector) -> Duration {
-    let started = Instant::now();
-    let mut conn = connector.connect().await.expect("connect");
-    conn.send(Message::binary(Bytes::from_static(&[0x5a; 32])))
-        .await
-        .expect("send");
-    conn.recv().await.expect("recv").expect("message");
-    let took = started.elapsed();
-    let _ = conn.close(1000, "").await;
-    settle().await;
-    took
-}
-
-/// As [`ours_connect_echo_once`] for bare tokio-tungstenite (plain TCP).
-async fn bare_connect_echo_once(url: &str) -> Duration {
-    let started = Instant::now();
-    let mut ws = bare_ws_connect(url).await;
-    ws.send(WsMessage::Binary(Bytes::from_static(&[0x5a; 32])))
-        .await
-        .expect("send");
-    ws.next().await.expect("message").expect("ok");
-    let took = started.elapsed();
-    let _ = ws.close(None).await;
-    while let Some(Ok(_)) = ws.next().await {}
-    settle().await;
-    took
-}
-
-/// One bare tokio-tungstenite connection set-up (TLS when `tls` is given), timed; closed and
-/// settled outside the time.
-async fn bare_connect_once(url: &str, tls: Option<&tokio_rustls::TlsConnector>) -> Duration {
-    let started = Instant::now();
-    let took = if let Some(tls) = tls {
-        let mut ws = bare_wss_connect(url, tls).await;
-        let took = started.elapsed();
-        let _ = ws.close(None).await;
-        while let Some(Ok(_)) = ws.next().await {}
-        took
-    } else {
-        let mut ws = bare_ws_connect(url).await;
-        let took = started.elapsed();
-        let _ = ws.close(None).await;
-        while let Some(Ok(_)) = ws.next().await {}
-        took
-    };
-    settle().await;
-    took
-}
-
 fn connection_setup(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -214,8 +155,8 @@ fn connection_setup(c: &mut Criterion) {
             &format!("connect {case}"),
             SETUP_TARGET,
             300,
-            || rt.block_on(ours_connect_once(connector)),
-            || rt.block_on(bare_connect_once(bare_url, tls)),
+            || rt.block_on(ours_ws_connect_timed(connector, false)),
+            || rt.block_on(bare_ws_connect_timed(bare_url, tls, false)),
         );
     }
     // The same set-up followed by one 32 B echo round trip, inside the time: what each side
@@ -227,8 +168,8 @@ fn connection_setup(c: &mut Criterion) {
         "connect tcp + 1 echo",
         SETUP_TARGET,
         300,
-        || rt.block_on(ours_connect_echo_once(&connectors[0])),
-        || rt.block_on(bare_connect_echo_once(bare_url)),
+        || rt.block_on(ours_ws_connect_timed(&connectors[0], true)),
+        || rt.block_on(bare_ws_connect_timed(bare_url, None, true)),
     );
     let mut group = c.benchmark_group("ws_connect");
     for ((case, _, bare_url), connector) in cases.iter().zip(&connectors) {
@@ -238,7 +179,7 @@ fn connection_setup(c: &mut Criterion) {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += ours_connect_once(connector).await;
+                        total += ours_ws_connect_timed(connector, false).await;
                     }
                     total
                 })
@@ -249,7 +190,7 @@ fn connection_setup(c: &mut Criterion) {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += bare_connect_once(bare_url, tls).await;
+                        total += bare_ws_connect_timed(bare_url, tls, false).await;
                     }
                     total
                 })
@@ -264,12 +205,6 @@ fn timed(f: impl FnOnce()) -> Duration {
     let started = Instant::now();
     f();
     started.elapsed()
-}
-
-/// Lets the teardown of the connection just closed (both ends run on this runtime) finish
-/// before the next measured connect.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// One connection's share of a `ws_throughput` iteration on our client: a window of messages

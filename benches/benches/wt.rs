@@ -318,7 +318,7 @@ async fn ours_setup_once(
     let took = started.elapsed();
     assert_eq!(session.zero_rtt_accepted(), zero_rtt);
     let _ = session.close(0, "").await;
-    settle().await;
+    transport_benches::settle().await;
     took
 }
 
@@ -347,7 +347,7 @@ async fn quinn_setup_once(
     // after. One echo (unmeasured) lets it arrive.
     quinn_echo_once(&conn).await;
     conn.close(0u32.into(), b"");
-    settle().await;
+    transport_benches::settle().await;
     took
 }
 
@@ -421,12 +421,6 @@ fn session_setup(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// Lets the teardown of the session just closed (both ends run on this runtime) finish before
-/// the next measured connect.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// One byte echoed on a new stream.

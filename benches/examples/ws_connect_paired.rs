@@ -9,56 +9,14 @@
 //! time (docs/bench/findings.md, "WS connect over TCP: what moved the ratio"); judge changes
 //! with the bench.
 
-use std::time::{Duration, Instant};
-
-use futures_util::StreamExt;
 use transport_benches::paired;
-use transport_core::{Connector, Transport};
-
-async fn ours_once(connector: &transport_ws::WsConnector) -> Duration {
-    let started = Instant::now();
-    let mut conn = connector.connect().await.expect("connect");
-    if with_echo() {
-        conn.send(transport_core::Message::binary(vec![7u8; 32]))
-            .await
-            .expect("send");
-        conn.recv().await.expect("recv").expect("message");
-    }
-    let took = started.elapsed();
-    let _ = conn.close(1000, "").await;
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    took
-}
-
-async fn bare_once(url: &str) -> Duration {
-    let started = Instant::now();
-    let mut ws = transport_benches::bare_ws_connect(url).await;
-    if with_echo() {
-        use futures_util::SinkExt;
-        ws.send(tokio_tungstenite::tungstenite::Message::Binary(
-            vec![7u8; 32].into(),
-        ))
-        .await
-        .expect("send");
-        ws.next().await.expect("message").expect("ok");
-    }
-    let took = started.elapsed();
-    let _ = ws.close(None).await;
-    while let Some(Ok(_)) = ws.next().await {}
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    took
-}
-
-/// `ECHO1` set: one 32 B echo round trip after the set-up, inside the time.
-fn with_echo() -> bool {
-    static ECHO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ECHO.get_or_init(|| std::env::var_os("ECHO1").is_some())
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pairs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(300);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    // `ECHO1` set: one 32 B echo round trip after the set-up, inside the time.
+    let echo = std::env::var_os("ECHO1").is_some();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,8 +41,12 @@ fn main() {
     for round in 0..rounds {
         let p = paired::measure(
             pairs,
-            || rt.block_on(ours_once(&connector)),
-            || rt.block_on(bare_once(&bare_url)),
+            || rt.block_on(transport_benches::ours_ws_connect_timed(&connector, echo)),
+            || {
+                rt.block_on(transport_benches::bare_ws_connect_timed(
+                    &bare_url, None, echo,
+                ))
+            },
         );
         println!(
             "round {round}: ours {:.2} µs, bare {:.2} µs, median of pair ratios {:.3}",

@@ -14,11 +14,15 @@ pub mod wt;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use transport_core::{ReconnectPolicy, Transport};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use transport_core::{Connector, ReconnectPolicy, Transport};
 use transport_ws::{ProxyConfig, WsConfig, WsServer, WsServerConfig};
 
 /// Starts our WebSocket echo server (transport-ws) on 127.0.0.1:0; returns its URL.
@@ -155,6 +159,75 @@ pub async fn bare_wss_connect(
         .await
         .expect("handshake");
     ws
+}
+
+/// One connection set-up of our client through `connector`, and with `echo` one 32 B echo
+/// round trip on it, timed; closed and settled (1 ms) outside the time. The `ws_connect`
+/// iteration and its paired rows.
+///
+/// # Panics
+/// When connecting or the echo fails (benchmarks only).
+pub async fn ours_ws_connect_timed(connector: &transport_ws::WsConnector, echo: bool) -> Duration {
+    let started = Instant::now();
+    let mut conn = connector.connect().await.expect("connect");
+    if echo {
+        conn.send(transport_core::Message::binary(Bytes::from_static(
+            &[0x5a; 32],
+        )))
+        .await
+        .expect("send");
+        conn.recv().await.expect("recv").expect("message");
+    }
+    let took = started.elapsed();
+    let _ = conn.close(1000, "").await;
+    settle().await;
+    took
+}
+
+/// As [`ours_ws_connect_timed`] for bare tokio-tungstenite, with a TLS handshake first when
+/// `tls` is given.
+///
+/// # Panics
+/// When connecting or the echo fails (benchmarks only).
+pub async fn bare_ws_connect_timed(
+    url: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    echo: bool,
+) -> Duration {
+    let started = Instant::now();
+    let took = match tls {
+        Some(tls) => bare_timed(started, bare_wss_connect(url, tls).await, echo).await,
+        None => bare_timed(started, bare_ws_connect(url).await, echo).await,
+    };
+    settle().await;
+    took
+}
+
+/// The rest of [`bare_ws_connect_timed`] on an open connection: the echo, the time, the close.
+async fn bare_timed<S>(
+    started: Instant,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    echo: bool,
+) -> Duration
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if echo {
+        ws.send(WsMessage::Binary(Bytes::from_static(&[0x5a; 32])))
+            .await
+            .expect("send");
+        ws.next().await.expect("message").expect("ok");
+    }
+    let took = started.elapsed();
+    let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
+    took
+}
+
+/// Lets the teardown of a connection just closed (both ends run on the bench's runtime)
+/// finish before the next measured one, outside the time.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 fn host_port(url: &str) -> &str {
