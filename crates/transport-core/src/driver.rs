@@ -675,20 +675,58 @@ where
     F: FnOnce(DriverIo) -> Fut + Send + 'static,
     Fut: Future<Output = (RunOutcome, DriverIo)> + Send + 'static,
 {
+    let metrics = MessageMetrics::new(info.transport);
+    let (connection, accepted) = accept(config, info, metrics);
+    tokio::spawn(accepted.serve(run));
+    connection
+}
+
+/// As [`spawn_accepted`] without spawning: the server runs [`Accepted::serve`] in a task it
+/// already has (the one that ran the handshake, say), which saves a task per connection.
+/// `metrics` are the connection's counters, e.g. from a server's
+/// [`ServerMetrics`](crate::metrics::ServerMetrics).
+pub fn accept(
+    config: &TransportConfig,
+    info: ConnectionInfo,
+    metrics: MessageMetrics,
+) -> (Connection, Accepted) {
     let transport = info.transport;
-    let metrics = MessageMetrics::new(transport);
     let (connection, io) = new_io(config, info, ConnectionState::Connected, Some(metrics));
-    tokio::spawn(async move {
-        let (outcome, mut io) = run(io).await;
+    (connection, Accepted { io, transport })
+}
+
+/// The driver side of an accepted link that [`accept`] made: [`serve`](Self::serve) it.
+pub struct Accepted {
+    io: DriverIo,
+    transport: &'static str,
+}
+
+impl Accepted {
+    /// Serves the link with `run` (which hands the [`DriverIo`] back with the outcome), then
+    /// ends the connection as [`spawn_accepted`]'s task does: the error that ended it is
+    /// counted and given to the application, and the state goes `Disconnected`.
+    pub async fn serve<F, Fut>(self, run: F)
+    where
+        F: FnOnce(DriverIo) -> Fut,
+        Fut: Future<Output = (RunOutcome, DriverIo)>,
+    {
+        let (outcome, mut io) = run(self.io).await;
         io.shared.counters.link_down();
         let error = io.outcome_error(outcome);
         if let Some(e) = error {
-            crate::metrics::connection_error(transport, &e);
+            crate::metrics::connection_error(self.transport, &e);
             io.finish_with_error(e).await;
         }
         let _ = io.shared.state.transition(ConnectionState::Disconnected);
-    });
-    connection
+    }
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

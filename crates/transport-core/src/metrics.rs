@@ -164,6 +164,39 @@ impl Drop for ConnectionGauge {
     }
 }
 
+/// A server's metric handles, looked up once when the server starts rather than per
+/// connection (building a labelled key costs more than the rest of the bookkeeping of an
+/// accept). They are registered with the recorder installed when made: install the recorder
+/// (the exporter) before starting servers.
+#[derive(Debug, Clone)]
+pub struct ServerMetrics {
+    accepted: Counter,
+    connections: Gauge,
+    messages: MessageMetrics,
+}
+
+impl ServerMetrics {
+    /// Handles for `transport`, registered with the recorder installed now.
+    pub fn new(transport: &'static str) -> Self {
+        Self {
+            accepted: counter!(HANDSHAKES_ACCEPTED, LABEL_TRANSPORT => transport),
+            connections: gauge!(CONNECTIONS, LABEL_TRANSPORT => transport),
+            messages: MessageMetrics::new(transport),
+        }
+    }
+
+    /// Counts a handshake that produced a connection: its unit of the [`CONNECTIONS`] gauge
+    /// (held as long as the connection) and its message counters.
+    pub fn accepted(&self) -> (ConnectionGauge, MessageMetrics) {
+        self.accepted.increment(1);
+        self.connections.increment(1.0);
+        let gauge = ConnectionGauge {
+            gauge: self.connections.clone(),
+        };
+        (gauge, self.messages.clone())
+    }
+}
+
 /// The per-message counters of one connection, looked up once.
 #[derive(Debug, Clone)]
 pub struct MessageMetrics {

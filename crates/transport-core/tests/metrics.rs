@@ -1,7 +1,8 @@
 //! The shared metrics of `transport_core::metrics`, recorded into a small in-test recorder:
 //! messages and bytes of accepted connections, `try_send` refusals, errors by kind (with the
 //! recorder installed globally: the only test of this binary that does), the connection gauge
-//! guard and the handshake counters (with it installed locally).
+//! guard, a server's handles looked up once and the handshake counters (with it installed
+//! locally).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use transport_core::metrics::{self as names, ConnectionGauge};
+use transport_core::metrics::{self as names, ConnectionGauge, ServerMetrics};
 use transport_core::{Message, Transport, TransportConfig, TrySendError, memory};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -139,6 +140,35 @@ fn connection_gauge_counts_while_held() {
         drop(two);
         assert!(recorder.gauge(&series).abs() < f64::EPSILON);
     });
+}
+
+#[test]
+fn server_metrics_are_looked_up_once_and_count_every_accept() {
+    let recorder = TestRecorder::default();
+    // Made while the recorder is installed; used after, as a server's accepts are.
+    let server = metrics::with_local_recorder(&recorder, || ServerMetrics::new("ws"));
+    let (one, messages) = server.accepted();
+    let (two, _) = server.accepted();
+    messages.received(7);
+    messages.sent(3);
+    let gauge = format!("{}{{transport=ws}}", names::CONNECTIONS);
+    assert_eq!(
+        recorder.counter(&format!("{}{{transport=ws}}", names::HANDSHAKES_ACCEPTED)),
+        2
+    );
+    assert!((recorder.gauge(&gauge) - 2.0).abs() < f64::EPSILON);
+    assert_eq!(
+        recorder.counter(&format!("{}{{transport=ws}}", names::BYTES_RECEIVED)),
+        7
+    );
+    assert_eq!(
+        recorder.counter(&format!("{}{{transport=ws}}", names::MESSAGES_SENT)),
+        1
+    );
+    drop(one);
+    assert!((recorder.gauge(&gauge) - 1.0).abs() < f64::EPSILON);
+    drop(two);
+    assert!(recorder.gauge(&gauge).abs() < f64::EPSILON);
 }
 
 #[test]

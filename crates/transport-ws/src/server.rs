@@ -1,7 +1,9 @@
 //! The WebSocket server: accept on a `TcpListener` (plain or TLS) with [`WsServer`], or upgrade
 //! requests inside an existing hyper service with [`upgrade`].
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -22,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, warn};
 use transport_core::driver::{self, DriverIo, RunOutcome};
-use transport_core::metrics::{self, ConnectionGauge, reason};
+use transport_core::metrics::{self, ConnectionGauge, ServerMetrics, reason};
 use transport_core::{Connection, ConnectionInfo, IpLimiter, IpPermit, RefusalLog, TransportError};
 
 use crate::WsServerConfig;
@@ -84,23 +87,25 @@ fn request_info(
     }
 }
 
-/// Spawns the driver of an upgraded socket; `guard` lives as long as the connection.
-fn spawn_link<S, G>(
+/// The connection of an upgraded socket and the future that drives its link (not started);
+/// `guard` lives as long as the connection.
+fn start_link<S, G>(
     ws: WebSocketStream<S>,
     config: &WsServerConfig,
     info: ConnectionInfo,
     shutdown: Option<CancellationToken>,
     guard: G,
-) -> Connection
+    metrics: &ServerMetrics,
+) -> (Connection, impl Future<Output = ()> + Send + 'static)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     G: Send + 'static,
 {
     let options = LinkOptions::new(&config.transport, shutdown);
     let span = tracing::debug_span!("ws", transport = TRANSPORT, peer = ?info.peer_addr);
-    metrics::handshake_accepted(TRANSPORT);
-    let gauge = ConnectionGauge::new(TRANSPORT);
-    driver::spawn_accepted(&config.transport, info, move |mut io: DriverIo| {
+    let (gauge, messages) = metrics.accepted();
+    let (connection, accepted) = driver::accept(&config.transport, info, messages);
+    let serve = accepted.serve(move |mut io: DriverIo| {
         async move {
             let outcome: RunOutcome = link::run(ws, &mut io, options).await;
             drop(guard);
@@ -108,7 +113,8 @@ where
             (outcome, io)
         }
         .instrument(span)
-    })
+    });
+    (connection, serve)
 }
 
 /// A WebSocket server on a TCP listener, plain or TLS.
@@ -182,6 +188,7 @@ impl WsServer {
             tx,
             ip_limiter: IpLimiter::new(config.ip_limits.clone()),
             refusals: RefusalLog::default(),
+            metrics: ServerMetrics::new(TRANSPORT),
             config: Arc::new(config),
         };
         let is_tls = acceptor.tls.is_some();
@@ -296,6 +303,15 @@ struct Acceptor {
     tx: mpsc::Sender<(Connection, WsRequest)>,
     ip_limiter: IpLimiter,
     refusals: RefusalLog,
+    metrics: ServerMetrics,
+}
+
+/// A finished handshake: the connection for `accept()` and the future that drives its link,
+/// which the handshake's task runs next (no task of its own).
+struct Upgraded {
+    connection: Connection,
+    request: WsRequest,
+    link: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Acceptor {
@@ -342,26 +358,61 @@ impl Acceptor {
             };
             let this2 = this.clone();
             this.tracker.spawn(async move {
-                let deadline = this2.config.handshake_timeout;
+                let deadline = Instant::now() + this2.config.handshake_timeout;
                 // Boxed: the TLS and WebSocket handshakes' state is ~11 KB, and a task's
                 // future is copied whole when spawned and again when it completes.
                 let shake = Box::pin(this2.handshake(tcp, peer, guard));
-                tokio::select! {
-                    () = this2.shutdown.cancelled() => {}
-                    result = tokio::time::timeout(deadline, shake) => match result {
-                        Ok(Ok(())) => {}
+                let upgraded = tokio::select! {
+                    () = this2.shutdown.cancelled() => return,
+                    result = tokio::time::timeout_at(deadline, shake) => match result {
+                        Ok(Ok(upgraded)) => upgraded,
                         Ok(Err(Rejected { reason, error })) => {
                             metrics::handshake_rejected(TRANSPORT, reason);
                             debug!(%peer, error = %error, reason, "handshake failed");
+                            return;
                         }
                         Err(_) => {
                             metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
-                            debug!(%peer, "handshake timed out after {deadline:?}");
+                            let after = this2.config.handshake_timeout;
+                            debug!(%peer, "handshake timed out after {after:?}");
+                            return;
                         }
                     },
-                }
+                };
+                this2.serve(upgraded, deadline).await;
             });
         }
+    }
+
+    /// Hands the connection to `accept()` and drives its link in this task until it ends.
+    /// While the application's accept backlog is full the link runs meanwhile (answering
+    /// pings, reading into the receive queue), and the wait ends at the handshake deadline.
+    async fn serve(&self, upgraded: Upgraded, deadline: Instant) {
+        let Upgraded {
+            connection,
+            request,
+            link,
+        } = upgraded;
+        let handed = match self.tx.try_send((connection, request)) {
+            Ok(()) => return link.await,
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+            // Shutting down: the connection, dropped here, closes its link.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::handshake_rejected(TRANSPORT, reason::SHUTDOWN);
+                return link.await;
+            }
+        };
+        let wait = async {
+            match tokio::time::timeout_at(deadline, self.tx.send(handed)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => metrics::handshake_rejected(TRANSPORT, reason::SHUTDOWN),
+                Err(_) => {
+                    metrics::handshake_rejected(TRANSPORT, reason::TIMEOUT);
+                    debug!("accept backlog full until the handshake deadline");
+                }
+            }
+        };
+        tokio::join!(link, wait);
     }
 
     async fn handshake(
@@ -369,7 +420,7 @@ impl Acceptor {
         tcp: TcpStream,
         peer: SocketAddr,
         guard: OpenGuard,
-    ) -> Result<(), Rejected> {
+    ) -> Result<Upgraded, Rejected> {
         match &self.tls {
             Some(acceptor) => {
                 let tls = acceptor
@@ -388,7 +439,7 @@ impl Acceptor {
         stream: S,
         peer: SocketAddr,
         guard: OpenGuard,
-    ) -> Result<(), Rejected>
+    ) -> Result<Upgraded, Rejected>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -440,19 +491,19 @@ impl Acceptor {
         let info = ConnectionInfo::new(TRANSPORT)
             .with_peer_addr(Some(peer))
             .with_subprotocol(request.subprotocol.clone());
-        let connection = spawn_link(
+        let (connection, link) = start_link(
             ws,
             config,
             info,
             Some(self.shutdown.child_token()),
-            (guard, self.tracker.token()),
+            guard,
+            &self.metrics,
         );
-        // Waits while the application's accept backlog is full.
-        self.tx
-            .send((connection, request))
-            .await
-            .map_err(|_| TransportError::Closed)
-            .map_err(Rejected::new(reason::SHUTDOWN))
+        Ok(Upgraded {
+            connection,
+            request,
+            link: Box::pin(link),
+        })
     }
 }
 
@@ -488,7 +539,9 @@ impl PendingUpgrade {
     /// away, or the service was not served `with_upgrades()`).
     pub async fn finish(mut self) -> Result<(Connection, WsRequest), TransportError> {
         let (ws, info) = self.socket().await?;
-        let connection = spawn_link(ws, &self.config, info, None, ());
+        let metrics = ServerMetrics::new(TRANSPORT);
+        let (connection, link) = start_link(ws, &self.config, info, None, (), &metrics);
+        tokio::spawn(link);
         Ok((connection, self.request))
     }
 

@@ -198,6 +198,66 @@ async fn slowloris_is_dropped_at_the_handshake_deadline() {
     assert_eq!(server.open_connections(), 0);
 }
 
+#[tokio::test]
+async fn a_connection_waiting_for_a_full_accept_backlog_is_served_meanwhile() {
+    let mut cfg = WsServerConfig::default();
+    cfg.accept_backlog = 1;
+    let mut server = WsServer::bind("127.0.0.1:0", cfg).await.unwrap();
+    let url = server.url();
+    // The first fills the backlog; the second's link runs while it waits for room: its ping
+    // is answered before the application takes it.
+    let _first = transport_ws::connect(&url, client_config()).await.unwrap();
+    let mut second = raw_client(&url).await;
+    second.send(WsMessage::Ping("hi".into())).await.unwrap();
+    let pong = tokio::time::timeout(LIMIT, second.next()).await.unwrap();
+    assert!(
+        matches!(&pong, Some(Ok(WsMessage::Pong(p))) if p.as_ref() == b"hi"),
+        "{pong:?}"
+    );
+    second.send(WsMessage::text("early")).await.unwrap();
+    let (_a, _) = tokio::time::timeout(LIMIT, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut b, _) = tokio::time::timeout(LIMIT, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recv(&mut b).await.unwrap(), Some(Message::text("early")));
+    b.send(Message::text("late")).await.unwrap();
+    let late = tokio::time::timeout(LIMIT, second.next()).await.unwrap();
+    assert!(
+        matches!(&late, Some(Ok(WsMessage::Text(t))) if t.as_str() == "late"),
+        "{late:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_backlog_has_no_room_for_by_the_deadline_is_closed() {
+    let mut cfg = WsServerConfig::default();
+    cfg.accept_backlog = 1;
+    cfg.handshake_timeout = Duration::from_millis(300);
+    let mut server = WsServer::bind("127.0.0.1:0", cfg).await.unwrap();
+    let url = server.url();
+    let _first = transport_ws::connect(&url, client_config()).await.unwrap();
+    let mut second = transport_ws::connect(&url, client_config()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    // Never taken: the server ends it once the handshake deadline has passed.
+    let ended = recv(&mut second).await;
+    assert!(matches!(ended, Ok(None) | Err(_)), "{ended:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (_a, _) = tokio::time::timeout(LIMIT, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), server.accept())
+            .await
+            .is_err(),
+        "the closed connection is not handed out"
+    );
+}
+
 /// A raw client: handshake by tungstenite, then raw bytes on the socket.
 async fn raw_client(url: &str) -> tokio_tungstenite::WebSocketStream<TcpStream> {
     let req = url.into_client_request().unwrap();
