@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use transport_core::driver::{LinkIo, RunOutcome};
+use transport_core::driver::{LinkIo, RunOutcome, WakeGate};
 use transport_core::{CloseFrame, Command, Message, TransportConfig, TransportError};
 
 use crate::error::{ReadFailure, classify};
@@ -73,6 +73,9 @@ pub(crate) struct Link<S> {
     deadline: Option<Instant>,
     timer: Pin<Box<Sleep>>,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// The timer and the server's shutdown rarely fire: they are polled only after one of
+    /// them woke the task, not on every poll (a message takes a few).
+    quiet: WakeGate,
     options: LinkOptions,
 }
 
@@ -136,6 +139,7 @@ where
                 .shutdown
                 .clone()
                 .map(|t| Box::pin(t.cancelled_owned())),
+            quiet: WakeGate::new(),
             options,
         };
         link.arm_timer();
@@ -207,16 +211,23 @@ where
         if let Poll::Ready(end) = io.poll_end(cx) {
             return Poll::Ready(end);
         }
-        if let Some(done) = self.poll_timer(cx) {
-            return Poll::Ready(done);
-        }
-        if let Some(shutdown) = self.shutdown.as_mut()
-            && shutdown.as_mut().poll(cx).is_ready()
-        {
-            self.shutdown = None;
-            if matches!(self.phase, Phase::Open) {
-                let frame = CloseFrame::new(CloseFrame::GOING_AWAY, "server shutting down");
-                self.start_closing(Phase::Closing, Some(&frame));
+        self.quiet.register(cx);
+        if self.quiet.take_open() {
+            // Polled with the gate's waker: their wake-ups open it. What fires and is reset
+            // is polled again at once (and re-registers) inside `poll_timer`.
+            let waker = self.quiet.waker().clone();
+            let mut quiet = Context::from_waker(&waker);
+            if let Some(done) = self.poll_timer(&mut quiet) {
+                return Poll::Ready(done);
+            }
+            if let Some(shutdown) = self.shutdown.as_mut()
+                && shutdown.as_mut().poll(&mut quiet).is_ready()
+            {
+                self.shutdown = None;
+                if matches!(self.phase, Phase::Open) {
+                    let frame = CloseFrame::new(CloseFrame::GOING_AWAY, "server shutting down");
+                    self.start_closing(Phase::Closing, Some(&frame));
+                }
             }
         }
         let mut busy = self.poll_commands(io, cx);
@@ -265,6 +276,7 @@ where
                 return Some(self.finish());
             }
             self.arm_timer();
+            self.poll_reset_timer(cx);
             return None;
         }
         if now >= self.last_rx + self.options.dead_peer_timeout {
@@ -286,11 +298,15 @@ where
             self.next_ping = Some(now + interval);
         }
         self.arm_timer();
-        // The reset timer must be polled once to register the waker.
+        self.poll_reset_timer(cx);
+        None
+    }
+
+    /// Polls the timer just reset once, to register the waker (the one that fired was taken).
+    fn poll_reset_timer(&mut self, cx: &mut Context<'_>) {
         if self.timer.as_mut().poll(cx).is_ready() {
             cx.waker().wake_by_ref();
         }
-        None
     }
 
     /// Moves queued application messages into the socket. Returns whether the batch limit was
