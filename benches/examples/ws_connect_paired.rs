@@ -5,9 +5,14 @@
 //! the bench. `WITH_TLS=1` also starts the bench's two idle TLS servers on the runtime; `ECHO1=1`
 //! adds one 32 B echo round trip after the set-up, inside the time.
 //!
-//! Note: this binary gave ~1.0x where the bench binary's own loop gave 1.13–1.20x at the same
-//! time (docs/bench/findings.md, "WS connect over TCP: what moved the ratio"); judge changes
-//! with the bench.
+//! Note: this binary gives ~1.0x where the bench binary's own loop gives 1.12–1.16x. The
+//! difference is glibc's dynamic mmap threshold: here bare tokio-tungstenite's 128 KiB buffers
+//! are mmapped and unmapped per connection, in the bench binary (whose echo group's set-up ran
+//! first) they come from the heap, which is not trimmed after each. Run with
+//! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=67108864`
+//! (1.12x then) to compare in the bench's (warm) state
+//! (docs/bench/findings.md, "WS connect: the link in its handshake's task"); judge changes with
+//! the bench.
 
 use transport_benches::paired;
 
