@@ -2,9 +2,10 @@
 //! stream, unidirectional streams and datagrams in, the configured [`SendMode`] out, the close
 //! handshake, RTT samples.
 //!
-//! Reading runs in three background tasks (message stream, unidirectional streams, datagrams)
-//! that feed one bounded channel; they end with the link. Writing happens in the driver task,
-//! one message at a time, so the application's queue gives backpressure.
+//! The driver task reads the message stream itself, as much as has arrived each time the stream
+//! wakes it; unidirectional streams and datagrams are read in two background tasks that feed
+//! one bounded channel and end with the link. Writing happens in the driver task, one message
+//! at a time, so the application's queue gives backpressure.
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
@@ -19,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::ReusableBoxFuture;
 use tracing::debug;
-use transport_core::driver::{DriverIo, IoEvent, RunOutcome, WakeGate};
+use transport_core::driver::{DriverIo, RunOutcome, WakeGate};
 use transport_core::{
     CloseFrame, Command, ConnectionInfo, Message, TransportConfig, TransportError,
 };
@@ -225,12 +226,6 @@ enum Ended {
     Error(TransportError),
 }
 
-/// What woke the link from behind its [`WakeGate`].
-enum Background {
-    Ended(Ended),
-    Rtt,
-}
-
 enum Event {
     Frame(Frame),
     /// The peer finished the message stream.
@@ -292,110 +287,225 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
         recv,
     } = link;
     let max = options.max_receive;
-    let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+    let (tx, events) = mpsc::channel(EVENT_QUEUE);
     let mut readers = JoinSet::new();
-    readers.spawn(read_message_stream(recv, max, tx.clone()));
     readers.spawn(read_uni_streams(session.clone(), max, tx.clone()));
     readers.spawn(read_datagrams(session.clone(), max, tx));
     let mut ended = pin!(session.ended());
     let mut deadline = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
     let mut rtt = tokio::time::interval(RTT_INTERVAL);
     rtt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    // The session's end and the RTT timer rarely fire; polled only when one of them woke us,
-    // not on every turn of the loop (each message takes a few turns).
+    // The session's end and the RTT timer rarely fire: polled only after one of them woke us.
     let quiet = WakeGate::new();
     let mut phase = Phase::Open;
-    // A received message waiting for room in the application's queue. Only reading stops
-    // meanwhile: sends go on, or an application that echoes (waiting on its own send while
-    // its queue is full) would wait forever on this loop, and this loop on it.
-    let mut waiting: Option<Message> = None;
-    // A message being written: the write owns the stream and hands it back when done. Events
-    // are read meanwhile: a write waiting on the peer's flow control must not stop us from
-    // reading, or two peers pumping at each other (each application reading only what its own
-    // sends let through) would wait on each other's windows for ever.
-    let mut writer = Writer::new(send, &session, options);
+    let mut flow = Flow::new(
+        Reader::new(recv, max),
+        events,
+        Writer::new(send, &session, options),
+    );
     loop {
         let open = matches!(phase, Phase::Open);
-        let (want_room, want_command) = (waiting.is_some(), open && writer.idle());
-        tokio::select! {
-            event = events.recv(), if waiting.is_none() => match event {
-                Some(Event::Frame(Frame::Message(message))) => {
-                    // Discarded when the application dropped its receiver.
-                    waiting = io.try_deliver(message).err();
-                }
-                Some(Event::Frame(Frame::Close(frame))) => {
-                    if !open {
-                        return phase.finish(|| TransportError::Closed);
-                    }
-                    // Answer with the same code, then let the side that started the close end
-                    // the session (so our answer is not cut off), bounded by the close timeout.
-                    io.set_peer_close(frame.clone());
-                    let answer = CloseFrame::new(frame.code, "");
-                    writer.close(&answer, options.close_timeout).await;
-                    let _ = tokio::time::timeout(options.close_timeout, ended.as_mut()).await;
-                    return RunOutcome::PeerClosed(frame);
-                }
-                Some(Event::Fin) | None => {
-                    return phase.finish(|| {
-                        TransportError::lost("the peer finished the message stream without a close frame")
-                    });
-                }
-                Some(Event::Failed(error)) => {
-                    if !open {
-                        return phase.finish(|| error);
-                    }
-                    debug!(%error, "closing the link");
-                    let frame = CloseFrame::new(codec::close_code_for(&error), "");
-                    let grace = options.close_timeout.min(FAIL_GRACE);
-                    deadline.as_mut().reset(Instant::now() + grace);
-                    writer.close(&frame, grace).await;
-                    phase = Phase::Failing(error);
-                }
-            },
-            event = poll_fn(|cx| io.poll_room_or_command(cx, want_room, want_command)),
-                if want_room || want_command => match event {
-                IoEvent::Room(room) => {
-                    // Discarded when the application dropped its receiver.
-                    io.hand_over_waiting(&mut waiting, room);
-                }
-                IoEvent::Command(Command::Send(message)) => {
-                    if let Poll::Ready(Err(e)) = writer.start(message).await {
-                        return RunOutcome::Failed(e);
-                    }
-                }
-                IoEvent::Command(Command::Close(frame)) => {
-                    deadline.as_mut().reset(Instant::now() + options.close_timeout);
-                    writer.close(&frame, options.close_timeout).await;
-                    phase = Phase::Closing;
-                }
-            },
-            result = writer.finished(), if !writer.idle() => {
-                if let Err(e) = result {
-                    return RunOutcome::Failed(e);
-                }
+        // Messages in and out are handled inside this poll, as many as are ready (up to a
+        // budget); it returns only for what ends or changes the link.
+        let step = poll_fn(|cx| {
+            if let Poll::Ready(step) = flow.poll(cx, io, open) {
+                return Poll::Ready(step);
             }
-            background = poll_fn(|cx| quiet.poll(cx, |cx| {
+            let background = quiet.poll(cx, |cx| {
                 if let Poll::Ready(end) = ended.as_mut().poll(cx) {
-                    return Poll::Ready(Background::Ended(end));
+                    return Poll::Ready(Step::Ended(end));
                 }
-                rtt.poll_tick(cx).map(|_| Background::Rtt)
-            })) => match background {
-            Background::Rtt => io.record_rtt(session.quic().rtt()),
-            Background::Ended(end) => {
-                if let Some(message) = waiting.take() {
+                rtt.poll_tick(cx).map(|_| Step::Rtt)
+            });
+            if background.is_ready() {
+                return background;
+            }
+            if !open && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Step::Deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        match step {
+            Step::Read(Event::Frame(Frame::Message(message))) => {
+                // Not returned by the poll above; handled the same way for completeness.
+                flow.waiting = io.try_deliver(message).err();
+            }
+            Step::Read(Event::Frame(Frame::Close(frame))) => {
+                if !open {
+                    return phase.finish(|| TransportError::Closed);
+                }
+                // Answer with the same code, then let the side that started the close end
+                // the session (so our answer is not cut off), bounded by the close timeout.
+                io.set_peer_close(frame.clone());
+                let answer = CloseFrame::new(frame.code, "");
+                flow.writer.close(&answer, options.close_timeout).await;
+                let _ = tokio::time::timeout(options.close_timeout, ended.as_mut()).await;
+                return RunOutcome::PeerClosed(frame);
+            }
+            Step::Read(Event::Fin) => {
+                return phase.finish(|| {
+                    TransportError::lost(
+                        "the peer finished the message stream without a close frame",
+                    )
+                });
+            }
+            Step::Read(Event::Failed(error)) => {
+                if !open {
+                    return phase.finish(|| error);
+                }
+                debug!(%error, "closing the link");
+                let frame = CloseFrame::new(codec::close_code_for(&error), "");
+                let grace = options.close_timeout.min(FAIL_GRACE);
+                deadline.as_mut().reset(Instant::now() + grace);
+                flow.writer.close(&frame, grace).await;
+                phase = Phase::Failing(error);
+            }
+            Step::Close(frame) => {
+                deadline
+                    .as_mut()
+                    .reset(Instant::now() + options.close_timeout);
+                flow.writer.close(&frame, options.close_timeout).await;
+                phase = Phase::Closing;
+            }
+            Step::WriteFailed(e) => return RunOutcome::Failed(e),
+            Step::Rtt => io.record_rtt(session.quic().rtt()),
+            Step::Ended(end) => {
+                if let Some(message) = flow.waiting.take() {
                     // What arrived before the end still reaches the application, if it reads.
                     let _ = tokio::time::timeout(options.close_timeout, io.deliver(message)).await;
                 }
                 return match (end, open) {
-                (Ended::Peer(frame), true) => RunOutcome::PeerClosed(frame),
-                (Ended::Peer(_), false) => phase.finish(|| TransportError::Closed),
-                (Ended::Error(error), _) => phase.finish(|| error),
+                    (Ended::Peer(frame), true) => RunOutcome::PeerClosed(frame),
+                    (Ended::Peer(_), false) => phase.finish(|| TransportError::Closed),
+                    (Ended::Error(error), _) => phase.finish(|| error),
                 };
             }
-            },
-            () = deadline.as_mut(), if !open => return phase.finish(|| TransportError::Closed),
+            Step::Deadline => return phase.finish(|| TransportError::Closed),
         }
     }
+}
+
+/// The link's message flow: the message stream in and out, the other readers' channel, and a
+/// received message waiting for room.
+struct Flow<'a> {
+    reader: Reader,
+    /// The unidirectional-stream and datagram readers' channel.
+    events: mpsc::Receiver<Event>,
+    others_open: bool,
+    gates: Gates,
+    /// A received message waiting for room in the application's queue. Only reading stops
+    /// meanwhile: sends go on, or an application that echoes (waiting on its own send while
+    /// its queue is full) would wait forever on this loop, and this loop on it.
+    waiting: Option<Message>,
+    /// A message being written stays in the writer across polls. Reading goes on meanwhile: a
+    /// write waiting on the peer's flow control must not stop us from reading, or two peers
+    /// pumping at each other (each application reading only what its own sends let through)
+    /// would wait on each other's windows for ever.
+    writer: Writer<'a>,
+}
+
+impl<'a> Flow<'a> {
+    fn new(reader: Reader, events: mpsc::Receiver<Event>, writer: Writer<'a>) -> Self {
+        Self {
+            reader,
+            events,
+            others_open: true,
+            gates: Gates {
+                reading: WakeGate::new(),
+                commands: WakeGate::new(),
+                others: WakeGate::new(),
+            },
+            waiting: None,
+            writer,
+        }
+    }
+
+    /// Moves messages in and out, as many as are ready (up to a budget each way), and returns
+    /// only for what ends or changes the link: a close frame, the stream's end, a failure, the
+    /// application's close.
+    fn poll(&mut self, cx: &mut Context<'_>, io: &mut DriverIo, open: bool) -> Poll<Step> {
+        if let Poll::Ready(Err(e)) = self.writer.poll_write(cx) {
+            return Poll::Ready(Step::WriteFailed(e));
+        }
+        // Separate budgets, so that neither direction's flood holds up the other.
+        let (mut budget_in, mut budget_out) = (MESSAGES_PER_POLL, MESSAGES_PER_POLL);
+        // In: deliver while the application's queue has room.
+        while budget_in > 0 {
+            if self.waiting.is_some() {
+                match io.poll_reserve(cx) {
+                    // Discarded when the application dropped its receiver.
+                    Poll::Ready(room) => io.hand_over_waiting(&mut self.waiting, room),
+                    Poll::Pending => break,
+                }
+            }
+            let event = match self.gates.reading.poll(cx, |cx| self.reader.poll_event(cx)) {
+                Poll::Ready(event) => event,
+                Poll::Pending if self.others_open => {
+                    match self.gates.others.poll(cx, |cx| self.events.poll_recv(cx)) {
+                        Poll::Ready(Some(event)) => event,
+                        // Those readers ended with the session, whose end comes by itself.
+                        Poll::Ready(None) => {
+                            self.others_open = false;
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                Poll::Pending => break,
+            };
+            match event {
+                // Discarded when the application dropped its receiver.
+                Event::Frame(Frame::Message(message)) => {
+                    self.waiting = io.try_deliver(message).err();
+                }
+                other => return Poll::Ready(Step::Read(other)),
+            }
+            budget_in -= 1;
+        }
+        // Out: the application's commands, while no write waits.
+        while budget_out > 0 && open && self.writer.idle() {
+            match self.gates.commands.poll(cx, |cx| io.poll_command(cx)) {
+                Poll::Ready(Command::Send(message)) => {
+                    if let Poll::Ready(Err(e)) = self.writer.begin(message, cx) {
+                        return Poll::Ready(Step::WriteFailed(e));
+                    }
+                }
+                Poll::Ready(Command::Close(frame)) => return Poll::Ready(Step::Close(frame)),
+                Poll::Pending => break,
+            }
+            budget_out -= 1;
+        }
+        if budget_in == 0 || budget_out == 0 {
+            // More may be ready: let other tasks run, then go on.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+/// What the link's poll returns to its loop: what ends or changes the link.
+enum Step {
+    /// From the streams: a close frame, the end of the message stream, or a failure.
+    Read(Event),
+    /// The application asked to close.
+    Close(CloseFrame),
+    WriteFailed(TransportError),
+    /// Time to copy quinn's RTT estimate.
+    Rtt,
+    Ended(Ended),
+    /// The close (or failure) grace ran out.
+    Deadline,
+}
+
+/// The link's wake gates, one per source.
+struct Gates {
+    /// The message stream.
+    reading: WakeGate,
+    /// The application's commands.
+    commands: WakeGate,
+    /// The unidirectional-stream and datagram readers' channel.
+    others: WakeGate,
 }
 
 /// The message stream's writer: at most one message in flight, kept across the link's loop so
@@ -435,15 +545,8 @@ impl<'a> Writer<'a> {
         !self.uni_busy && self.pending.iter().all(Bytes::is_empty)
     }
 
-    /// Starts writing `message` and tries it once: most writes finish at once, without
-    /// another turn of the loop. `Pending` when it waits; then [`finished`](Self::finished)
-    /// completes it.
-    async fn start(&mut self, message: Message) -> Poll<Result<(), TransportError>> {
-        let mut message = Some(message);
-        // Ready at its first poll: the write is tried once, here.
-        poll_fn(|cx| Poll::Ready(message.take().map_or(Poll::Pending, |m| self.begin(m, cx)))).await
-    }
-
+    /// Starts writing `message` and tries it once: most writes finish at once. `Pending` when
+    /// it waits; then [`poll_write`](Self::poll_write) completes it.
     fn begin(
         &mut self,
         message: Message,
@@ -614,51 +717,86 @@ fn read_room(buffered: usize, missing: Option<usize>) -> usize {
     missing.map_or(READ_SIZE, |missing| missing.min(buffered.max(READ_SIZE)))
 }
 
-async fn read_message_stream(mut recv: BoxRead, max: usize, tx: mpsc::Sender<Event>) {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    loop {
-        loop {
-            match codec::decode(&mut buf, max) {
-                Ok(Some(frame)) => {
-                    if tx.send(Event::Frame(frame)).await.is_err() {
-                        return;
+/// Most reads of the message stream in one poll of the link before it lets its other work run
+/// (and polls again): a peer that keeps the stream full does not hold the loop.
+const READS_PER_POLL: usize = 32;
+/// Most messages received and commands taken in one poll of the link before it lets other
+/// tasks run (and polls again).
+const MESSAGES_PER_POLL: usize = 64;
+
+/// The message stream's reading half, read inside the link's loop (no task and channel of its
+/// own): each poll reads until a frame is complete or the stream has nothing more now.
+struct Reader {
+    recv: BoxRead,
+    buf: BytesMut,
+    max: usize,
+    state: ReadState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    Frames,
+    /// A frame could not be parsed; the rest is read and discarded, so that the peer's answer,
+    /// the end of its stream, ends the link without a wait.
+    Discarding,
+    /// The stream ended or failed; nothing more comes from it.
+    Done,
+}
+
+impl Reader {
+    fn new(recv: BoxRead, max: usize) -> Self {
+        Self {
+            recv,
+            buf: BytesMut::with_capacity(8 * 1024),
+            max,
+            state: ReadState::Frames,
+        }
+    }
+
+    /// The next frame (or the stream's end or failure), reading in a loop until one is
+    /// complete; `Pending` once the stream has nothing more now (or the read budget is spent:
+    /// then the task is woken to go on).
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        for _ in 0..READS_PER_POLL {
+            match self.state {
+                ReadState::Done => return Poll::Pending,
+                ReadState::Frames => match codec::decode(&mut self.buf, self.max) {
+                    Ok(Some(frame)) => return Poll::Ready(Event::Frame(frame)),
+                    Ok(None) => {
+                        let room = read_room(self.buf.len(), codec::missing(&self.buf, self.max));
+                        self.buf.reserve(room);
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    if tx.send(Event::Failed(e)).await.is_ok() {
-                        // The rest cannot be parsed; read on (discarding) so that the peer's
-                        // answer, the end of its stream, ends the link without a wait.
-                        loop {
-                            buf.clear();
-                            buf.reserve(READ_SIZE);
-                            match recv.read_buf(&mut buf).await {
-                                Ok(0) => {
-                                    let _ = tx.send(Event::Fin).await;
-                                    return;
-                                }
-                                Ok(_) => {}
-                                Err(_) => return,
-                            }
-                        }
+                    Err(e) => {
+                        self.state = ReadState::Discarding;
+                        return Poll::Ready(Event::Failed(e));
                     }
-                    return;
+                },
+                ReadState::Discarding => {
+                    self.buf.clear();
+                    self.buf.reserve(READ_SIZE);
                 }
             }
+            // Cancel safe: `Pending` means nothing was read (and the waker is kept).
+            let read = std::task::ready!(pin!(self.recv.read_buf(&mut self.buf)).poll(cx));
+            let event = match read {
+                Ok(0) if self.buf.is_empty() || self.state == ReadState::Discarding => Event::Fin,
+                Ok(0) => Event::Failed(TransportError::protocol(
+                    "the message stream ended inside a frame",
+                )),
+                Ok(_) => continue,
+                Err(_) if self.state == ReadState::Discarding => {
+                    self.state = ReadState::Done;
+                    return Poll::Pending;
+                }
+                Err(e) => Event::Failed(TransportError::lost(format!(
+                    "reading the message stream: {e}"
+                ))),
+            };
+            self.state = ReadState::Done;
+            return Poll::Ready(event);
         }
-        buf.reserve(read_room(buf.len(), codec::missing(&buf, max)));
-        let event = match recv.read_buf(&mut buf).await {
-            Ok(0) if buf.is_empty() => Event::Fin,
-            Ok(0) => Event::Failed(TransportError::protocol(
-                "the message stream ended inside a frame",
-            )),
-            Ok(_) => continue,
-            Err(e) => Event::Failed(TransportError::lost(format!(
-                "reading the message stream: {e}"
-            ))),
-        };
-        let _ = tx.send(event).await;
-        return;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
