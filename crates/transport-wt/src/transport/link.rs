@@ -327,11 +327,7 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
         })
         .await;
         match step {
-            Step::Read(Event::Frame(Frame::Message(message))) => {
-                // Not returned by the poll above; handled the same way for completeness.
-                flow.waiting = io.try_deliver(message).err();
-            }
-            Step::Read(Event::Frame(Frame::Close(frame))) => {
+            Step::PeerClose(frame) => {
                 if !open {
                     return phase.finish(|| TransportError::Closed);
                 }
@@ -343,14 +339,14 @@ async fn drive(link: Link, io: &mut DriverIo, options: &LinkOptions) -> RunOutco
                 let _ = tokio::time::timeout(options.close_timeout, ended.as_mut()).await;
                 return RunOutcome::PeerClosed(frame);
             }
-            Step::Read(Event::Fin) => {
+            Step::Fin => {
                 return phase.finish(|| {
                     TransportError::lost(
                         "the peer finished the message stream without a close frame",
                     )
                 });
             }
-            Step::Read(Event::Failed(error)) => {
+            Step::ReadFailed(error) => {
                 if !open {
                     return phase.finish(|| error);
                 }
@@ -459,7 +455,9 @@ impl<'a> Flow<'a> {
                 Event::Frame(Frame::Message(message)) => {
                     self.waiting = io.try_deliver(message).err();
                 }
-                other => return Poll::Ready(Step::Read(other)),
+                Event::Frame(Frame::Close(frame)) => return Poll::Ready(Step::PeerClose(frame)),
+                Event::Fin => return Poll::Ready(Step::Fin),
+                Event::Failed(error) => return Poll::Ready(Step::ReadFailed(error)),
             }
             budget_in -= 1;
         }
@@ -486,8 +484,12 @@ impl<'a> Flow<'a> {
 
 /// What the link's poll returns to its loop: what ends or changes the link.
 enum Step {
-    /// From the streams: a close frame, the end of the message stream, or a failure.
-    Read(Event),
+    /// The peer's close frame.
+    PeerClose(CloseFrame),
+    /// The peer finished the message stream.
+    Fin,
+    /// Reading failed (a bad frame, a broken stream).
+    ReadFailed(TransportError),
     /// The application asked to close.
     Close(CloseFrame),
     WriteFailed(TransportError),
