@@ -152,7 +152,11 @@ pub struct ConnectionGauge {
 impl ConnectionGauge {
     /// Counts one open connection of `transport` until dropped.
     pub fn new(transport: &'static str) -> Self {
-        let gauge = gauge!(CONNECTIONS, LABEL_TRANSPORT => transport);
+        Self::hold(gauge!(CONNECTIONS, LABEL_TRANSPORT => transport))
+    }
+
+    /// One unit of `gauge`, a [`CONNECTIONS`] handle looked up already.
+    fn hold(gauge: Gauge) -> Self {
         gauge.increment(1.0);
         Self { gauge }
     }
@@ -189,11 +193,10 @@ impl ServerMetrics {
     /// (held as long as the connection) and its message counters.
     pub fn accepted(&self) -> (ConnectionGauge, MessageMetrics) {
         self.accepted.increment(1);
-        self.connections.increment(1.0);
-        let gauge = ConnectionGauge {
-            gauge: self.connections.clone(),
-        };
-        (gauge, self.messages.clone())
+        (
+            ConnectionGauge::hold(self.connections.clone()),
+            self.messages.clone(),
+        )
     }
 }
 

@@ -305,7 +305,8 @@ impl SseParser {
     /// Bytes held by the buffers of the line and of the event data still arriving (their
     /// capacities): never more than `max_line_length + max_event_size`. The event type and
     /// last event id add at most three times `max_line_length` each (with
-    /// [`InvalidUtf8::Replace`], an invalid byte decodes to the three bytes of U+FFFD); queued events are the caller's to take.
+    /// [`InvalidUtf8::Replace`], an invalid byte decodes to the three bytes of U+FFFD); queued
+    /// events are the caller's to take.
     pub fn buffered_bytes(&self) -> usize {
         self.line.capacity() + self.data.capacity()
     }
